@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""PyTorch twin of `keel bench train`.
+
+Times full training steps of a randomly initialised Llama model on the CPU so
+the numbers can be set beside keel's in the same run. "Same work" means:
+
+* the same model: HF `LlamaForCausalLM` built from the same shape (SmolLM2-135M
+  or the `tiny` test shape), float32, tied embeddings, random init
+  (transformers' own init: normal(0, 0.02) for Linear/Embedding, ones for
+  RMSNorm);
+* the same data: B x T random token ids, full attention mask (no padding),
+  labels = input ids (HF's shifted mean cross-entropy over all positions);
+* the same step: zero_grad + forward + backward + clip_grad_norm_(1.0) +
+  AdamW(lr 1e-4, betas (0.9, 0.999), eps 1e-8, weight decay 0.1 on matrices,
+  0 on 1-D params);
+* the same measurement: W untimed warm-up steps, then N timed steps; median
+  and min seconds/step, tokens/s = B*T/median, GFLOP/s = 6*params*B*T/median
+  (params = distinct trainable parameters, tied embedding counted once), peak
+  RSS from /proc/self/status VmHWM.
+
+Example:
+    python bench/train_step_torch.py --shape smollm2-135m --batch 4 --seq 256 \
+        --steps 3 --threads 2 --json
+"""
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+SHAPES = {
+    "smollm2-135m": dict(hidden_size=576, num_hidden_layers=30, num_attention_heads=9,
+                         num_key_value_heads=3, intermediate_size=1536, vocab_size=49152,
+                         rope_theta=100000.0, max_position_embeddings=8192),
+    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, intermediate_size=128, vocab_size=1000,
+                 rope_theta=10000.0, max_position_embeddings=2048),
+}
+
+
+def rss_mib(field):
+    """Read a memory field (VmRSS, VmHWM) of this process from /proc, in MiB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--shape", choices=sorted(SHAPES), default="smollm2-135m")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--seq", type=int, default=256)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa")
+    p.add_argument("--grad-checkpointing", action="store_true")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args()
+
+    torch.set_num_threads(a.threads)
+    torch.set_num_interop_threads(1)
+    torch.manual_seed(0)
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    baseline = rss_mib("VmRSS")
+    cfg = LlamaConfig(**SHAPES[a.shape], rms_norm_eps=1e-5, tie_word_embeddings=True,
+                      use_cache=False, attn_implementation=a.attn)
+    model = LlamaForCausalLM(cfg).float().train()
+    assert model.config._attn_implementation == a.attn
+    if a.grad_checkpointing:
+        kw = {"use_reentrant": False}  # checkpoint every decoder layer
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
+    params = [q for q in model.parameters() if q.requires_grad]  # deduplicates the tied weight
+    n_params = sum(q.numel() for q in params)
+    opt = torch.optim.AdamW(
+        [{"params": [q for q in params if q.ndim >= 2], "weight_decay": 0.1},
+         {"params": [q for q in params if q.ndim < 2], "weight_decay": 0.0}],
+        lr=1e-4, betas=(0.9, 0.999), eps=1e-8)
+
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.randint(0, cfg.vocab_size, (a.batch, a.seq), generator=gen)
+               for _ in range(a.warmup + a.steps)]
+    mask = torch.ones(a.batch, a.seq, dtype=torch.long)
+
+    def step(ids):
+        opt.zero_grad(set_to_none=True)
+        loss = model(input_ids=ids, attention_mask=mask, labels=ids).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, max_norm=1.0)
+        opt.step()
+        return loss.item()
+
+    losses, times = [], []
+    for i, ids in enumerate(batches):
+        t0 = time.perf_counter()
+        loss = step(ids)
+        dt = time.perf_counter() - t0
+        losses.append(loss)
+        if i >= a.warmup:
+            times.append(dt)
+        if not a.json:
+            tag = "warmup" if i < a.warmup else "step"
+            print(f"{tag} {i}: loss {loss:.4f}  {dt:.3f} s", file=sys.stderr)
+
+    med = statistics.median(times)
+    tokens = a.batch * a.seq
+    out = {
+        "impl": "pytorch", "torch": torch.__version__, "shape": a.shape,
+        "batch": a.batch, "seq": a.seq, "threads": a.threads, "steps": a.steps,
+        "params": n_params, "median_s": med, "min_s": min(times),
+        "tokens_per_s": tokens / med, "gflops": 6 * n_params * tokens / med / 1e9,
+        "peak_rss_mib": rss_mib("VmHWM"), "baseline_rss_mib": baseline,
+        "losses": losses, "grad_checkpointing": a.grad_checkpointing, "attn": a.attn,
+    }
+    if a.json:
+        print(json.dumps(out))
+    else:
+        print(f"pytorch {out['torch']}  shape {a.shape}  params {n_params:,}  "
+              f"B={a.batch} T={a.seq} threads={a.threads} attn={a.attn} "
+              f"grad_ckpt={a.grad_checkpointing}")
+        print(f"median {med:.3f} s/step  min {out['min_s']:.3f} s  "
+              f"{out['tokens_per_s']:.1f} tok/s  {out['gflops']:.1f} GFLOP/s")
+        print(f"peak RSS {out['peak_rss_mib']:.0f} MiB  (baseline before model "
+              f"{baseline:.0f} MiB)")
+        print("losses: " + " ".join(f"{x:.4f}" for x in losses))
+
+
+if __name__ == "__main__":
+    main()
