@@ -17,12 +17,13 @@ import time
 
 import torch
 
-# (M, K, N, a_transposed)
+# (M, K, N, a_transposed); A is M x K (or K x M when transposed), B is K x N,
+# both contiguous row-major.
 SHAPES = [
     (1024, 1024, 1024, False),
-    (1024, 576, 1536, False),   # x @ W_up^T (gate/up projection)
-    (1024, 576, 49152, False),  # x @ E^T (LM head)
-    (1024, 1536, 576, False),   # h @ W_down^T (down projection)
+    (1024, 576, 1536, False),   # gate/up projection shape
+    (1024, 576, 49152, False),  # LM head shape
+    (1024, 1536, 576, False),   # down projection shape
     (576, 1024, 1536, True),    # A^T B, A = 1024x576 row-major (weight gradient)
 ]
 

@@ -1,1 +1,16 @@
+//! keel's model: configuration, weight files, and the Llama-family `Transformer` with its
+//! explicit forward and backward.
+
+pub mod batch;
 pub mod config;
+pub mod optim;
+pub mod params;
+pub mod rng;
+pub mod safetensors;
+pub mod transformer;
+pub mod weights;
+
+pub use batch::Batch;
+pub use config::{Arch, ModelConfig};
+pub use params::ParamLayout;
+pub use transformer::{Transformer, Workspace};

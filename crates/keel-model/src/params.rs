@@ -1,0 +1,109 @@
+//! Where every parameter lives in one flat buffer, under its Hugging Face name.
+//!
+//! Parameters, gradients and optimizer moments share this layout, so each is a single `Vec<f32>`
+//! allocated once, and whole-model operations (clipping, AdamW, L2 to the initial weights) are
+//! loops over one slice.
+
+use crate::config::ModelConfig;
+use std::ops::Range;
+
+/// One named tensor of the model.
+#[derive(Clone, Debug)]
+pub struct TensorSpec {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub range: Range<usize>,
+}
+
+impl TensorSpec {
+    /// Norm gains and biases (1-D) are conventionally exempt from weight decay.
+    pub fn is_matrix(&self) -> bool {
+        self.shape.len() >= 2
+    }
+}
+
+/// Ranges of one decoder layer's tensors.
+#[derive(Clone, Debug)]
+pub struct LayerRanges {
+    pub attn_norm: Range<usize>,
+    pub q: Range<usize>,
+    pub q_bias: Option<Range<usize>>,
+    pub k: Range<usize>,
+    pub k_bias: Option<Range<usize>>,
+    pub v: Range<usize>,
+    pub v_bias: Option<Range<usize>>,
+    pub o: Range<usize>,
+    pub q_norm: Option<Range<usize>>,
+    pub k_norm: Option<Range<usize>>,
+    pub mlp_norm: Range<usize>,
+    pub gate: Range<usize>,
+    pub up: Range<usize>,
+    pub down: Range<usize>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ParamLayout {
+    pub tensors: Vec<TensorSpec>,
+    pub embed: Range<usize>,
+    pub layers: Vec<LayerRanges>,
+    pub final_norm: Range<usize>,
+    /// `None` when the LM head is the (tied) embedding.
+    pub lm_head: Option<Range<usize>>,
+    pub total: usize,
+}
+
+impl ParamLayout {
+    pub fn new(c: &ModelConfig) -> Self {
+        let mut b = Builder { tensors: Vec::new(), total: 0 };
+        let (h, q_w, kv_w) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+        let embed = b.add("model.embed_tokens.weight", &[c.vocab_size, h]);
+        let layers = (0..c.num_layers)
+            .map(|l| {
+                let p = |s: &str| format!("model.layers.{l}.{s}");
+                let bias = c.arch.qkv_bias();
+                LayerRanges {
+                    attn_norm: b.add(&p("input_layernorm.weight"), &[h]),
+                    q: b.add(&p("self_attn.q_proj.weight"), &[q_w, h]),
+                    q_bias: bias.then(|| b.add(&p("self_attn.q_proj.bias"), &[q_w])),
+                    k: b.add(&p("self_attn.k_proj.weight"), &[kv_w, h]),
+                    k_bias: bias.then(|| b.add(&p("self_attn.k_proj.bias"), &[kv_w])),
+                    v: b.add(&p("self_attn.v_proj.weight"), &[kv_w, h]),
+                    v_bias: bias.then(|| b.add(&p("self_attn.v_proj.bias"), &[kv_w])),
+                    o: b.add(&p("self_attn.o_proj.weight"), &[h, q_w]),
+                    q_norm: c.arch.qk_norm().then(|| b.add(&p("self_attn.q_norm.weight"), &[c.head_dim])),
+                    k_norm: c.arch.qk_norm().then(|| b.add(&p("self_attn.k_norm.weight"), &[c.head_dim])),
+                    mlp_norm: b.add(&p("post_attention_layernorm.weight"), &[h]),
+                    gate: b.add(&p("mlp.gate_proj.weight"), &[c.intermediate_size, h]),
+                    up: b.add(&p("mlp.up_proj.weight"), &[c.intermediate_size, h]),
+                    down: b.add(&p("mlp.down_proj.weight"), &[h, c.intermediate_size]),
+                }
+            })
+            .collect();
+        let final_norm = b.add("model.norm.weight", &[h]);
+        let lm_head = (!c.tie_word_embeddings).then(|| b.add("lm_head.weight", &[c.vocab_size, h]));
+        ParamLayout { tensors: b.tensors, embed, layers, final_norm, lm_head, total: b.total }
+    }
+
+    pub fn find(&self, name: &str) -> Option<&TensorSpec> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// The LM head's range: its own, or the embedding's when tied.
+    pub fn head(&self) -> Range<usize> {
+        self.lm_head.clone().unwrap_or(self.embed.clone())
+    }
+}
+
+struct Builder {
+    tensors: Vec<TensorSpec>,
+    total: usize,
+}
+
+impl Builder {
+    fn add(&mut self, name: &str, shape: &[usize]) -> Range<usize> {
+        let range = self.total..self.total + shape.iter().product::<usize>();
+        self.total = range.end;
+        self.tensors.push(TensorSpec { name: name.into(), shape: shape.to_vec(), range: range.clone() });
+        range
+    }
+}

@@ -1,0 +1,332 @@
+//! The Llama-family decoder: explicit forward and backward over flat buffers.
+//!
+//! One `Transformer` serves llama, mistral, qwen2 (q/k/v bias) and qwen3 (per-head RMSNorm on q
+//! and k); the config switches the differences. A [`Workspace`] holds every activation for one
+//! (batch, seq) shape and is allocated once; the step loop allocates nothing large.
+
+use crate::batch::Batch;
+use crate::config::ModelConfig;
+use crate::params::{LayerRanges, ParamLayout};
+use anyhow::{ensure, Result};
+use keel_kernels::attention::{attention_backward, attention_forward, AttnShape};
+use keel_kernels::cross_entropy::{cross_entropy_backward, cross_entropy_forward};
+use keel_kernels::embedding::{embedding_backward, embedding_forward};
+use keel_kernels::linear::{linear_backward, linear_forward};
+use keel_kernels::rmsnorm::{rmsnorm_backward, rmsnorm_forward};
+use keel_kernels::rope::RopeTable;
+use keel_kernels::swiglu::{swiglu_backward, swiglu_forward};
+
+pub struct Transformer {
+    pub config: ModelConfig,
+    pub layout: ParamLayout,
+    /// Every parameter, laid out by `layout`.
+    pub params: Vec<f32>,
+}
+
+/// What one layer's backward needs from its forward.
+struct LayerActs {
+    xn1: Vec<f32>,
+    rstd1: Vec<f32>,
+    /// q and k before their per-head norm (qwen3 only), with the norms' 1/rms.
+    q_pre: Vec<f32>,
+    k_pre: Vec<f32>,
+    q_rstd: Vec<f32>,
+    k_rstd: Vec<f32>,
+    /// q and k after RoPE, and v.
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    probs: Vec<f32>,
+    att: Vec<f32>,
+    x_mid: Vec<f32>,
+    xn2: Vec<f32>,
+    rstd2: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    act: Vec<f32>,
+}
+
+impl LayerActs {
+    fn new(c: &ModelConfig, s: AttnShape) -> Self {
+        let n = s.batch * s.seq;
+        let (h, qw, kw, f) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
+        let qk = c.arch.qk_norm();
+        let z = |len: usize| vec![0.0f32; len];
+        LayerActs {
+            xn1: z(n * h),
+            rstd1: z(n),
+            q_pre: z(if qk { n * qw } else { 0 }),
+            k_pre: z(if qk { n * kw } else { 0 }),
+            q_rstd: z(if qk { n * c.num_heads } else { 0 }),
+            k_rstd: z(if qk { n * c.num_kv_heads } else { 0 }),
+            q: z(n * qw),
+            k: z(n * kw),
+            v: z(n * kw),
+            probs: z(s.probs_len()),
+            att: z(n * qw),
+            x_mid: z(n * h),
+            xn2: z(n * h),
+            rstd2: z(n),
+            gate: z(n * f),
+            up: z(n * f),
+            act: z(n * f),
+        }
+    }
+}
+
+/// Activations and backward scratch for one (batch, seq) shape.
+pub struct Workspace {
+    shape: AttnShape,
+    checkpointing: bool,
+    rope: RopeTable<f32>,
+    /// The input of every layer, and the final hidden state last (`num_layers + 1` entries).
+    layer_inputs: Vec<Vec<f32>>,
+    /// One per layer, or a single one that is refilled by recomputation under checkpointing.
+    acts: Vec<LayerActs>,
+    xf: Vec<f32>,
+    rstdf: Vec<f32>,
+    /// Logits after the forward; the gradient of the loss w.r.t. them after the backward.
+    pub logits: Vec<f32>,
+    lse: Vec<f32>,
+    /// Per-position loss `−log p(target)` of the last forward (0 where there is no target).
+    pub losses: Vec<f32>,
+    dx: Vec<f32>,
+    dxn: Vec<f32>,
+    dq: Vec<f32>,
+    dk: Vec<f32>,
+    dv: Vec<f32>,
+    datt: Vec<f32>,
+    dk_pre: Vec<f32>,
+    dgate: Vec<f32>,
+    dup: Vec<f32>,
+    dact: Vec<f32>,
+    attn_scratch: Vec<f32>,
+}
+
+impl Workspace {
+    /// Allocates everything a step of `batch × seq` tokens needs. With `checkpointing`, only
+    /// each layer's input is kept and the layer is recomputed during the backward.
+    pub fn new(c: &ModelConfig, batch: usize, seq: usize, checkpointing: bool) -> Result<Self> {
+        ensure!(batch > 0 && seq > 0, "batch size and sequence length must be positive");
+        if let Some(w) = c.sliding_window {
+            ensure!(seq <= w, "sequence length {seq} exceeds the sliding window {w}; sliding-window attention is not implemented");
+        }
+        let s = AttnShape { batch, seq, heads: c.num_heads, kv_heads: c.num_kv_heads, head_dim: c.head_dim };
+        let n = batch * seq;
+        let (h, qw, kw, f) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
+        let z = |len: usize| vec![0.0f32; len];
+        let kept = if checkpointing { 1 } else { c.num_layers };
+        Ok(Workspace {
+            shape: s,
+            checkpointing,
+            rope: RopeTable::new(&c.rope_inv_freq(), seq),
+            layer_inputs: (0..=c.num_layers).map(|_| z(n * h)).collect(),
+            acts: (0..kept).map(|_| LayerActs::new(c, s)).collect(),
+            xf: z(n * h),
+            rstdf: z(n),
+            logits: z(n * c.vocab_size),
+            lse: z(n),
+            losses: z(n),
+            dx: z(n * h),
+            dxn: z(n * h),
+            dq: z(n * qw),
+            dk: z(n * kw),
+            dv: z(n * kw),
+            datt: z(n * qw),
+            dk_pre: z(if c.arch.qk_norm() { n * kw } else { 0 }),
+            dgate: z(n * f),
+            dup: z(n * f),
+            dact: z(n * f),
+            attn_scratch: z(s.scratch_len()),
+        })
+    }
+
+    pub fn batch(&self) -> usize {
+        self.shape.batch
+    }
+
+    pub fn seq(&self) -> usize {
+        self.shape.seq
+    }
+
+    /// Makes sure the RoPE table covers every position of `batch`.
+    fn prepare(&mut self, c: &ModelConfig, batch: &Batch) -> Result<()> {
+        ensure!(
+            batch.batch == self.shape.batch && batch.seq == self.shape.seq,
+            "batch is {}×{} but the workspace was made for {}×{}",
+            batch.batch, batch.seq, self.shape.batch, self.shape.seq
+        );
+        let max_pos = batch.positions.iter().copied().max().unwrap_or(0) as usize;
+        if max_pos >= self.rope.len() {
+            self.rope = RopeTable::new(&c.rope_inv_freq(), max_pos + 1);
+        }
+        if let Some(&id) = batch.ids.iter().find(|&&id| id as usize >= c.vocab_size) {
+            anyhow::bail!("token id {id} is outside the vocabulary of {} tokens", c.vocab_size);
+        }
+        Ok(())
+    }
+}
+
+impl Transformer {
+    /// A model with all parameters zero (to be filled by loading or initialisation).
+    pub fn zeros(config: ModelConfig) -> Self {
+        let layout = ParamLayout::new(&config);
+        let params = vec![0.0; layout.total];
+        Transformer { config, layout, params }
+    }
+
+    /// The training-from-scratch initialisation transformers uses for Llama: N(0, std) for
+    /// every matrix and embedding, 1 for norm gains, 0 for biases.
+    pub fn init_random(config: ModelConfig, seed: u64, std: f64) -> Self {
+        let mut m = Self::zeros(config);
+        let mut rng = crate::rng::Rng::new(seed);
+        for t in &m.layout.tensors {
+            let p = &mut m.params[t.range.clone()];
+            if t.is_matrix() {
+                p.iter_mut().for_each(|x| *x = (rng.normal() * std) as f32);
+            } else if t.name.ends_with("norm.weight") {
+                p.fill(1.0);
+            }
+        }
+        m
+    }
+
+    /// Runs the model on `batch`, leaving logits and per-position losses in `ws`; returns the
+    /// per-position losses.
+    pub fn forward<'w>(&self, ws: &'w mut Workspace, batch: &Batch) -> Result<&'w [f32]> {
+        let c = &self.config;
+        ws.prepare(c, batch)?;
+        let p = &self.params;
+        embedding_forward(&mut ws.layer_inputs[0], &p[self.layout.embed.clone()], &batch.ids, c.hidden_size);
+        for l in 0..c.num_layers {
+            let (inputs, outputs) = ws.layer_inputs.split_at_mut(l + 1);
+            let acts = &mut ws.acts[if ws.checkpointing { 0 } else { l }];
+            self.layer_forward(l, acts, &ws.rope, ws.shape, batch, &inputs[l], &mut outputs[0]);
+        }
+        rmsnorm_forward(&mut ws.xf, &mut ws.rstdf, &ws.layer_inputs[c.num_layers], &p[self.layout.final_norm.clone()], c.rms_norm_eps);
+        linear_forward(&mut ws.logits, &ws.xf, &p[self.layout.head()], None, c.hidden_size, c.vocab_size);
+        cross_entropy_forward(&mut ws.losses, &mut ws.lse, &ws.logits, &batch.targets);
+        Ok(&ws.losses)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn layer_forward(
+        &self, l: usize, a: &mut LayerActs, rope: &RopeTable<f32>, s: AttnShape, batch: &Batch, x: &[f32], out: &mut [f32],
+    ) {
+        let c = &self.config;
+        let (p, r) = (&self.params, &self.layout.layers[l]);
+        let (h, qw, kw, f) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
+        let opt = |range: &Option<std::ops::Range<usize>>| range.clone().map(|r| &p[r]);
+        // Attention block.
+        rmsnorm_forward(&mut a.xn1, &mut a.rstd1, x, &p[r.attn_norm.clone()], c.rms_norm_eps);
+        if let (Some(qn), Some(kn)) = (&r.q_norm, &r.k_norm) {
+            linear_forward(&mut a.q_pre, &a.xn1, &p[r.q.clone()], opt(&r.q_bias), h, qw);
+            linear_forward(&mut a.k_pre, &a.xn1, &p[r.k.clone()], opt(&r.k_bias), h, kw);
+            rmsnorm_forward(&mut a.q, &mut a.q_rstd, &a.q_pre, &p[qn.clone()], c.rms_norm_eps);
+            rmsnorm_forward(&mut a.k, &mut a.k_rstd, &a.k_pre, &p[kn.clone()], c.rms_norm_eps);
+        } else {
+            linear_forward(&mut a.q, &a.xn1, &p[r.q.clone()], opt(&r.q_bias), h, qw);
+            linear_forward(&mut a.k, &a.xn1, &p[r.k.clone()], opt(&r.k_bias), h, kw);
+        }
+        linear_forward(&mut a.v, &a.xn1, &p[r.v.clone()], opt(&r.v_bias), h, kw);
+        rope.apply(&mut a.q, &batch.positions, c.num_heads, false);
+        rope.apply(&mut a.k, &batch.positions, c.num_kv_heads, false);
+        attention_forward(&mut a.att, &mut a.probs, &a.q, &a.k, &a.v, &batch.segments, s);
+        linear_forward(&mut a.x_mid, &a.att, &p[r.o.clone()], None, qw, h);
+        add_into(&mut a.x_mid, x);
+        // MLP block.
+        rmsnorm_forward(&mut a.xn2, &mut a.rstd2, &a.x_mid, &p[r.mlp_norm.clone()], c.rms_norm_eps);
+        linear_forward(&mut a.gate, &a.xn2, &p[r.gate.clone()], None, h, f);
+        linear_forward(&mut a.up, &a.xn2, &p[r.up.clone()], None, h, f);
+        swiglu_forward(&mut a.act, &a.gate, &a.up);
+        linear_forward(out, &a.act, &p[r.down.clone()], None, f, h);
+        add_into(out, &a.x_mid);
+    }
+
+    /// Backpropagates `Σ weights[t] · losses[t]` from the last [`forward`](Self::forward) on
+    /// the same batch, adding every parameter's gradient into `grads` (same layout as params).
+    pub fn backward(&self, ws: &mut Workspace, batch: &Batch, weights: &[f32], grads: &mut [f32]) -> Result<()> {
+        let c = &self.config;
+        ensure!(weights.len() == batch.targets.len(), "one loss weight per position is needed");
+        ensure!(grads.len() == self.layout.total, "the gradient buffer does not match the model");
+        let p = &self.params;
+        let (h, v) = (c.hidden_size, c.vocab_size);
+        cross_entropy_backward(&mut ws.logits, &ws.lse, &batch.targets, weights);
+        let head = self.layout.head();
+        linear_backward(Some(&mut ws.dxn), false, Some(&mut grads[head.clone()]), None, &ws.logits, &ws.xf, &p[head], h, v);
+        ws.dx.fill(0.0);
+        let fnorm = self.layout.final_norm.clone();
+        rmsnorm_backward(&mut ws.dx, &mut grads[fnorm.clone()], &ws.dxn, &ws.layer_inputs[c.num_layers], &p[fnorm], &ws.rstdf);
+        for l in (0..c.num_layers).rev() {
+            let idx = if ws.checkpointing {
+                // Recompute this layer's activations from its kept input; the output is discarded
+                // into dxn, which is free at this point.
+                self.layer_forward(l, &mut ws.acts[0], &ws.rope, ws.shape, batch, &ws.layer_inputs[l], &mut ws.dxn);
+                0
+            } else {
+                l
+            };
+            self.layer_backward(l, idx, ws, batch, grads);
+        }
+        embedding_backward(&mut grads[self.layout.embed.clone()], &ws.dx, &batch.ids, h);
+        Ok(())
+    }
+
+    /// Turns `ws.dx` from the gradient w.r.t. layer `l`'s output into the gradient w.r.t. its input.
+    fn layer_backward(&self, l: usize, idx: usize, ws: &mut Workspace, batch: &Batch, grads: &mut [f32]) {
+        let c = &self.config;
+        let (p, r): (&[f32], &LayerRanges) = (&self.params, &self.layout.layers[l]);
+        let (h, qw, kw, f) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
+        let a = &ws.acts[idx];
+        let x = &ws.layer_inputs[l];
+        // MLP block: out = x_mid + down(swiglu(gate(xn2), up(xn2))).
+        linear_backward(Some(&mut ws.dact), false, Some(&mut grads[r.down.clone()]), None, &ws.dx, &a.act, &p[r.down.clone()], f, h);
+        swiglu_backward(&mut ws.dgate, &mut ws.dup, &ws.dact, &a.gate, &a.up);
+        linear_backward(Some(&mut ws.dxn), false, Some(&mut grads[r.gate.clone()]), None, &ws.dgate, &a.xn2, &p[r.gate.clone()], h, f);
+        linear_backward(Some(&mut ws.dxn), true, Some(&mut grads[r.up.clone()]), None, &ws.dup, &a.xn2, &p[r.up.clone()], h, f);
+        rmsnorm_backward(&mut ws.dx, &mut grads[r.mlp_norm.clone()], &ws.dxn, &a.x_mid, &p[r.mlp_norm.clone()], &a.rstd2);
+        // Attention block: x_mid = x + o(attention(rope(q), rope(k), v)).
+        linear_backward(Some(&mut ws.datt), false, Some(&mut grads[r.o.clone()]), None, &ws.dx, &a.att, &p[r.o.clone()], qw, h);
+        attention_backward(&mut ws.dq, &mut ws.dk, &mut ws.dv, &mut ws.attn_scratch, &ws.datt, &a.probs, &a.q, &a.k, &a.v, ws.shape);
+        ws.rope.apply(&mut ws.dq, &batch.positions, c.num_heads, true);
+        ws.rope.apply(&mut ws.dk, &batch.positions, c.num_kv_heads, true);
+        // With per-head q/k norms, the projections' outputs are q_pre/k_pre: take the gradient
+        // through the norms (into datt, free now, and dk_pre).
+        let (dq, dk): (&[f32], &[f32]) = if let (Some(qn), Some(kn)) = (&r.q_norm, &r.k_norm) {
+            ws.datt.fill(0.0);
+            ws.dk_pre.fill(0.0);
+            rmsnorm_backward(&mut ws.datt, &mut grads[qn.clone()], &ws.dq, &a.q_pre, &p[qn.clone()], &a.q_rstd);
+            rmsnorm_backward(&mut ws.dk_pre, &mut grads[kn.clone()], &ws.dk, &a.k_pre, &p[kn.clone()], &a.k_rstd);
+            (&ws.datt, &ws.dk_pre)
+        } else {
+            (&ws.dq, &ws.dk)
+        };
+        linear_backward_into(grads, &mut ws.dxn, false, r.q.clone(), r.q_bias.clone(), dq, &a.xn1, p, h, qw);
+        linear_backward_into(grads, &mut ws.dxn, true, r.k.clone(), r.k_bias.clone(), dk, &a.xn1, p, h, kw);
+        linear_backward_into(grads, &mut ws.dxn, true, r.v.clone(), r.v_bias.clone(), &ws.dv, &a.xn1, p, h, kw);
+        rmsnorm_backward(&mut ws.dx, &mut grads[r.attn_norm.clone()], &ws.dxn, x, &p[r.attn_norm.clone()], &a.rstd1);
+    }
+}
+
+/// [`linear_backward`] for a projection whose weight (and optional bias) gradients both live in
+/// the flat `grads` buffer.
+#[allow(clippy::too_many_arguments)]
+fn linear_backward_into(
+    grads: &mut [f32], dx: &mut [f32], accumulate_dx: bool, w: std::ops::Range<usize>, b: Option<std::ops::Range<usize>>,
+    dy: &[f32], x: &[f32], p: &[f32], n_in: usize, n_out: usize,
+) {
+    match b {
+        Some(b) => {
+            // The layout puts each bias right after its weight.
+            debug_assert_eq!(b.start, w.end);
+            let (gw, gb) = grads[w.start..b.end].split_at_mut(w.len());
+            linear_backward(Some(dx), accumulate_dx, Some(gw), Some(gb), dy, x, &p[w], n_in, n_out);
+        }
+        None => linear_backward(Some(dx), accumulate_dx, Some(&mut grads[w.clone()]), None, dy, x, &p[w], n_in, n_out),
+    }
+}
+
+fn add_into(dst: &mut [f32], src: &[f32]) {
+    use rayon::prelude::*;
+    dst.par_chunks_mut(4096).zip(src.par_chunks(4096)).for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, &s)| *d += s));
+}
