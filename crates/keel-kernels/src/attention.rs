@@ -126,3 +126,55 @@ pub fn attention_backward<T: Real>(
         }
     });
 }
+
+/// Sizes of one cached-attention call: `new` query tokens per row attend to `past + new` cached
+/// keys, the first `pads[b]` of which are left padding.
+#[derive(Clone, Copy, Debug)]
+pub struct CachedShape {
+    pub batch: usize,
+    pub new: usize,
+    pub past: usize,
+    /// Rows the cache holds per sequence.
+    pub capacity: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+}
+
+/// Attention for incremental decoding: `q` is `[batch × new × heads·d]`, the caches
+/// `[batch × capacity × kv_heads·d]` already hold the new tokens' keys and values at rows
+/// `past..past + new`. Query `i` sees cache rows `pads[b]..=past + i`. `scores` holds
+/// `[batch × new × (past + new)]` elements.
+pub fn attention_cached<T: Real>(
+    out: &mut [T], scores: &mut [T], q: &[T], k_cache: &[T], v_cache: &[T], pads: &[usize], s: CachedShape,
+) {
+    let (d, qw, kw, len) = (s.head_dim, s.heads * s.head_dim, s.kv_heads * s.head_dim, s.past + s.new);
+    let group = s.heads / s.kv_heads;
+    let scale = T::from_f64(1.0 / (d as f64).sqrt());
+    let rows: Vec<_> = out.chunks_mut(s.new * qw).zip(scores.chunks_mut(s.new * len)).collect();
+    for_each_row(rows, |b, (out_b, sc)| {
+        let (q_b, k_b, v_b) = (&q[b * s.new * qw..], &k_cache[b * s.capacity * kw..], &v_cache[b * s.capacity * kw..]);
+        for h in 0..s.heads {
+            let kvh = h / group;
+            crate::gemm::gemm_strided_scaled(false, true, s.new, len, d, scale, &q_b[h * d..], qw, &k_b[kvh * d..], kw, T::zero(), sc, len);
+            for i in 0..s.new {
+                let row = &mut sc[i * len..(i + 1) * len];
+                let visible = pads[b]..=s.past + i;
+                if visible.is_empty() {
+                    // A padding query: it sees nothing and outputs zeros.
+                    row.fill(T::zero());
+                    continue;
+                }
+                let max = row[visible.clone()].iter().copied().fold(T::neg_infinity(), T::max);
+                let mut sum = T::zero();
+                for (j, x) in row.iter_mut().enumerate() {
+                    *x = if visible.contains(&j) { (*x - max).exp() } else { T::zero() };
+                    sum += *x;
+                }
+                let inv = T::one() / sum;
+                row.iter_mut().for_each(|x| *x = *x * inv);
+            }
+            crate::gemm::gemm_strided_scaled(false, false, s.new, d, len, T::one(), sc, len, &v_b[kvh * d..], kw, T::zero(), &mut out_b[h * d..], qw);
+        }
+    });
+}

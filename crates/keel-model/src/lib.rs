@@ -3,6 +3,8 @@
 
 pub mod batch;
 pub mod config;
+pub mod gguf;
+pub mod inference;
 pub mod optim;
 pub mod params;
 pub mod rng;

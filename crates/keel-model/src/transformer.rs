@@ -326,7 +326,7 @@ fn linear_backward_into(
     }
 }
 
-fn add_into(dst: &mut [f32], src: &[f32]) {
+pub(crate) fn add_into(dst: &mut [f32], src: &[f32]) {
     use rayon::prelude::*;
     dst.par_chunks_mut(4096).zip(src.par_chunks(4096)).for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, &s)| *d += s));
 }

@@ -1,1 +1,36 @@
-fn main() {}
+//! `keel`: fine-tune Llama-family models on a domain while keeping their general abilities.
+
+mod bench;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "keel", version, about, long_about = "keel fine-tunes Llama-family language models on a domain \
+dataset while keeping their general abilities, and measures both.\n\nThis build provides the training \
+engine and its benchmarks; see the README for what is implemented so far.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Measure the engine's speed and memory.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Bench(cmd) => bench::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

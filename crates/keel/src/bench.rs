@@ -1,0 +1,201 @@
+//! `keel bench`: training-step and GEMM throughput on randomly initialised models.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use keel_kernels::adamw::AdamWHyper;
+use keel_kernels::cross_entropy::IGNORE;
+use keel_model::optim::AdamW;
+use keel_model::rng::Rng;
+use keel_model::{Batch, ModelConfig, Transformer, Workspace};
+use keel_train::step::Trainer;
+use std::time::Instant;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Time full training steps (forward, backward, clipping, AdamW) of a named model shape.
+    ///
+    /// The model is randomly initialised (N(0, 0.02), as transformers does) and trained on random
+    /// tokens with mean cross-entropy, AdamW (lr 1e-4, weight decay 0.1 on matrices) and
+    /// gradient clipping at 1.0: the same work as bench/train_step_torch.py.
+    Train(TrainArgs),
+    /// Time the matrix products of the training step alone: the machine's ceiling for it.
+    Gemm(GemmArgs),
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Model shape: smollm2-135m (hidden 576, 30 layers, 9 heads, 3 KV heads, FFN 1536,
+    /// vocab 49152, tied) or tiny (a quick smoke test).
+    #[arg(long, default_value = "smollm2-135m")]
+    shape: String,
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    #[arg(long, default_value_t = 256)]
+    seq: usize,
+    /// Timed steps (after one untimed warm-up step).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Keep only each layer's input and recompute the layer during the backward.
+    #[arg(long)]
+    grad_checkpointing: bool,
+    /// Print one JSON line instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct GemmArgs {
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Train(a) => bench_train(a),
+        BenchCommand::Gemm(a) => bench_gemm(a),
+    }
+}
+
+/// A named model shape for benchmarks.
+pub fn shape_config(name: &str) -> Result<ModelConfig> {
+    let json = match name {
+        "smollm2-135m" => serde_json::json!({"model_type": "llama", "hidden_size": 576, "num_hidden_layers": 30,
+            "num_attention_heads": 9, "num_key_value_heads": 3, "intermediate_size": 1536, "vocab_size": 49152,
+            "rms_norm_eps": 1e-5, "rope_theta": 100000.0, "tie_word_embeddings": true, "max_position_embeddings": 8192}),
+        "tiny" => serde_json::json!({"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 1000,
+            "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": true}),
+        other => bail!("unknown shape \"{other}\" (known: smollm2-135m, tiny)"),
+    };
+    ModelConfig::from_hf_json(&json)
+}
+
+/// Random tokens; each position's target is the next token (the last position has none).
+fn random_batch(batch: usize, seq: usize, vocab: usize, seed: u64) -> Batch {
+    let mut rng = Rng::new(seed);
+    let ids: Vec<u32> = (0..batch * seq).map(|_| rng.below(vocab as u64) as u32).collect();
+    let targets = (0..batch * seq).map(|i| if i % seq == seq - 1 { IGNORE } else { ids[i + 1] }).collect();
+    Batch {
+        batch,
+        seq,
+        positions: (0..batch * seq).map(|i| (i % seq) as u32).collect(),
+        segments: vec![1; batch * seq],
+        ids,
+        targets,
+    }
+}
+
+/// Peak resident memory of this process (VmHWM), in MiB.
+pub fn peak_rss_mib() -> Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").context("cannot read /proc/self/status")?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc/self/status")?;
+    Ok(kb / 1024.0)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 }
+}
+
+fn bench_train(a: TrainArgs) -> Result<()> {
+    anyhow::ensure!(a.steps > 0 && a.threads > 0, "--steps and --threads must be positive");
+    keel_kernels::parallel::init_threads(a.threads).map_err(anyhow::Error::msg)?;
+    let config = shape_config(&a.shape)?;
+    let mut model = Transformer::init_random(config, 0, 0.02);
+    let params = model.layout.total;
+    let batch = random_batch(a.batch, a.seq, model.config.vocab_size, 1);
+    let weights = batch.mean_weights();
+    let hyper = AdamWHyper { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.1 };
+    let mut trainer = Trainer {
+        workspace: Workspace::new(&model.config, a.batch, a.seq, a.grad_checkpointing)?,
+        grads: vec![0.0f32; params],
+        optimizer: AdamW::new(params, hyper),
+        max_grad_norm: 1.0,
+    };
+    let (mut step_s, mut fwd_s, mut bwd_s, mut opt_s, mut losses) = (vec![], vec![], vec![], vec![], vec![]);
+    for step in 0..=a.steps {
+        let s = trainer.step(&mut model, &batch, hyper.lr, |_| weights.clone())?;
+        let total = s.forward_s + s.backward_s + s.optimizer_s;
+        if !a.json {
+            eprintln!("step {step}{}: loss {:.4}, {total:.3} s", if step == 0 { " (warm-up)" } else { "" }, s.loss);
+        }
+        if step > 0 {
+            step_s.push(total);
+            fwd_s.push(s.forward_s);
+            bwd_s.push(s.backward_s);
+            opt_s.push(s.optimizer_s);
+            losses.push(s.loss);
+        }
+    }
+    let med = median(&step_s);
+    let tokens = (a.batch * a.seq) as f64;
+    let gflops = 6.0 * params as f64 * tokens / med / 1e9;
+    let peak = peak_rss_mib()?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"impl": "keel", "shape": a.shape, "batch": a.batch, "seq": a.seq, "threads": a.threads,
+                "steps": a.steps, "params": params, "median_s": med, "min_s": step_s.iter().copied().fold(f64::MAX, f64::min),
+                "forward_s": median(&fwd_s), "backward_s": median(&bwd_s), "optimizer_s": median(&opt_s),
+                "tokens_per_s": tokens / med, "gflops": gflops, "peak_rss_mib": peak, "losses": losses,
+                "grad_checkpointing": a.grad_checkpointing})
+        );
+    } else {
+        println!("shape {} ({params} parameters), batch {} × seq {}, {} threads{}", a.shape, a.batch, a.seq, a.threads,
+            if a.grad_checkpointing { ", gradient checkpointing" } else { "" });
+        println!("  step      {med:.3} s median of {} (forward {:.3}, backward {:.3}, clip+AdamW {:.3})", a.steps,
+            median(&fwd_s), median(&bwd_s), median(&opt_s));
+        println!("  tokens/s  {:.0}", tokens / med);
+        println!("  GFLOP/s   {gflops:.1}  (6 · params · tokens / time)");
+        println!("  peak RSS  {peak:.0} MiB");
+    }
+    Ok(())
+}
+
+/// The GEMM shapes of a smollm2-135m training step at 1024 tokens (M×K·K×N, and the
+/// weight-gradient form Aᵀ·B), plus a square reference.
+fn bench_gemm(a: GemmArgs) -> Result<()> {
+    use keel_kernels::gemm::gemm;
+    keel_kernels::parallel::init_threads(a.threads).map_err(anyhow::Error::msg)?;
+    let shapes: [(&str, usize, usize, usize, bool); 5] = [
+        ("1024x1024 · 1024x1024", 1024, 1024, 1024, false),
+        ("1024x576 · 576x1536 (gate/up)", 1024, 576, 1536, false),
+        ("1024x576 · 576x49152 (LM head)", 1024, 576, 49152, false),
+        ("1024x1536 · 1536x576 (down)", 1024, 1536, 576, false),
+        ("(1024x576)ᵀ · 1024x1536 (weight grad)", 576, 1024, 1536, true),
+    ];
+    let mut rng = Rng::new(3);
+    let mut results = Vec::new();
+    for (name, m, k, n, trans_a) in shapes {
+        let a_mat: Vec<f32> = (0..m * k).map(|_| rng.normal() as f32).collect();
+        let b_mat: Vec<f32> = (0..k * n).map(|_| rng.normal() as f32).collect();
+        let mut c = vec![0.0f32; m * n];
+        let mut times = Vec::new();
+        for i in 0..12 {
+            let t = Instant::now();
+            gemm(trans_a, false, m, n, k, &a_mat, &b_mat, 0.0, &mut c);
+            if i >= 2 {
+                times.push(t.elapsed().as_secs_f64());
+            }
+        }
+        let gflops = 2.0 * (m * n * k) as f64 / median(&times) / 1e9;
+        if !a.json {
+            println!("{name:40} {gflops:7.1} GFLOP/s");
+        }
+        results.push(serde_json::json!({"shape": name, "m": m, "k": k, "n": n, "gflops": gflops}));
+    }
+    if a.json {
+        println!("{}", serde_json::json!({"impl": "keel", "threads": a.threads, "gemm": results}));
+    }
+    Ok(())
+}

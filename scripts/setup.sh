@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what keel needs beyond a Rust toolchain, then fetches the default model.
+# Re-running it does nothing that is already done.
+#   scripts/setup.sh            system libraries + default model
+#   scripts/setup.sh --no-model system libraries only (what the tests need)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# OpenBLAS: keel's matrix products (see BENCHMARKS.md for why).
+if ! ldconfig -p 2>/dev/null | grep -q 'libopenblas\.so '; then
+    if command -v apt-get >/dev/null; then
+        sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        echo "setup: installing OpenBLAS (libopenblas-dev)" >&2
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libopenblas-dev >/dev/null
+    else
+        echo "setup: OpenBLAS is missing; install it with your package manager (libopenblas-dev, openblas-devel, brew install openblas)" >&2
+        exit 1
+    fi
+fi
+
+if ! command -v cargo >/dev/null; then
+    echo "setup: cargo is missing; install Rust from https://rustup.rs" >&2
+    exit 1
+fi
+
+if [ "${1:-}" != "--no-model" ]; then
+    scripts/fetch-model.sh
+fi
