@@ -1,6 +1,7 @@
 //! `keel`: fine-tune Llama-family models on a domain while keeping their general abilities.
 
 mod bench;
+mod infer;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -8,7 +9,7 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "keel", version, about, long_about = "keel fine-tunes Llama-family language models on a domain \
 dataset while keeping their general abilities, and measures both.\n\nThis build provides the training \
-engine and its benchmarks; see the README for what is implemented so far.")]
+engine, generation and conversion; see the README for what is implemented so far.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,12 +20,21 @@ enum Command {
     /// Measure the engine's speed and memory.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Continue a prompt (optionally as a chat turn) with the model.
+    Generate(infer::GenerateArgs),
+    /// Talk with the model interactively.
+    Chat(infer::ChatArgs),
+    /// Convert a GGUF model into a Hugging Face directory.
+    Convert(infer::ConvertArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Generate(a) => infer::run_generate(a),
+        Command::Chat(a) => infer::run_chat(a),
+        Command::Convert(a) => infer::run_convert(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

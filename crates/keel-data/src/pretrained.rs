@@ -1,0 +1,104 @@
+//! A model with its tokenizer and chat template, from a GGUF file or a Hugging Face directory,
+//! and its export as a Hugging Face directory.
+
+use crate::chat::ChatTemplate;
+use crate::tokenizer::Tokenizer;
+use anyhow::{bail, Context, Result};
+use keel_model::gguf::{GgufFile, MetaValue};
+use keel_model::Transformer;
+use serde_json::{json, Value};
+use std::path::Path;
+
+pub struct Pretrained {
+    pub model: Transformer,
+    pub tokenizer: Tokenizer,
+    pub chat_template: Option<ChatTemplate>,
+}
+
+impl Pretrained {
+    /// Loads `path`: a `.gguf` file, or a directory with `config.json`, safetensors weights,
+    /// `tokenizer.json` and (for the chat template) `tokenizer_config.json`.
+    pub fn load(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            bail!("model {} does not exist (run scripts/fetch-model.sh for the default model)", path.display());
+        }
+        if path.is_file() {
+            return Self::load_gguf(path);
+        }
+        let model = Transformer::load(path)?;
+        let tokenizer = Tokenizer::from_file(path)?;
+        let template = read_template(&path.join("tokenizer_config.json"))?;
+        Self::assemble(model, tokenizer, template)
+    }
+
+    fn load_gguf(path: &Path) -> Result<Self> {
+        let model = Transformer::load_gguf(path)?;
+        let g = GgufFile::open(path)?;
+        let tokenizer = Tokenizer::from_gguf(&g).with_context(|| format!("{}", path.display()))?;
+        let template = g.meta("tokenizer.chat_template").and_then(MetaValue::as_str).map(String::from);
+        Self::assemble(model, tokenizer, template)
+    }
+
+    fn assemble(model: Transformer, tokenizer: Tokenizer, template: Option<String>) -> Result<Self> {
+        let special: Vec<(&str, &str)> = [("bos_token", &tokenizer.bos), ("eos_token", &tokenizer.eos)]
+            .into_iter()
+            .filter_map(|(k, t)| t.as_ref().map(|(_, s)| (k, s.as_str())))
+            .collect();
+        let chat_template = template.map(|t| ChatTemplate::new(&t, &special)).transpose()?;
+        Ok(Pretrained { model, tokenizer, chat_template })
+    }
+
+    /// Token ids that end generation: the tokenizer's EOS, and the config's if different.
+    pub fn stop_ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.tokenizer.eos.iter().map(|(id, _)| *id).chain(self.model.config.eos_token_id).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// Writes a Hugging Face directory: weights, config, tokenizer and its config with the chat
+    /// template.
+    pub fn save_hf(&self, dir: &Path) -> Result<()> {
+        self.model.save(dir)?;
+        write(&dir.join("tokenizer.json"), self.tokenizer.to_json())?;
+        let mut cfg = json!({
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "add_bos_token": self.tokenizer.add_bos,
+            "clean_up_tokenization_spaces": false,
+            "model_max_length": self.model.config.max_position_embeddings,
+        });
+        for (key, token) in [("bos_token", &self.tokenizer.bos), ("eos_token", &self.tokenizer.eos)] {
+            if let Some((_, s)) = token {
+                cfg[key] = json!(s);
+            }
+        }
+        if let Some(t) = &self.chat_template {
+            cfg["chat_template"] = json!(t.source);
+        }
+        write(&dir.join("tokenizer_config.json"), &serde_json::to_string_pretty(&cfg)?)?;
+        let mut gen = json!({"do_sample": false});
+        if let Some((id, _)) = &self.tokenizer.eos {
+            gen["eos_token_id"] = json!(id);
+        }
+        write(&dir.join("generation_config.json"), &serde_json::to_string_pretty(&gen)?)
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The `chat_template` of a `tokenizer_config.json`, if any (a string, or the default entry of
+/// a list of named templates).
+fn read_template(path: &Path) -> Result<Option<String>> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(None) };
+    let cfg: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+    Ok(match cfg.get("chat_template") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Array(list)) => list
+            .iter()
+            .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
+            .and_then(|t| t.get("template")?.as_str().map(String::from)),
+        _ => None,
+    })
+}

@@ -1,0 +1,155 @@
+//! Tokenizers: a Hugging Face `tokenizer.json` through the `tokenizers` crate, or one built from
+//! the vocabulary and merges embedded in a GGUF file.
+
+use anyhow::{bail, ensure, Context, Result};
+use keel_model::gguf::{GgufFile, MetaValue};
+use serde_json::{json, Value};
+use std::path::Path;
+
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    /// The tokenizer as Hugging Face JSON (what `keel convert` writes as tokenizer.json).
+    json: String,
+    pub bos: Option<(u32, String)>,
+    pub eos: Option<(u32, String)>,
+    /// Whether encoding with special tokens prepends BOS.
+    pub add_bos: bool,
+}
+
+/// llama.cpp's token types (`tokenizer.ggml.token_type`).
+const TOKEN_CONTROL: i64 = 3;
+const TOKEN_USER_DEFINED: i64 = 4;
+
+impl Tokenizer {
+    /// Reads `tokenizer.json` (a file, or the directory holding it); BOS/EOS come from the
+    /// `tokenizer_config.json` beside it when present.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let file = if path.is_dir() { path.join("tokenizer.json") } else { path.to_path_buf() };
+        let json = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        let mut tok = Self::from_json(json).with_context(|| format!("{} is not a valid tokenizer", file.display()))?;
+        let config_path = file.with_file_name("tokenizer_config.json");
+        if let Ok(text) = std::fs::read_to_string(&config_path) {
+            let cfg: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", config_path.display()))?;
+            let token = |key: &str| -> Option<(u32, String)> {
+                let s = match cfg.get(key)? {
+                    Value::String(s) => s.clone(),
+                    v => v.get("content")?.as_str()?.to_string(),
+                };
+                Some((tok.inner.token_to_id(&s)?, s))
+            };
+            tok.bos = token("bos_token");
+            tok.eos = token("eos_token");
+            tok.add_bos = cfg.get("add_bos_token").and_then(Value::as_bool).unwrap_or(false);
+        }
+        Ok(tok)
+    }
+
+    fn from_json(json: String) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_bytes(json.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Tokenizer { inner, json, bos: None, eos: None, add_bos: false })
+    }
+
+    /// Builds the tokenizer a GGUF file describes (`tokenizer.ggml.*`): byte-level BPE
+    /// (`model = gpt2`) with the pre-tokenizer its `pre` names.
+    pub fn from_gguf(g: &GgufFile) -> Result<Self> {
+        let meta = |k: &str| g.meta(k);
+        let model = meta("tokenizer.ggml.model").and_then(MetaValue::as_str).context("no tokenizer.ggml.model in the GGUF file")?;
+        ensure!(model == "gpt2", "GGUF tokenizer model \"{model}\" is not supported (only gpt2 byte-level BPE)");
+        let strings = |k: &str| -> Result<Vec<String>> {
+            meta(k)
+                .and_then(MetaValue::as_array)
+                .with_context(|| format!("no {k} in the GGUF file"))?
+                .iter()
+                .map(|v| v.as_str().map(String::from).with_context(|| format!("{k} holds a non-string")))
+                .collect()
+        };
+        let tokens = strings("tokenizer.ggml.tokens")?;
+        let merges = strings("tokenizer.ggml.merges")?;
+        let types: Vec<i64> = match meta("tokenizer.ggml.token_type").and_then(MetaValue::as_array) {
+            Some(a) => a.iter().map(|v| match v {
+                MetaValue::I64(x) => *x,
+                MetaValue::U64(x) => *x as i64,
+                _ => 1,
+            }).collect(),
+            None => vec![1; tokens.len()],
+        };
+        ensure!(types.len() == tokens.len(), "tokenizer.ggml.token_type has {} entries for {} tokens", types.len(), tokens.len());
+        let pre = meta("tokenizer.ggml.pre").and_then(MetaValue::as_str).unwrap_or("default");
+        let vocab: serde_json::Map<String, Value> = tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
+        let added: Vec<Value> = tokens
+            .iter()
+            .zip(&types)
+            .enumerate()
+            .filter(|(_, (_, &t))| t == TOKEN_CONTROL || t == TOKEN_USER_DEFINED)
+            .map(|(id, (content, &t))| json!({"id": id, "content": content, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": t == TOKEN_CONTROL}))
+            .collect();
+        let id_of = |k: &str| meta(k).and_then(MetaValue::as_u64).map(|id| id as u32);
+        let named = |id: Option<u32>| id.and_then(|id| tokens.get(id as usize).map(|t| (id, t.clone())));
+        let bos = named(id_of("tokenizer.ggml.bos_token_id"));
+        let eos = named(id_of("tokenizer.ggml.eos_token_id"));
+        let add_bos = matches!(meta("tokenizer.ggml.add_bos_token"), Some(MetaValue::Bool(true)));
+        let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+        let split = |regex: &str| json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false},
+            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]});
+        let pre_tokenizer = match pre {
+            "smollm" => json!({"type": "Sequence", "pretokenizers": [
+                {"type": "Digits", "individual_digits": true}, byte_level]}),
+            "default" | "gpt2" => byte_level,
+            "llama-bpe" | "llama3" => split(r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
+            "qwen2" => split(r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
+            other => bail!("GGUF pre-tokenizer \"{other}\" is not supported (smollm, gpt2, llama-bpe, qwen2)"),
+        };
+        let post_processor = match (&bos, add_bos) {
+            (Some((id, t)), true) => json!({"type": "TemplateProcessing",
+                "single": [{"SpecialToken": {"id": t, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                "pair": [{"SpecialToken": {"id": t, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                         {"SpecialToken": {"id": t, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                "special_tokens": {t: {"id": t, "ids": [id], "tokens": [t]}}}),
+            _ => json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": true}),
+        };
+        let json = json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": added, "normalizer": null,
+            "pre_tokenizer": pre_tokenizer, "post_processor": post_processor,
+            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                "vocab": vocab, "merges": merges},
+        });
+        let mut tok = Self::from_json(serde_json::to_string(&json)?).context("the GGUF vocabulary does not form a valid tokenizer")?;
+        tok.bos = bos;
+        tok.eos = eos;
+        tok.add_bos = add_bos;
+        Ok(tok)
+    }
+
+    /// Token ids of `text`; special-token strings in the text become their ids. With
+    /// `add_special_tokens`, BOS is prepended where the model asks for it.
+    pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
+        let enc = self.inner.encode(text, add_special_tokens).map_err(|e| anyhow::anyhow!("cannot tokenize: {e}"))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Encoding with character offsets of each token (for loss masks).
+    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
+        let enc = self.inner.encode(text, false).map_err(|e| anyhow::anyhow!("cannot tokenize: {e}"))?;
+        Ok((enc.get_ids().to_vec(), enc.get_offsets().to_vec()))
+    }
+
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        self.inner.decode(ids, skip_special_tokens).map_err(|e| anyhow::anyhow!("cannot decode: {e}"))
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    pub fn to_json(&self) -> &str {
+        &self.json
+    }
+}

@@ -1,0 +1,189 @@
+//! `keel generate`, `keel chat` and `keel convert`.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use keel_data::chat::Message;
+use keel_data::generate::{generate, Finish, GenOptions};
+use keel_data::pretrained::Pretrained;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+/// The default model, as fetched by scripts/fetch-model.sh.
+pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+#[derive(Args)]
+pub struct ModelArgs {
+    /// A GGUF file or a Hugging Face model directory (config.json, safetensors, tokenizer.json).
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    pub model: PathBuf,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+}
+
+impl ModelArgs {
+    pub fn load(&self) -> Result<Pretrained> {
+        keel_kernels::parallel::init_threads(self.threads).map_err(anyhow::Error::msg)?;
+        Pretrained::load(&self.model)
+    }
+}
+
+#[derive(Args)]
+pub struct SamplingArgs {
+    #[arg(long, default_value_t = 256)]
+    max_new_tokens: usize,
+    /// 0 decodes greedily.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f64,
+    /// Nucleus sampling: draw from the most likely tokens holding this much probability.
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Stop before this string (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+}
+
+impl SamplingArgs {
+    fn options(&self) -> Result<GenOptions> {
+        if !(self.temperature >= 0.0) || !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            bail!("--temperature must be ≥ 0 and --top-p in (0, 1]");
+        }
+        Ok(GenOptions {
+            max_new_tokens: self.max_new_tokens,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            seed: self.seed,
+            stop: self.stop.clone(),
+        })
+    }
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The prompt text.
+    #[arg(long)]
+    prompt: String,
+    /// Wrap the prompt as a user message in the model's chat template.
+    #[arg(long)]
+    chat: bool,
+    /// A system message (with --chat).
+    #[arg(long)]
+    system: Option<String>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+}
+
+pub fn run_generate(a: GenerateArgs) -> Result<()> {
+    let options = a.sampling.options()?;
+    let pre = a.model.load()?;
+    let text = if a.chat {
+        let template = pre.chat_template.as_ref().context("the model has no chat template; drop --chat")?;
+        let mut messages: Vec<Message> = a.system.iter().map(|s| Message::new("system", s)).collect();
+        messages.push(Message::new("user", &a.prompt));
+        template.render(&messages, true)?
+    } else {
+        a.prompt.clone()
+    };
+    let ids = pre.tokenizer.encode(&text, true)?;
+    let mut printed = 0;
+    let stdout = std::io::stdout();
+    let out = generate(&pre, &[ids], &options, |_, text| {
+        // Stream only text that can no longer change (a stop string may still cut the tail).
+        let safe = text.len().saturating_sub(options.stop.iter().map(String::len).max().unwrap_or(0));
+        let safe = (0..=safe).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        if safe > printed {
+            let _ = write!(stdout.lock(), "{}", &text[printed..safe]);
+            let _ = stdout.lock().flush();
+            printed = safe;
+        }
+    })?;
+    let g = &out[0];
+    println!("{}", &g.text[printed.min(g.text.len())..]);
+    if g.finish == Finish::Length {
+        eprintln!("(stopped at --max-new-tokens {})", options.max_new_tokens);
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long)]
+    system: Option<String>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+}
+
+/// An interactive conversation on stdin/stdout. `/reset` forgets the history, `/exit` (or end
+/// of input) quits; a failing turn is reported and the conversation goes on.
+pub fn run_chat(a: ChatArgs) -> Result<()> {
+    let options = a.sampling.options()?;
+    let pre = a.model.load()?;
+    let template = pre.chat_template.as_ref().context("the model has no chat template")?;
+    let start: Vec<Message> = a.system.iter().map(|s| Message::new("system", s)).collect();
+    let mut history = start.clone();
+    eprintln!("keel chat: {} — /reset starts over, /exit quits", a.model.model.display());
+    let stdin = std::io::stdin();
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        match stdin.lock().read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("cannot read the input: {e}");
+                continue;
+            }
+        }
+        let line = line.trim();
+        match line {
+            "" => continue,
+            "/exit" | "/quit" => break,
+            "/reset" => {
+                history = start.clone();
+                continue;
+            }
+            _ => {}
+        }
+        history.push(Message::new("user", line));
+        let turn = (|| -> Result<String> {
+            let ids = pre.tokenizer.encode(&template.render(&history, true)?, true)?;
+            Ok(generate(&pre, &[ids], &options, |_, _| {})?.remove(0).text)
+        })();
+        match turn {
+            Ok(reply) => {
+                println!("{reply}");
+                history.push(Message::new("assistant", &reply));
+            }
+            Err(e) => {
+                history.pop();
+                eprintln!("error: {e:#} (the conversation goes on; /reset to start over)");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ConvertArgs {
+    /// The GGUF file to convert.
+    gguf: PathBuf,
+    /// The Hugging Face directory to write (weights as f32 safetensors, config.json,
+    /// tokenizer.json, tokenizer_config.json with the chat template).
+    out_dir: PathBuf,
+}
+
+pub fn run_convert(a: ConvertArgs) -> Result<()> {
+    if !a.gguf.is_file() {
+        bail!("{} is not a file (keel convert reads a GGUF file)", a.gguf.display());
+    }
+    let pre = Pretrained::load(&a.gguf)?;
+    pre.save_hf(&a.out_dir)?;
+    eprintln!("wrote {} ({} parameters, f32)", a.out_dir.display(), pre.model.layout.total);
+    Ok(())
+}
