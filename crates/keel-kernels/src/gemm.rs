@@ -24,6 +24,14 @@ pub(crate) mod ffi {
             order: i32, ta: i32, tb: i32, m: i32, n: i32, k: i32, alpha: f64, a: *const f64, lda: i32,
             b: *const f64, ldb: i32, beta: f64, c: *mut f64, ldc: i32,
         );
+        pub fn cblas_sgemv(
+            order: i32, ta: i32, m: i32, n: i32, alpha: f32, a: *const f32, lda: i32, x: *const f32, incx: i32,
+            beta: f32, y: *mut f32, incy: i32,
+        );
+        pub fn cblas_dgemv(
+            order: i32, ta: i32, m: i32, n: i32, alpha: f64, a: *const f64, lda: i32, x: *const f64, incx: i32,
+            beta: f64, y: *mut f64, incy: i32,
+        );
         pub fn openblas_set_num_threads(n: i32);
     }
 }
@@ -75,9 +83,15 @@ pub fn gemm_strided_scaled<T: Real>(
     check_gemm_args(trans_a, trans_b, m, n, k, a.len(), lda, b.len(), ldb, c.len(), ldc);
     ensure_single_threaded_blas();
     let threads = rayon::current_num_threads();
-    let flops = m as f64 * n as f64 * k as f64;
-    if threads == 1 || flops < 2.0e6 || rayon::current_thread_index().is_some() {
-        // Small products, and products issued from inside a parallel region, run on this thread.
+    // A product this small (by work, and by the bytes it reads) is not worth splitting.
+    let work = m as f64 * n as f64 * k as f64;
+    let serial = threads == 1 || work < 2.5e5 || rayon::current_thread_index().is_some();
+    if m == 1 && !trans_a && trans_b {
+        // One row times a transposed matrix (decoding one token): a matrix-vector product.
+        return gemv_rows(n, k, alpha, b, ldb, a, beta, c, if serial { 1 } else { threads });
+    }
+    if serial {
+        // Products issued from inside a parallel region run on this thread.
         T::gemm_raw(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
@@ -106,6 +120,17 @@ pub fn gemm_strided_scaled<T: Real>(
                 T::gemm_raw(trans_a, trans_b, mm, nn, k, alpha, &a[a_off..], lda, &b[b_off..], ldb, beta, c_part, ldc);
             });
         }
+    });
+}
+
+/// `y[..rows] = alpha · W·x + beta · y` with `W` `[rows × cols]` (leading dimension `ldw`),
+/// its rows split over `parts` threads.
+#[allow(clippy::too_many_arguments)]
+fn gemv_rows<T: Real>(rows: usize, cols: usize, alpha: T, w: &[T], ldw: usize, x: &[T], beta: T, y: &mut [T], parts: usize) {
+    use rayon::prelude::*;
+    let part = rows.div_ceil(parts).next_multiple_of(16);
+    y[..rows].par_chunks_mut(part).enumerate().for_each(|(i, y)| {
+        T::gemv_raw(y.len(), cols, alpha, &w[i * part * ldw..], ldw, x, beta, y);
     });
 }
 
@@ -149,6 +174,15 @@ mod tests {
                     assert!((x - y).abs() < 1e-9, "{ta} {tb}: {x} vs {y}");
                 }
             }
+        }
+        // One row times a transposed matrix goes through the split matrix-vector path.
+        for (n, k) in [(700, 300), (5, 3)] {
+            let a: Vec<f64> = (0..k).map(|i| (i % 9) as f64 - 4.0).collect();
+            let b: Vec<f64> = (0..n * k).map(|i| (i % 11) as f64 - 5.0).collect();
+            let want = naive(false, true, 1, n, k, &a, &b);
+            let mut c = vec![2.0; n];
+            gemm(false, true, 1, n, k, &a, &b, 0.0, &mut c);
+            assert_eq!(c, want);
         }
         // beta = 1 accumulates, and a wide product splits along columns.
         let (m, n, k) = (20, 300, 400);

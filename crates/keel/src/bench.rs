@@ -20,6 +20,28 @@ pub enum BenchCommand {
     Train(TrainArgs),
     /// Time the matrix products of the training step alone: the machine's ceiling for it.
     Gemm(GemmArgs),
+    /// Time prompt processing and greedy decoding with the KV cache (batch 1).
+    ///
+    /// The twin is bench/generate_torch.py on the same weights converted to f32
+    /// (`keel convert`).
+    Generate(GenerateBenchArgs),
+}
+
+#[derive(Args)]
+pub struct GenerateBenchArgs {
+    #[command(flatten)]
+    model: crate::infer::ModelArgs,
+    /// Prompt length in tokens.
+    #[arg(long, default_value_t = 256)]
+    prompt_tokens: usize,
+    /// Tokens decoded (EOS does not stop the benchmark).
+    #[arg(long, default_value_t = 128)]
+    new_tokens: usize,
+    /// Repetitions; the medians are reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -57,6 +79,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Train(a) => bench_train(a),
         BenchCommand::Gemm(a) => bench_gemm(a),
+        BenchCommand::Generate(a) => bench_generate(a),
     }
 }
 
@@ -196,6 +219,45 @@ fn bench_gemm(a: GemmArgs) -> Result<()> {
     }
     if a.json {
         println!("{}", serde_json::json!({"impl": "keel", "threads": a.threads, "gemm": results}));
+    }
+    Ok(())
+}
+
+/// Prompt tokens: a fixed English text repeated, tokenized by the model (the same text as the
+/// PyTorch twin uses).
+const BENCH_TEXT: &str = "The quick brown fox jumps over the lazy dog while the committee reviews the annual report on renewable energy. ";
+
+fn bench_generate(a: GenerateBenchArgs) -> Result<()> {
+    use keel_model::inference::Decoder;
+    anyhow::ensure!(a.prompt_tokens > 0 && a.repeat > 0, "--prompt-tokens and --repeat must be positive");
+    let pre = a.model.load()?;
+    let mut ids = pre.tokenizer.encode(&BENCH_TEXT.repeat(a.prompt_tokens / 8 + 1), false)?;
+    ids.truncate(a.prompt_tokens);
+    let vocab = pre.model.config.vocab_size;
+    let argmax = |l: &[f32]| l.iter().enumerate().fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0 as u32;
+    let (mut prefill_s, mut decode_s) = (vec![], vec![]);
+    for _ in 0..a.repeat {
+        let mut dec = Decoder::new(&pre.model, 1, a.prompt_tokens + a.new_tokens);
+        let t0 = Instant::now();
+        let mut next = argmax(&dec.prefill(&[ids.clone()])?[..vocab]);
+        let t1 = Instant::now();
+        for _ in 0..a.new_tokens {
+            next = argmax(&dec.step(&[next])?[..vocab]);
+        }
+        decode_s.push(t1.elapsed().as_secs_f64());
+        prefill_s.push((t1 - t0).as_secs_f64());
+    }
+    let (p, d) = (median(&prefill_s), median(&decode_s));
+    let peak = peak_rss_mib()?;
+    if a.json {
+        println!("{}", serde_json::json!({"impl": "keel", "threads": a.model.threads, "prompt_tokens": ids.len(),
+            "new_tokens": a.new_tokens, "prefill_s": p, "decode_s": d, "prompt_tokens_per_s": ids.len() as f64 / p,
+            "decode_tokens_per_s": a.new_tokens as f64 / d, "peak_rss_mib": peak}));
+    } else {
+        println!("{}: {} threads", a.model.model.display(), a.model.threads);
+        println!("  prompt   {} tokens in {p:.3} s: {:.0} tokens/s", ids.len(), ids.len() as f64 / p);
+        println!("  decode   {} tokens in {d:.3} s: {:.1} tokens/s", a.new_tokens, a.new_tokens as f64 / d);
+        println!("  peak RSS {peak:.0} MiB");
     }
     Ok(())
 }
