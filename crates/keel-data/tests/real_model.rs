@@ -1,0 +1,59 @@
+//! The default model, SmolLM2-135M-Instruct, from its GGUF file (fetched by
+//! scripts/fetch-model.sh, which .ci/run calls first).
+
+use keel_data::chat::Message;
+use keel_data::generate::{generate, Finish, GenOptions};
+use keel_data::pretrained::Pretrained;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+pub fn default_model_path() -> PathBuf {
+    let dir = std::env::var_os("KEEL_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
+    let path = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(path.exists(), "{} is missing: run scripts/fetch-model.sh first", path.display());
+    path
+}
+
+fn smollm2() -> &'static Pretrained {
+    static MODEL: OnceLock<Pretrained> = OnceLock::new();
+    MODEL.get_or_init(|| Pretrained::load(&default_model_path()).unwrap())
+}
+
+#[test]
+fn greedy_chat_answer_names_paris() {
+    let pre = smollm2();
+    let prompt = pre.chat_template.as_ref().unwrap().render(&[Message::new("user", "What is the capital of France?")], true).unwrap();
+    let ids = pre.tokenizer.encode(&prompt, true).unwrap();
+    let out = generate(pre, &[ids], &GenOptions { max_new_tokens: 30, ..GenOptions::default() }, |_, _| {}).unwrap();
+    assert!(out[0].text.contains("Paris"), "answer: {:?}", out[0].text);
+    assert_eq!(out[0].finish, Finish::Eos);
+}
+
+#[test]
+fn batched_generation_equals_one_at_a_time() {
+    let pre = smollm2();
+    let template = pre.chat_template.as_ref().unwrap();
+    let prompts: Vec<Vec<u32>> = ["Name a color.", "What is 2 + 2? Answer briefly."]
+        .iter()
+        .map(|q| pre.tokenizer.encode(&template.render(&[Message::new("user", q)], true).unwrap(), true).unwrap())
+        .collect();
+    let opts = GenOptions { max_new_tokens: 12, ..GenOptions::default() };
+    let together = generate(pre, &prompts, &opts, |_, _| {}).unwrap();
+    for (p, g) in prompts.iter().zip(&together) {
+        let alone = generate(pre, std::slice::from_ref(p), &opts, |_, _| {}).unwrap();
+        assert_eq!(alone[0].ids, g.ids, "left padding must not change a greedy answer");
+    }
+}
+
+#[test]
+fn stop_strings_cut_the_text() {
+    let pre = smollm2();
+    let prompt = pre.chat_template.as_ref().unwrap().render(&[Message::new("user", "What is the capital of France?")], true).unwrap();
+    let ids = pre.tokenizer.encode(&prompt, true).unwrap();
+    let opts = GenOptions { max_new_tokens: 30, stop: vec![" is".into()], ..GenOptions::default() };
+    let out = generate(pre, &[ids], &opts, |_, _| {}).unwrap();
+    assert_eq!(out[0].text, "The capital of France");
+    assert_eq!(out[0].finish, Finish::Stop);
+}
