@@ -47,36 +47,45 @@ struct LayerActs {
 }
 
 impl LayerActs {
-    fn new(c: &ModelConfig, s: AttnShape) -> Self {
+    /// Element counts of every buffer for a shape, in the order of [`LayerActs::buffers`].
+    fn sizes(c: &ModelConfig, s: AttnShape) -> [usize; 17] {
         let n = s.batch * s.seq;
         let (h, qw, kw, f) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
-        let qk = c.arch.qk_norm();
-        let z = |len: usize| vec![0.0f32; len];
-        LayerActs {
-            xn1: z(n * h),
-            rstd1: z(n),
-            q_pre: z(if qk { n * qw } else { 0 }),
-            k_pre: z(if qk { n * kw } else { 0 }),
-            q_rstd: z(if qk { n * c.num_heads } else { 0 }),
-            k_rstd: z(if qk { n * c.num_kv_heads } else { 0 }),
-            q: z(n * qw),
-            k: z(n * kw),
-            v: z(n * kw),
-            probs: z(s.probs_len()),
-            att: z(n * qw),
-            x_mid: z(n * h),
-            xn2: z(n * h),
-            rstd2: z(n),
-            gate: z(n * f),
-            up: z(n * f),
-            act: z(n * f),
+        let qk = usize::from(c.arch.qk_norm());
+        [n * h, n, qk * n * qw, qk * n * kw, qk * n * c.num_heads, qk * n * c.num_kv_heads, n * qw, n * kw, n * kw,
+         s.probs_len(), n * qw, n * h, n * h, n, n * f, n * f, n * f]
+    }
+
+    fn buffers(&mut self) -> [&mut Vec<f32>; 17] {
+        [&mut self.xn1, &mut self.rstd1, &mut self.q_pre, &mut self.k_pre, &mut self.q_rstd, &mut self.k_rstd,
+         &mut self.q, &mut self.k, &mut self.v, &mut self.probs, &mut self.att, &mut self.x_mid, &mut self.xn2,
+         &mut self.rstd2, &mut self.gate, &mut self.up, &mut self.act]
+    }
+
+    fn with_capacity(c: &ModelConfig, s: AttnShape) -> Self {
+        let mut a = LayerActs {
+            xn1: vec![], rstd1: vec![], q_pre: vec![], k_pre: vec![], q_rstd: vec![], k_rstd: vec![], q: vec![], k: vec![],
+            v: vec![], probs: vec![], att: vec![], x_mid: vec![], xn2: vec![], rstd2: vec![], gate: vec![], up: vec![], act: vec![],
+        };
+        for (buf, len) in a.buffers().into_iter().zip(Self::sizes(c, s)) {
+            *buf = vec![0.0; len];
+        }
+        a
+    }
+
+    fn resize(&mut self, c: &ModelConfig, s: AttnShape) {
+        for (buf, len) in self.buffers().into_iter().zip(Self::sizes(c, s)) {
+            buf.resize(len, 0.0);
         }
     }
 }
 
-/// Activations and backward scratch for one (batch, seq) shape.
+/// Activations and backward scratch, allocated once for the largest (batch, seq) shape; smaller
+/// batches (length-grouped, or the last one) reuse the same memory.
 pub struct Workspace {
+    /// The shape of the current batch, and the largest one the buffers were allocated for.
     shape: AttnShape,
+    capacity: AttnShape,
     checkpointing: bool,
     rope: RopeTable<f32>,
     /// The input of every layer, and the final hidden state last (`num_layers + 1` entries).
@@ -108,37 +117,39 @@ impl Workspace {
     /// each layer's input is kept and the layer is recomputed during the backward.
     pub fn new(c: &ModelConfig, batch: usize, seq: usize, checkpointing: bool) -> Result<Self> {
         ensure!(batch > 0 && seq > 0, "batch size and sequence length must be positive");
-        if let Some(w) = c.sliding_window {
-            ensure!(seq <= w, "sequence length {seq} exceeds the sliding window {w}; sliding-window attention is not implemented");
-        }
         let s = AttnShape { batch, seq, heads: c.num_heads, kv_heads: c.num_kv_heads, head_dim: c.head_dim };
-        let n = batch * seq;
-        let (h, qw, kw, f) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
-        let z = |len: usize| vec![0.0f32; len];
         let kept = if checkpointing { 1 } else { c.num_layers };
-        Ok(Workspace {
+        let mut ws = Workspace {
             shape: s,
+            capacity: s,
             checkpointing,
             rope: RopeTable::new(&c.rope_inv_freq(), seq),
-            layer_inputs: (0..=c.num_layers).map(|_| z(n * h)).collect(),
-            acts: (0..kept).map(|_| LayerActs::new(c, s)).collect(),
-            xf: z(n * h),
-            rstdf: z(n),
-            logits: z(n * c.vocab_size),
-            lse: z(n),
-            losses: z(n),
-            dx: z(n * h),
-            dxn: z(n * h),
-            dq: z(n * qw),
-            dk: z(n * kw),
-            dv: z(n * kw),
-            datt: z(n * qw),
-            dk_pre: z(if c.arch.qk_norm() { n * kw } else { 0 }),
-            dgate: z(n * f),
-            dup: z(n * f),
-            dact: z(n * f),
-            attn_scratch: z(s.scratch_len()),
-        })
+            layer_inputs: (0..=c.num_layers).map(|_| Vec::new()).collect(),
+            acts: (0..kept).map(|_| LayerActs::with_capacity(c, s)).collect(),
+            xf: vec![], rstdf: vec![], logits: vec![], lse: vec![], losses: vec![], dx: vec![], dxn: vec![], dq: vec![],
+            dk: vec![], dv: vec![], datt: vec![], dk_pre: vec![], dgate: vec![], dup: vec![], dact: vec![], attn_scratch: vec![],
+        };
+        for (buf, len) in ws.buffers().into_iter().zip(Self::sizes(c, s)) {
+            *buf = vec![0.0; len];
+        }
+        for x in &mut ws.layer_inputs {
+            *x = vec![0.0; batch * seq * c.hidden_size];
+        }
+        Ok(ws)
+    }
+
+    /// Element counts of every buffer for a shape, in the order of [`Workspace::buffers`].
+    fn sizes(c: &ModelConfig, s: AttnShape) -> [usize; 16] {
+        let n = s.batch * s.seq;
+        let (h, qw, kw, f) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
+        let qk = usize::from(c.arch.qk_norm());
+        [n * h, n, n * c.vocab_size, n, n, n * h, n * h, n * qw, n * kw, n * kw, n * qw, qk * n * kw, n * f, n * f, n * f, s.scratch_len()]
+    }
+
+    fn buffers(&mut self) -> [&mut Vec<f32>; 16] {
+        [&mut self.xf, &mut self.rstdf, &mut self.logits, &mut self.lse, &mut self.losses, &mut self.dx, &mut self.dxn,
+         &mut self.dq, &mut self.dk, &mut self.dv, &mut self.datt, &mut self.dk_pre, &mut self.dgate, &mut self.dup,
+         &mut self.dact, &mut self.attn_scratch]
     }
 
     pub fn batch(&self) -> usize {
@@ -149,13 +160,28 @@ impl Workspace {
         self.shape.seq
     }
 
-    /// Makes sure the RoPE table covers every position of `batch`.
+    /// Fits the buffers to `batch`'s shape (within the allocated capacity, so without
+    /// allocating) and makes sure the RoPE table covers its positions.
     fn prepare(&mut self, c: &ModelConfig, batch: &Batch) -> Result<()> {
+        let cap = self.capacity;
         ensure!(
-            batch.batch == self.shape.batch && batch.seq == self.shape.seq,
-            "batch is {}×{} but the workspace was made for {}×{}",
-            batch.batch, batch.seq, self.shape.batch, self.shape.seq
+            batch.batch * batch.seq <= cap.batch * cap.seq && batch.batch * batch.seq * batch.seq <= cap.batch * cap.seq * cap.seq,
+            "a batch of {}×{} tokens does not fit the workspace made for {}×{}",
+            batch.batch, batch.seq, cap.batch, cap.seq
         );
+        ensure!(batch.ids.len() == batch.batch * batch.seq, "the batch holds {} ids, not {}×{}", batch.ids.len(), batch.batch, batch.seq);
+        if let Some(w) = c.sliding_window {
+            ensure!(batch.seq <= w, "sequence length {} exceeds the sliding window {w}; sliding-window attention is not implemented", batch.seq);
+        }
+        let s = AttnShape { batch: batch.batch, seq: batch.seq, ..cap };
+        if (s.batch, s.seq) != (self.shape.batch, self.shape.seq) {
+            self.shape = s;
+            for (buf, len) in self.buffers().into_iter().zip(Self::sizes(c, s)) {
+                buf.resize(len, 0.0);
+            }
+            self.acts.iter_mut().for_each(|a| a.resize(c, s));
+            self.layer_inputs.iter_mut().for_each(|x| x.resize(s.batch * s.seq * c.hidden_size, 0.0));
+        }
         let max_pos = batch.positions.iter().copied().max().unwrap_or(0) as usize;
         if max_pos >= self.rope.len() {
             self.rope = RopeTable::new(&c.rope_inv_freq(), max_pos + 1);

@@ -140,3 +140,25 @@ fn saved_model_reloads_bit_identically() {
         assert!(again.params == model.params, "{variant}: weights changed in the round trip");
     }
 }
+
+#[test]
+fn a_larger_workspace_serves_smaller_batches_identically() {
+    let model = Transformer::load(&fixture("qwen3_qknorm")).unwrap();
+    let (batch, _) = load_batch("qwen3_qknorm");
+    let mut exact = Workspace::new(&model.config, batch.batch, batch.seq, false).unwrap();
+    let mut larger = Workspace::new(&model.config, 4, 17, false).unwrap();
+    let (l1, g1) = loss_and_grads(&model, &mut exact, &batch);
+    // Run a bigger batch first so that the buffers hold stale values.
+    let (big, _) = load_batch("qwen3_qknorm");
+    let mut wide = big.clone();
+    wide.batch = 1;
+    wide.seq = big.batch * big.seq;
+    wide.positions = (0..wide.seq as u32).collect();
+    wide.segments = vec![1; wide.seq];
+    loss_and_grads(&model, &mut larger, &wide);
+    let (l2, g2) = loss_and_grads(&model, &mut larger, &batch);
+    assert_eq!(l1, l2);
+    assert!(g1 == g2);
+    let too_big = Batch { batch: 5, ..batch.clone() };
+    assert!(model.forward(&mut larger, &too_big).is_err());
+}
