@@ -1,4 +1,7 @@
-//! keel's training: one optimizer step over the engine (more objectives, schedules and
-//! checkpoints build on it).
+//! keel's training: objectives (CE, TALR, DFT, FLOW, L2 to the initial weights), schedules, and
+//! the optimizer step.
 
+pub mod l2;
+pub mod objective;
+pub mod schedule;
 pub mod step;
