@@ -1,6 +1,9 @@
 //! keel's data side: tokenizers, chat templates, datasets.
 
 pub mod chat;
+pub mod dataset;
+pub mod medcalc;
 pub mod generate;
+pub mod mask;
 pub mod pretrained;
 pub mod tokenizer;

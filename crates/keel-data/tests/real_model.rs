@@ -4,17 +4,10 @@
 use keel_data::chat::Message;
 use keel_data::generate::{generate, Finish, GenOptions};
 use keel_data::pretrained::Pretrained;
-use std::path::PathBuf;
-use std::sync::OnceLock;
+mod common;
 
-pub fn default_model_path() -> PathBuf {
-    let dir = std::env::var_os("KEEL_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
-    let path = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(path.exists(), "{} is missing: run scripts/fetch-model.sh first", path.display());
-    path
-}
+use common::default_model_path;
+use std::sync::OnceLock;
 
 fn smollm2() -> &'static Pretrained {
     static MODEL: OnceLock<Pretrained> = OnceLock::new();

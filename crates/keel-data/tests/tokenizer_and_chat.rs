@@ -1,0 +1,79 @@
+//! The tokenizer built from the GGUF vocabulary and the chat templates against reference
+//! outputs (fixtures from tools/make_tokenizer_fixtures.py and tools/make_real_model_fixtures.py).
+
+mod common;
+
+use keel_data::chat::{ChatTemplate, Message};
+use keel_data::pretrained::Pretrained;
+use keel_data::tokenizer::Tokenizer;
+use keel_model::gguf::GgufFile;
+use keel_model::inference::Decoder;
+use keel_model::safetensors::SafeTensors;
+use serde_json::Value;
+use std::path::PathBuf;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn json(path: PathBuf) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+#[test]
+fn gguf_tokenizer_ids_equal_the_reference_and_decode_round_trips() {
+    let tok = Tokenizer::from_gguf(&GgufFile::open(&common::default_model_path()).unwrap()).unwrap();
+    assert_eq!(tok.eos.as_ref().map(|e| e.0), Some(2));
+    assert!(!tok.add_bos);
+    let cases = json(fixture("tokenizer_cases.json"));
+    for case in cases.as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        assert_eq!(tok.encode(text, true).unwrap(), ids(&case["ids"]), "ids of {text:?}");
+        assert_eq!(tok.encode(text, false).unwrap(), ids(&case["ids_no_special"]), "ids of {text:?} without specials");
+        assert_eq!(tok.decode(&ids(&case["ids"]), false).unwrap(), case["decoded"].as_str().unwrap(), "decode of {text:?}");
+    }
+    assert!(cases.as_array().unwrap().len() >= 30);
+}
+
+#[test]
+fn chat_templates_render_like_transformers() {
+    let templates = [
+        ("smollm2", std::fs::read_to_string(fixture("smollm2_chat_template.jinja")).unwrap()),
+        ("qwen2_5", std::fs::read_to_string(fixture("qwen2_5_chat_template.jinja")).unwrap()),
+    ];
+    let special = [("bos_token", "<|im_start|>"), ("eos_token", "<|im_end|>")];
+    let mut seen = std::collections::BTreeSet::new();
+    let cases = json(fixture("chat_cases.json"));
+    for case in cases.as_array().unwrap() {
+        let name = case["template"].as_str().unwrap();
+        let source = &templates.iter().find(|(n, _)| *n == name).unwrap().1;
+        let template = ChatTemplate::new(source, &special).unwrap();
+        let messages: Vec<Message> = serde_json::from_value(case["messages"].clone()).unwrap();
+        let gen = case["add_generation_prompt"].as_bool().unwrap();
+        assert_eq!(template.render(&messages, gen).unwrap(), case["rendered"].as_str().unwrap(), "{name}, {} messages, generation prompt {gen}", messages.len());
+        seen.insert((name, messages.len(), gen));
+    }
+    assert!(seen.len() >= 12, "both templates, several conversations, with and without the generation prompt");
+}
+
+#[test]
+fn gguf_model_logits_equal_transformers() {
+    let pre = Pretrained::load(&common::default_model_path()).unwrap();
+    let reference = SafeTensors::open(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../keel-model/tests/fixtures/smollm2/france.safetensors")).unwrap();
+    let input: Vec<u32> = reference.read_i64("input_ids").unwrap().iter().map(|&x| x as u32).collect();
+    let greedy = json(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../keel-model/tests/fixtures/smollm2/greedy.json"));
+    // The chat template and tokenizer give transformers' ids for the prompt.
+    let prompt = pre.chat_template.as_ref().unwrap().render(&[Message::new("user", "What is the capital of France?")], true).unwrap();
+    assert_eq!(prompt, greedy["prompt"].as_str().unwrap());
+    assert_eq!(pre.tokenizer.encode(&prompt, true).unwrap(), input);
+    let mut dec = Decoder::new(&pre.model, 1, input.len());
+    let ours = dec.prefill(&[input]).unwrap().to_vec();
+    let want = reference.to_vec_f32("logits").unwrap();
+    let scale = want.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let diff = ours.iter().zip(&want).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(diff <= 1e-4 * scale, "next-token logits differ by {diff} (largest logit {scale})");
+}
