@@ -1,0 +1,54 @@
+//! The `keel` binary as a user meets it.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+fn keel() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_keel"));
+    c.current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."));
+    c
+}
+
+#[test]
+fn generate_answers_the_capital_question() {
+    let out = keel().args(["generate", "--chat", "--prompt", "What is the capital of France?", "--max-new-tokens", "20"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Paris"));
+}
+
+#[test]
+fn interactive_chat_survives_bad_input_lines() {
+    let mut child = keel()
+        .args(["chat", "--max-new-tokens", "12"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"\xff\xfe not utf-8\n\n/reset\nWhat is the capital of France?\n/exit\n").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("cannot read the input"), "{stderr}");
+    assert!(stdout.contains("Paris"), "the conversation went on: {stdout}");
+}
+
+#[test]
+fn missing_models_and_bad_options_are_clear_errors() {
+    let out = keel().args(["generate", "--model", "no/such/model.gguf", "--prompt", "x"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no/such/model.gguf") && err.contains("does not exist"), "{err}");
+
+    let out = keel().args(["convert", "Cargo.toml", "/tmp/keel-never"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a GGUF file"));
+
+    let out = keel().args(["generate", "--prompt", "x", "--top-p", "0"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--top-p"));
+
+    let out = keel().args(["bench", "train", "--shape", "nope"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown shape \"nope\""));
+}
