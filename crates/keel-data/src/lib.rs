@@ -1,5 +1,6 @@
 //! keel's data side: tokenizers, chat templates, datasets.
 
+pub mod batching;
 pub mod chat;
 pub mod dataset;
 pub mod medcalc;

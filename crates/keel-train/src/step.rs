@@ -40,8 +40,7 @@ impl Trainer {
         let t1 = Instant::now();
         model.backward(&mut self.workspace, batch, &weights, &mut self.grads)?;
         let t2 = Instant::now();
-        let grad_norm = clip_global_norm(&mut self.grads, self.max_grad_norm);
-        self.optimizer.update(&model.layout, &mut model.params, &self.grads, lr);
+        let grad_norm = self.apply_update(model, lr);
         let t3 = Instant::now();
         Ok(StepStats {
             loss,
@@ -50,5 +49,12 @@ impl Trainer {
             backward_s: (t2 - t1).as_secs_f64(),
             optimizer_s: (t3 - t2).as_secs_f64(),
         })
+    }
+
+    /// Clips the accumulated gradients and applies AdamW at `lr`; returns the norm before clipping.
+    pub fn apply_update(&mut self, model: &mut Transformer, lr: f64) -> f64 {
+        let grad_norm = clip_global_norm(&mut self.grads, self.max_grad_norm);
+        self.optimizer.update(&model.layout, &mut model.params, &self.grads, lr);
+        grad_norm
     }
 }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod infer;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -17,6 +18,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Fine-tune a model with TALR or a baseline objective (see configs/).
+    Train(train::TrainArgs),
+    /// Inspect training data as a run would see it.
+    #[command(subcommand)]
+    Data(train::DataCommand),
+    /// Average a fine-tuned model with its base (WiSE-FT).
+    Merge(train::MergeArgs),
     /// Measure the engine's speed and memory.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -31,6 +39,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Train(a) => train::run_train(a),
+        Command::Data(cmd) => train::run_data(cmd),
+        Command::Merge(a) => train::run_merge(a),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Generate(a) => infer::run_generate(a),
         Command::Chat(a) => infer::run_chat(a),

@@ -1,0 +1,269 @@
+//! The run configuration: a TOML or YAML file, every field overridable on the command line
+//! (`--set train.lr=2e-5`), unknown keys refused.
+
+use crate::objective::talr::{Normalization, TalrConfig, Temperature};
+use crate::objective::Objective;
+use crate::schedule::Schedule;
+use anyhow::{bail, ensure, Context, Result};
+use keel_data::batching::Truncation;
+use keel_data::dataset::{Fields, Format, Target};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    pub model: ModelSection,
+    pub data: DataSection,
+    #[serde(default)]
+    pub train: TrainSection,
+    #[serde(default)]
+    pub talr: TalrSection,
+    pub output: OutputSection,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// A GGUF file or a Hugging Face directory.
+    pub path: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    pub path: PathBuf,
+    pub format: Format,
+    #[serde(default = "default_target")]
+    pub target: Target,
+    /// Use only the first N examples (0: all).
+    #[serde(default)]
+    pub max_examples: usize,
+    #[serde(default = "default_max_seq_len")]
+    pub max_seq_len: usize,
+    #[serde(default = "default_truncation")]
+    pub truncation: Truncation,
+    /// Pack several examples into each row (attention never crosses them).
+    #[serde(default)]
+    pub packing: bool,
+    #[serde(default)]
+    pub fields: Fields,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSection {
+    /// ce, talr, dft or flow.
+    pub objective: String,
+    pub lr: f64,
+    pub schedule: Schedule,
+    pub warmup_steps: u64,
+    pub epochs: u64,
+    /// Stop after this many optimizer steps (0: run the epochs).
+    pub max_steps: u64,
+    pub micro_batch_size: usize,
+    pub grad_accum: usize,
+    pub max_grad_norm: f64,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// λ of the L2 penalty toward the initial weights (0: off); combines with any objective.
+    pub l2_init: f64,
+    pub seed: u64,
+    pub threads: usize,
+    pub grad_checkpointing: bool,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        TrainSection {
+            objective: "talr".into(),
+            lr: 1e-5,
+            schedule: Schedule::Cosine,
+            warmup_steps: 0,
+            epochs: 1,
+            max_steps: 0,
+            micro_batch_size: 4,
+            grad_accum: 1,
+            max_grad_norm: 1.0,
+            weight_decay: 0.0,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            l2_init: 0.0,
+            seed: 0,
+            threads: 2,
+            grad_checkpointing: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TalrSection {
+    pub normalization: Normalization,
+    /// "sequence_median" (the paper's), "token_median", or a number for a fixed τ.
+    pub temperature: Value,
+    /// Minimum weight w_min.
+    pub floor: f64,
+    /// "batch" (softmax and median over the whole optimizer batch, across accumulated
+    /// micro-batches) or "micro_batch".
+    pub scope: String,
+}
+
+impl Default for TalrSection {
+    fn default() -> Self {
+        TalrSection { normalization: Normalization::Simplex, temperature: "sequence_median".into(), floor: 0.01, scope: "batch".into() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSection {
+    pub dir: PathBuf,
+    /// Checkpoint every N optimizer steps (0: only at the end).
+    #[serde(default = "default_save_every")]
+    pub save_every: u64,
+    /// Checkpoints kept (the oldest are deleted).
+    #[serde(default = "default_keep_last")]
+    pub keep_last: usize,
+}
+
+fn default_target() -> Target {
+    Target::Cot
+}
+fn default_max_seq_len() -> usize {
+    1024
+}
+fn default_truncation() -> Truncation {
+    Truncation::Drop
+}
+fn default_save_every() -> u64 {
+    100
+}
+fn default_keep_last() -> usize {
+    2
+}
+
+impl RunConfig {
+    /// Reads `path` (`.toml`, `.yaml`/`.yml`) and applies `overrides` (`section.key=value`).
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the run config {}", path.display()))?;
+        let mut tree: Value = match path.extension().and_then(|e| e.to_str()) {
+            Some("yaml" | "yml") => serde_yaml::from_str(&text).with_context(|| format!("{} is not valid YAML", path.display()))?,
+            _ => {
+                let t: toml::Value = toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+                serde_json::to_value(t)?
+            }
+        };
+        for o in overrides {
+            apply_override(&mut tree, o)?;
+        }
+        let config: RunConfig = serde_json::from_value(tree).with_context(|| format!("in the run config {}", path.display()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let t = &self.train;
+        ensure!(t.lr > 0.0 && t.lr.is_finite(), "train.lr must be positive, got {}", t.lr);
+        ensure!(t.micro_batch_size > 0 && t.grad_accum > 0, "train.micro_batch_size and train.grad_accum must be positive");
+        ensure!(t.epochs > 0 || t.max_steps > 0, "set train.epochs or train.max_steps");
+        ensure!(t.threads > 0, "train.threads must be positive");
+        ensure!(t.max_grad_norm > 0.0, "train.max_grad_norm must be positive");
+        ensure!(t.l2_init >= 0.0 && t.weight_decay >= 0.0, "train.l2_init and train.weight_decay must not be negative");
+        ensure!((0.0..1.0).contains(&t.beta1) && (0.0..1.0).contains(&t.beta2), "train.beta1 and train.beta2 must lie in [0, 1)");
+        ensure!(self.data.max_seq_len >= 2, "data.max_seq_len must be at least 2");
+        ensure!(self.talr.floor >= 0.0, "talr.floor must not be negative");
+        self.objective()?;
+        Ok(())
+    }
+
+    pub fn objective(&self) -> Result<Objective> {
+        Ok(match self.train.objective.as_str() {
+            "ce" => Objective::Ce,
+            "dft" => Objective::Dft,
+            "flow" => Objective::Flow,
+            "talr" => Objective::Talr(TalrConfig {
+                normalization: self.talr.normalization,
+                temperature: match &self.talr.temperature {
+                    Value::String(s) if s == "sequence_median" => Temperature::SequenceMedian,
+                    Value::String(s) if s == "token_median" => Temperature::TokenMedian,
+                    Value::Number(n) if n.as_f64().is_some_and(|v| v > 0.0) => Temperature::Fixed(n.as_f64().unwrap()),
+                    other => bail!("talr.temperature must be \"sequence_median\", \"token_median\" or a positive number, got {other}"),
+                },
+                floor: self.talr.floor,
+            }),
+            other => bail!("train.objective \"{other}\" is unknown (ce, talr, dft, flow)"),
+        })
+    }
+
+    /// TALR's softmax spans the optimizer batch (true) or each micro-batch.
+    pub fn batch_scope(&self) -> Result<bool> {
+        match self.talr.scope.as_str() {
+            "batch" => Ok(true),
+            "micro_batch" => Ok(false),
+            other => bail!("talr.scope \"{other}\" is unknown (batch, micro_batch)"),
+        }
+    }
+}
+
+/// `a.b=value`: value parsed as TOML (number, bool, string, array), else taken as a string.
+fn apply_override(tree: &mut Value, o: &str) -> Result<()> {
+    let (key, raw) = o.split_once('=').with_context(|| format!("override \"{o}\" is not section.key=value"))?;
+    let value: Value = match toml::from_str::<toml::Value>(&format!("v = {raw}")) {
+        Ok(t) => serde_json::to_value(&t["v"])?,
+        Err(_) => Value::String(raw.to_string()),
+    };
+    let mut node = tree;
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let obj = node.as_object_mut().with_context(|| format!("override {key}: {} is not a section", parts[..i].join(".")))?;
+        if i + 1 == parts.len() {
+            obj.insert(part.to_string(), value);
+            return Ok(());
+        }
+        node = obj.entry(part.to_string()).or_insert_with(|| Value::Object(Default::default()));
+    }
+    bail!("override \"{o}\" has an empty key")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join("keel-config-tests");
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const MINIMAL: &str = "[model]\npath = \"m.gguf\"\n[data]\npath = \"d.jsonl\"\nformat = \"gsm8k\"\n[output]\ndir = \"runs/x\"\n";
+
+    #[test]
+    fn toml_yaml_and_overrides() {
+        let c = RunConfig::load(&write("a.toml", MINIMAL), &["train.lr=2e-5".into(), "train.objective=ce".into(), "talr.temperature=0.5".into()]).unwrap();
+        assert_eq!((c.train.lr, c.train.objective.as_str()), (2e-5, "ce"));
+        assert_eq!(c.talr.temperature, serde_json::json!(0.5));
+        let y = RunConfig::load(&write("a.yaml", "model: {path: m.gguf}\ndata: {path: d.jsonl, format: alpaca}\noutput: {dir: runs/y}\n"), &[]).unwrap();
+        assert_eq!(y.data.format, Format::Alpaca);
+    }
+
+    #[test]
+    fn unknown_keys_and_impossible_values_are_refused() {
+        let err = |text: &str, o: &[&str]| {
+            let o: Vec<String> = o.iter().map(|s| s.to_string()).collect();
+            format!("{:#}", RunConfig::load(&write("b.toml", text), &o).unwrap_err())
+        };
+        assert!(err(&format!("{MINIMAL}[train]\nlearning_rate = 1e-5\n"), &[]).contains("learning_rate"));
+        assert!(err(MINIMAL, &["train.lr=-1e-5"]).contains("train.lr must be positive"));
+        assert!(err(MINIMAL, &["train.micro_batch_size=0"]).contains("micro_batch_size"));
+        assert!(err(MINIMAL, &["train.objective=sft"]).contains("\"sft\" is unknown"));
+        assert!(err(MINIMAL, &["data.colour=1"]).contains("colour"));
+        assert!(err(MINIMAL, &["talr.temperature=-1"]).contains("talr.temperature"));
+    }
+}

@@ -1,0 +1,49 @@
+//! A tiny randomly initialised Llama with SmolLM2's real tokenizer and chat template, and a
+//! small chat dataset: fast enough for whole training runs in tests.
+
+use keel_data::pretrained::Pretrained;
+use keel_model::{ModelConfig, Transformer};
+use std::path::{Path, PathBuf};
+
+pub fn default_model_path() -> PathBuf {
+    let dir = std::env::var_os("KEEL_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
+    let path = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(path.exists(), "{} is missing: run scripts/fetch-model.sh first", path.display());
+    path
+}
+
+/// Writes (once per directory) the tiny model and a dataset of `n` arithmetic conversations;
+/// returns (model dir, data file).
+pub fn tiny_setup(dir: &Path, n: usize) -> (PathBuf, PathBuf) {
+    let model_dir = dir.join("tiny-model");
+    if !model_dir.join("model.safetensors").exists() {
+        let mut pre = Pretrained::load(&default_model_path()).unwrap();
+        let config = ModelConfig::from_hf_json(&serde_json::json!({"model_type": "llama", "hidden_size": 64,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 128,
+            "vocab_size": 49152, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": true,
+            "max_position_embeddings": 2048, "eos_token_id": 2})).unwrap();
+        pre.model = Transformer::init_random(config, 11, 0.05);
+        pre.save_hf(&model_dir).unwrap();
+    }
+    let data = dir.join("data.jsonl");
+    let lines: Vec<String> = (0..n)
+        .map(|i| {
+            let (a, b) = (i * 7 % 13 + 2, i * 5 % 11 + 3);
+            serde_json::json!({"prompt": format!("What is {a} plus {b}?"), "completion": format!("{a} plus {b} is {}.", a + b)}).to_string()
+        })
+        .collect();
+    std::fs::write(&data, lines.join("\n") + "\n").unwrap();
+    (model_dir, data)
+}
+
+/// A run config for the tiny setup.
+pub fn tiny_config(model: &Path, data: &Path, out: &Path, extra: &str) -> String {
+    format!(
+        "[model]\npath = {:?}\n[data]\npath = {:?}\nformat = \"prompt_completion\"\nmax_seq_len = 128\n\
+         [train]\nlr = 3e-3\nschedule = \"constant\"\nmicro_batch_size = 4\nthreads = 2\nseed = 3\nmax_steps = 6\n{extra}\n\
+         [output]\ndir = {:?}\nsave_every = 2\nkeep_last = 2\n",
+        model, data, out
+    )
+}

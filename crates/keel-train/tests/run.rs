@@ -1,0 +1,104 @@
+//! Whole training runs on a tiny model with the real tokenizer.
+
+#[path = "common/tiny.rs"]
+mod tiny;
+
+use keel_model::Transformer;
+use keel_train::config::RunConfig;
+use keel_train::run::{train, RunOptions};
+use std::path::PathBuf;
+
+fn scratch(name: &str) -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("run").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn config(dir: &PathBuf, n: usize, extra: &str, overrides: &[&str]) -> RunConfig {
+    let shared = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("run");
+    let (model, data) = tiny::tiny_setup(&shared, n);
+    let data_copy = dir.join("data.jsonl");
+    std::fs::copy(&data, &data_copy).unwrap();
+    let path = dir.join("run.toml");
+    std::fs::write(&path, tiny::tiny_config(&model, &data_copy, &dir.join("out"), extra)).unwrap();
+    let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    RunConfig::load(&path, &o).unwrap()
+}
+
+const QUIET: RunOptions = RunOptions { resume: false, progress: false };
+
+#[test]
+fn every_objective_lowers_the_training_loss() {
+    let dir = scratch("objectives");
+    for (objective, extra) in [("ce", ""), ("talr", ""), ("dft", ""), ("flow", ""), ("ce", "l2_init = 0.1")] {
+        let mut c = config(&dir, 16, extra, &[&format!("train.objective={objective}")]);
+        c.output.dir = dir.join(format!("out-{objective}-{}", extra.len()));
+        let s = train(&c, &QUIET).unwrap();
+        assert!(s.last_ce < s.first_ce, "{objective} {extra}: cross-entropy {} → {}", s.first_ce, s.last_ce);
+        let metrics = std::fs::read_to_string(c.output.dir.join("metrics.jsonl")).unwrap();
+        assert_eq!(metrics.lines().count(), 6);
+        if objective == "talr" {
+            assert!(metrics.contains("\"tau\"") && metrics.contains("\"at_floor\""));
+        }
+        if objective == "flow" {
+            assert!(c.output.dir.join("flow_weights.json").exists(), "FLOW caches its weights beside the run");
+        }
+        Transformer::load(&s.final_dir).unwrap();
+    }
+}
+
+#[test]
+fn talr_over_accumulated_micro_batches_equals_one_big_batch() {
+    let dir = scratch("accumulation");
+    // eps = 1 makes AdamW's first update proportional to the gradient (with the default eps it
+    // is lr·sign(g), which turns rounding noise in near-zero gradients into full-size steps).
+    let run = |mbs: &str, accum: &str, scope: &str, name: &str| {
+        let mut c = config(&dir, 8, "", &[&format!("train.micro_batch_size={mbs}"), &format!("train.grad_accum={accum}"),
+            "train.max_steps=1", "train.eps=1.0", "train.lr=1.0", &format!("talr.scope={scope}")]);
+        c.output.dir = dir.join(name);
+        train(&c, &QUIET).unwrap();
+        Transformer::load(&c.output.dir.join("final")).unwrap().params
+    };
+    let big = run("8", "1", "batch", "one");
+    let accumulated = run("2", "4", "batch", "four");
+    let per_micro_batch = run("2", "4", "micro_batch", "four-micro");
+    let initial = Transformer::load(&dir.join("../tiny-model")).unwrap().params;
+    let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+    let moved = max_diff(&big, &initial);
+    assert!(moved > 1e-3, "the step moved the weights");
+    let diff = max_diff(&big, &accumulated);
+    assert!(diff < 1e-4 * moved, "one batch of 8 and 4 × 2 accumulated differ by {diff} (update size {moved})");
+    // The micro-batch scope is a different objective: its update differs visibly.
+    assert!(max_diff(&big, &per_micro_batch) > 100.0 * diff.max(1e-9), "micro-batch scope should differ");
+}
+
+#[test]
+fn bad_data_stops_before_training_with_file_and_line() {
+    let dir = scratch("bad_data");
+    let c = config(&dir, 4, "", &[]);
+    let mut text = std::fs::read_to_string(&c.data.path).unwrap();
+    text.push_str("{\"prompt\": \"no completion\"}\n");
+    std::fs::write(&c.data.path, &text).unwrap();
+    let err = format!("{:#}", train(&c, &QUIET).err().unwrap());
+    assert!(err.contains("data.jsonl:5") && err.contains("completion"), "{err}");
+    std::fs::write(&c.data.path, "{\"prompt\": \"a\", \"completion\": \"b\"}\n{oops\n").unwrap();
+    let err = format!("{:#}", train(&c, &QUIET).err().unwrap());
+    assert!(err.contains("data.jsonl:2") && err.contains("not valid JSON"), "{err}");
+    assert!(!c.output.dir.join("final").exists());
+}
+
+#[test]
+fn existing_checkpoints_are_never_overwritten_without_resume() {
+    let dir = scratch("no_overwrite");
+    let c = config(&dir, 8, "", &["train.max_steps=2"]);
+    train(&c, &QUIET).unwrap();
+    let err = format!("{:#}", train(&c, &QUIET).err().unwrap());
+    assert!(err.contains("--resume"), "{err}");
+    // A checkpoint from another configuration is refused, and nothing is written.
+    let other = config(&dir, 8, "", &["train.max_steps=4", "train.lr=1e-3"]);
+    let before = keel_train::checkpoint::list(&other.output.dir).unwrap();
+    let err = format!("{:#}", train(&other, &RunOptions { resume: true, progress: false }).err().unwrap());
+    assert!(err.contains("different configuration"), "{err}");
+    assert_eq!(before, keel_train::checkpoint::list(&other.output.dir).unwrap());
+}

@@ -1,0 +1,94 @@
+//! `keel train`, `keel data inspect`, `keel merge`.
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use keel_data::mask::show_mask;
+use keel_data::pretrained::Pretrained;
+use keel_train::config::RunConfig;
+use keel_train::run::{load_data, train, RunOptions};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// The run configuration (TOML or YAML); see configs/ for examples.
+    #[arg(long)]
+    config: PathBuf,
+    /// Override a field: --set train.lr=5e-6 --set talr.floor=0.05 (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Continue from the newest checkpoint in output.dir.
+    #[arg(long)]
+    resume: bool,
+}
+
+pub fn run_train(a: TrainArgs) -> Result<()> {
+    let config = RunConfig::load(&a.config, &a.overrides)?;
+    let summary = train(&config, &RunOptions { resume: a.resume, progress: true })?;
+    println!("{}", summary.final_dir.display());
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Show how a run's data is tokenized: counts of kept and skipped examples, and examples
+    /// with the supervised (loss) tokens between [ and ].
+    Inspect(InspectArgs),
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    #[arg(long)]
+    config: PathBuf,
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    overrides: Vec<String>,
+    /// How many examples to print.
+    #[arg(long, default_value_t = 2)]
+    examples: usize,
+}
+
+pub fn run_data(cmd: DataCommand) -> Result<()> {
+    let DataCommand::Inspect(a) = cmd;
+    let config = RunConfig::load(&a.config, &a.overrides)?;
+    keel_kernels::parallel::init_threads(config.train.threads).map_err(anyhow::Error::msg)?;
+    let (pre, data) = load_data(&config)?;
+    println!("{}", serde_json::to_string_pretty(&data.prepared.stats)?);
+    for (ex, &src) in data.prepared.examples.iter().zip(&data.prepared.source).take(a.examples) {
+        println!("\n--- example {src}: {} tokens, {} supervised ---", ex.len(), ex.num_supervised());
+        println!("{}", show_mask(&pre.tokenizer, ex)?);
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct MergeArgs {
+    /// The initial model θ₀ (GGUF or Hugging Face directory).
+    #[arg(long)]
+    base: PathBuf,
+    /// The fine-tuned model θ_ft (Hugging Face directory, e.g. a run's final/).
+    #[arg(long)]
+    tuned: PathBuf,
+    /// Weight of the tuned model; repeat for a sweep (one output directory each).
+    #[arg(long, required = true)]
+    alpha: Vec<f64>,
+    /// Output directory; with several alphas, one subdirectory alpha-<A> each.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+}
+
+pub fn run_merge(a: MergeArgs) -> Result<()> {
+    keel_kernels::parallel::init_threads(a.threads).map_err(anyhow::Error::msg)?;
+    let base = Pretrained::load(&a.base)?;
+    let mut tuned = Pretrained::load(&a.tuned)?;
+    for &alpha in &a.alpha {
+        let merged = keel_train::merge::average(&base.model, &tuned.model, alpha)
+            .with_context(|| format!("merging {} into {}", a.tuned.display(), a.base.display()))?;
+        let dir = if a.alpha.len() == 1 { a.out.clone() } else { a.out.join(format!("alpha-{alpha}")) };
+        let tuned_params = std::mem::replace(&mut tuned.model.params, merged.params);
+        tuned.save_hf(&dir)?;
+        tuned.model.params = tuned_params;
+        println!("{}", dir.display());
+    }
+    Ok(())
+}
