@@ -87,7 +87,7 @@ pub fn load(dir: &Path, model: &mut Transformer, opt: &mut AdamW, config_fp: &st
     )
     .with_context(|| format!("{} is corrupt", state_path.display()))?;
     if state.config_fingerprint != config_fp {
-        bail!("{} was made with a different configuration (only output.* may change on --resume); refusing to resume", dir.display());
+        bail!("{} was made with a different configuration (only output.*, train.max_steps and train.epochs may change on --resume); refusing to resume", dir.display());
     }
     if state.data_fingerprint != data_fp {
         bail!("{} was made on different training data (or a different tokenizer); refusing to resume", dir.display());

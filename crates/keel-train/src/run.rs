@@ -89,8 +89,13 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
     ensure!(stats.kept > 0, "no training example is left after preparation (see the counts above)");
 
     let config_json = serde_json::to_value(config)?;
+    // What a checkpoint must agree on to resume: everything but the output section and the
+    // run's length (extending a run is allowed; its schedule then follows the new length).
     let mut fp_json = config_json.clone();
     fp_json.as_object_mut().expect("object").remove("output");
+    for key in ["max_steps", "epochs"] {
+        fp_json["train"].as_object_mut().expect("train section").remove(key);
+    }
     let config_fp = fingerprint(fp_json.to_string().into_bytes());
     write_json(&run_dir.join("config.json"), &json!({"keel_version": env!("CARGO_PKG_VERSION"), "config": config_json}))?;
 
