@@ -102,3 +102,43 @@ fn existing_checkpoints_are_never_overwritten_without_resume() {
     assert!(err.contains("different configuration"), "{err}");
     assert_eq!(before, keel_train::checkpoint::list(&other.output.dir).unwrap());
 }
+
+/// Runs `f` with a small tmpfs mounted at `dir`; skipped (with a note) where mounting is not
+/// permitted (it needs root, as CI has).
+fn with_small_disk(dir: &std::path::Path, megabytes: usize, f: impl FnOnce()) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+        .arg(dir)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipping the disk-full test: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    let _ = std::process::Command::new("umount").arg(dir).status();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+#[test]
+fn a_full_disk_while_checkpointing_leaves_the_previous_checkpoint_intact() {
+    let dir = scratch("disk_full");
+    let mut c = config(&dir, 8, "", &["train.max_steps=3", "output.save_every=1", "output.keep_last=3"]);
+    let disk = dir.join("small-disk");
+    c.output.dir = disk.join("out");
+    // One checkpoint of the tiny model takes about 40 MB (weights and both AdamW moments).
+    with_small_disk(&disk, 60, || {
+        let err = format!("{:#}", train(&c, &QUIET).err().expect("the second checkpoint cannot fit"));
+        assert!(err.contains("checkpoint-00000002") && err.contains("earlier checkpoints are untouched"), "{err}");
+        let left = keel_train::checkpoint::list(&c.output.dir).unwrap();
+        assert_eq!(left.len(), 1, "only the complete first checkpoint remains: {left:?}");
+        let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(left[0].join("state.json")).unwrap()).unwrap();
+        assert_eq!(state["step"], 1);
+        Transformer::load(&left[0]).expect("the first checkpoint still loads");
+        let leftovers: Vec<_> = std::fs::read_dir(&c.output.dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+        assert!(leftovers.is_empty(), "no half-written checkpoint is left behind");
+    });
+}
