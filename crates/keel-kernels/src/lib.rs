@@ -12,6 +12,7 @@ pub mod cross_entropy;
 pub mod embedding;
 pub mod gemm;
 pub mod linear;
+pub mod lora;
 pub mod parallel;
 pub mod real;
 pub mod rmsnorm;

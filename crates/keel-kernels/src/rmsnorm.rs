@@ -14,8 +14,8 @@ pub fn rmsnorm_forward<T: Real>(out: &mut [T], rstd: &mut [T], x: &[T], w: &[T],
     });
 }
 
-/// Backward of [`rmsnorm_forward`]: `dx += ∂L/∂x`, `dw += ∂L/∂w`.
-pub fn rmsnorm_backward<T: Real>(dx: &mut [T], dw: &mut [T], dout: &[T], x: &[T], w: &[T], rstd: &[T]) {
+/// Backward of [`rmsnorm_forward`]: `dx += ∂L/∂x`, `dw += ∂L/∂w` (skipped for a frozen gain).
+pub fn rmsnorm_backward<T: Real>(dx: &mut [T], dw: Option<&mut [T]>, dout: &[T], x: &[T], w: &[T], rstd: &[T]) {
     let dim = w.len();
     let inv_dim = T::from_f64(1.0 / dim as f64);
     dx.par_chunks_mut(dim).zip(dout.par_chunks(dim)).zip(x.par_chunks(dim)).zip(rstd.par_iter()).for_each(
@@ -28,8 +28,10 @@ pub fn rmsnorm_backward<T: Real>(dx: &mut [T], dw: &mut [T], dout: &[T], x: &[T]
             }
         },
     );
-    accumulate_rows(rstd.len(), dw, |row, acc| {
-        let (dor, xr, r) = (&dout[row * dim..(row + 1) * dim], &x[row * dim..(row + 1) * dim], rstd[row]);
-        acc.iter_mut().zip(dor).zip(xr).for_each(|((a, &g), &xv)| *a = g * xv * r);
-    });
+    if let Some(dw) = dw {
+        accumulate_rows(rstd.len(), dw, |row, acc| {
+            let (dor, xr, r) = (&dout[row * dim..(row + 1) * dim], &x[row * dim..(row + 1) * dim], rstd[row]);
+            acc.iter_mut().zip(dor).zip(xr).for_each(|((a, &g), &xv)| *a = g * xv * r);
+        });
+    }
 }

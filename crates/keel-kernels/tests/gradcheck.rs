@@ -9,6 +9,7 @@ use keel_kernels::clip::{clip_global_norm, global_norm};
 use keel_kernels::cross_entropy::{cross_entropy_backward, cross_entropy_forward, IGNORE};
 use keel_kernels::embedding::{embedding_backward, embedding_forward};
 use keel_kernels::linear::{linear_backward, linear_forward};
+use keel_kernels::lora::{lora_backward, lora_forward};
 use keel_kernels::rmsnorm::{rmsnorm_backward, rmsnorm_forward};
 use keel_kernels::rope::RopeTable;
 use keel_kernels::swiglu::{swiglu_backward, swiglu_forward};
@@ -79,7 +80,7 @@ fn rmsnorm_backward_matches_finite_differences() {
     };
     let rstd = fwd(&x, &w).1;
     let (mut dx, mut dw) = (vec![0.5; rows * dim], vec![0.25; dim]);
-    rmsnorm_backward(&mut dx, &mut dw, &r, &x, &w, &rstd);
+    rmsnorm_backward(&mut dx, Some(&mut dw), &r, &x, &w, &rstd);
     // The backward accumulates: subtract what the buffers held before.
     dx.iter_mut().for_each(|g| *g -= 0.5);
     dw.iter_mut().for_each(|g| *g -= 0.25);
@@ -240,4 +241,23 @@ fn clipping_scales_to_the_max_norm_and_leaves_small_gradients() {
     assert_eq!(g, vec![3.0, 4.0]);
     assert_eq!(clip_global_norm(&mut g, 1.0), 5.0);
     assert!((global_norm(&g) - 1.0).abs() < 1e-6);
+}
+
+#[test]
+fn lora_backward_matches_finite_differences() {
+    let mut rng = Rng(8);
+    let (rows, n_in, n_out, rank, scale) = (6, 7, 5, 3, 2.0);
+    let (x, a, b, r) = (rng.vec(rows * n_in, 1.0), rng.vec(rank * n_in, 1.0), rng.vec(n_out * rank, 1.0), rng.vec(rows * n_out, 1.0));
+    let base = rng.vec(rows * n_out, 1.0);
+    let fwd = |x: &[f64], a: &[f64], b: &[f64]| {
+        let (mut y, mut u) = (base.clone(), vec![0.0; rows * rank]);
+        lora_forward(&mut y, &mut u, x, a, b, n_in, n_out, rank, scale);
+        (dot(&y, &r), u)
+    };
+    let u = fwd(&x, &a, &b).1;
+    let (mut dx, mut da, mut db, mut du) = (vec![0.0; rows * n_in], vec![0.0; rank * n_in], vec![0.0; n_out * rank], vec![0.0; rows * rank]);
+    lora_backward(&mut dx, &mut da, &mut db, &mut du, &r, &x, &u, &a, &b, n_in, n_out, rank, scale);
+    check("lora dx", &x, &dx, |x| fwd(x, &a, &b).0);
+    check("lora dA", &a, &da, |a| fwd(&x, a, &b).0);
+    check("lora dB", &b, &db, |b| fwd(&x, &a, b).0);
 }

@@ -88,6 +88,7 @@ impl<'m> Decoder<'m> {
     /// Starts over with new prompts (one per row), left-padded to the longest; returns each
     /// row's next-token logits, `[batch × vocab]`.
     pub fn prefill(&mut self, prompts: &[Vec<u32>]) -> Result<&[f32]> {
+        ensure!(self.model.lora.is_none(), "the model carries an unmerged LoRA adapter; merge it (Transformer::merge_lora) before decoding");
         ensure!(prompts.len() == self.batch, "{} prompts for a decoder of batch {}", prompts.len(), self.batch);
         ensure!(prompts.iter().all(|p| !p.is_empty()), "a prompt is empty");
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);

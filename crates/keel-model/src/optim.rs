@@ -1,6 +1,6 @@
 //! AdamW over the whole flat parameter buffer, with weight decay on matrices only.
 
-use crate::params::ParamLayout;
+use crate::params::TensorSpec;
 use keel_kernels::adamw::{adamw_update, AdamWHyper};
 
 /// AdamW state: first and second moments in the parameters' layout, and the step count.
@@ -19,9 +19,9 @@ impl AdamW {
 
     /// One update at learning rate `lr`. Weight decay applies to matrices and embeddings, not
     /// to norm gains or biases (the convention of Hugging Face's Trainer).
-    pub fn update(&mut self, layout: &ParamLayout, params: &mut [f32], grads: &[f32], lr: f64) {
+    pub fn update(&mut self, tensors: &[TensorSpec], params: &mut [f32], grads: &[f32], lr: f64) {
         self.step += 1;
-        for t in &layout.tensors {
+        for t in tensors {
             let h = AdamWHyper { lr, weight_decay: if t.is_matrix() { self.hyper.weight_decay } else { 0.0 }, ..self.hyper };
             let r = t.range.clone();
             adamw_update(&mut params[r.clone()], &grads[r.clone()], &mut self.m[r.clone()], &mut self.v[r], &h, self.step);

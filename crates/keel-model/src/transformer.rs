@@ -6,12 +6,15 @@
 
 use crate::batch::Batch;
 use crate::config::ModelConfig;
-use crate::params::{LayerRanges, ParamLayout};
+use crate::lora::{LoraAdapter, Module};
+use crate::params::{LayerRanges, ParamLayout, TensorSpec};
 use anyhow::{ensure, Result};
+use rayon::prelude::*;
 use keel_kernels::attention::{attention_backward, attention_forward, AttnShape};
 use keel_kernels::cross_entropy::{cross_entropy_backward, cross_entropy_forward};
 use keel_kernels::embedding::{embedding_backward, embedding_forward};
 use keel_kernels::linear::{linear_backward, linear_forward};
+use keel_kernels::lora::{lora_backward, lora_forward};
 use keel_kernels::rmsnorm::{rmsnorm_backward, rmsnorm_forward};
 use keel_kernels::rope::RopeTable;
 use keel_kernels::swiglu::{swiglu_backward, swiglu_forward};
@@ -21,6 +24,8 @@ pub struct Transformer {
     pub layout: ParamLayout,
     /// Every parameter, laid out by `layout`.
     pub params: Vec<f32>,
+    /// With an adapter, only its parameters train: the base gets no gradients at all.
+    pub lora: Option<LoraAdapter>,
 }
 
 /// What one layer's backward needs from its forward.
@@ -44,6 +49,9 @@ struct LayerActs {
     gate: Vec<f32>,
     up: Vec<f32>,
     act: Vec<f32>,
+    /// LoRA: each adapted projection's `x·Aᵀ`, and the dropout-masked input (sized on use).
+    lora_u: [Vec<f32>; 7],
+    lora_x: Vec<f32>,
 }
 
 impl LayerActs {
@@ -66,6 +74,7 @@ impl LayerActs {
         let mut a = LayerActs {
             xn1: vec![], rstd1: vec![], q_pre: vec![], k_pre: vec![], q_rstd: vec![], k_rstd: vec![], q: vec![], k: vec![],
             v: vec![], probs: vec![], att: vec![], x_mid: vec![], xn2: vec![], rstd2: vec![], gate: vec![], up: vec![], act: vec![],
+            lora_u: Default::default(), lora_x: vec![],
         };
         for (buf, len) in a.buffers().into_iter().zip(Self::sizes(c, s)) {
             *buf = vec![0.0; len];
@@ -110,6 +119,10 @@ pub struct Workspace {
     dup: Vec<f32>,
     dact: Vec<f32>,
     attn_scratch: Vec<f32>,
+    /// LoRA backward scratch (sized on use).
+    lora_du: Vec<f32>,
+    lora_x: Vec<f32>,
+    lora_dx: Vec<f32>,
 }
 
 impl Workspace {
@@ -128,6 +141,7 @@ impl Workspace {
             acts: (0..kept).map(|_| LayerActs::with_capacity(c, s)).collect(),
             xf: vec![], rstdf: vec![], logits: vec![], lse: vec![], losses: vec![], dx: vec![], dxn: vec![], dq: vec![],
             dk: vec![], dv: vec![], datt: vec![], dk_pre: vec![], dgate: vec![], dup: vec![], dact: vec![], attn_scratch: vec![],
+            lora_du: vec![], lora_x: vec![], lora_dx: vec![],
         };
         for (buf, len) in ws.buffers().into_iter().zip(Self::sizes(c, s)) {
             *buf = vec![0.0; len];
@@ -198,7 +212,78 @@ impl Transformer {
     pub fn zeros(config: ModelConfig) -> Self {
         let layout = ParamLayout::new(&config);
         let params = vec![0.0; layout.total];
-        Transformer { config, layout, params }
+        Transformer { config, layout, params, lora: None }
+    }
+
+    /// The tensors that train: the adapter's with LoRA, else every parameter.
+    pub fn trainable_tensors(&self) -> &[TensorSpec] {
+        match &self.lora {
+            Some(l) => &l.tensors,
+            None => &self.layout.tensors,
+        }
+    }
+
+    pub fn num_trainable(&self) -> usize {
+        self.lora.as_ref().map_or(self.layout.total, |l| l.params.len())
+    }
+
+    /// The trainable tensors and their values, borrowed together for an optimizer step.
+    pub fn trainable_mut(&mut self) -> (&[TensorSpec], &mut [f32]) {
+        match &mut self.lora {
+            Some(l) => (&l.tensors, &mut l.params),
+            None => (&self.layout.tensors, &mut self.params),
+        }
+    }
+
+    /// Folds the adapter into the base weights (`W += s·B·A`) and drops it.
+    pub fn merge_lora(&mut self) {
+        if let Some(l) = self.lora.take() {
+            l.merge_into(&self.layout.layers, &mut self.params, &self.config);
+        }
+    }
+
+    /// Adds the adapter's part of projection `m` of layer `l` to `y` (a no-op without one).
+    #[allow(clippy::too_many_arguments)]
+    fn lora_forward_into(&self, l: usize, m: Module, y: &mut [f32], x: &[f32], u: &mut Vec<f32>, x_drop: &mut Vec<f32>) {
+        let Some(lora) = &self.lora else { return };
+        let Some((a, b)) = &lora.slots[l][m as usize] else { return };
+        let (n_in, n_out) = m.dims(&self.config);
+        let (rank, rows) = (lora.config.rank, x.len() / n_in);
+        u.resize(rows * rank, 0.0);
+        let input = if lora.config.dropout > 0.0 {
+            dropout(x_drop, x, lora, l, m);
+            &x_drop[..]
+        } else {
+            x
+        };
+        lora_forward(y, u, input, &lora.params[a.clone()], &lora.params[b.clone()], n_in, n_out, rank, lora.config.scale());
+    }
+
+    /// Backward of [`Self::lora_forward_into`]: adapter gradients into `grads` (the adapter's
+    /// layout) and the input gradient added to `dx`.
+    #[allow(clippy::too_many_arguments)]
+    fn lora_backward_into(
+        &self, l: usize, m: Module, dx: &mut [f32], dy: &[f32], x: &[f32], u: &[f32], grads: &mut [f32], s: &mut LoraScratch,
+    ) {
+        let Some(lora) = &self.lora else { return };
+        let Some((a, b)) = &lora.slots[l][m as usize] else { return };
+        let (n_in, n_out) = m.dims(&self.config);
+        let (rank, rows) = (lora.config.rank, x.len() / n_in);
+        s.du.resize(rows * rank, 0.0);
+        let (lo, hi) = grads.split_at_mut(b.start);
+        let (da, db) = (&mut lo[a.clone()], &mut hi[..b.len()]);
+        let (pa, pb, scale) = (&lora.params[a.clone()], &lora.params[b.clone()], lora.config.scale());
+        if lora.config.dropout > 0.0 {
+            // dropout(x)·… : the input gradient passes through the same mask.
+            dropout(s.x, x, lora, l, m);
+            s.dx.clear();
+            s.dx.resize(rows * n_in, 0.0);
+            lora_backward(s.dx, da, db, s.du, dy, s.x, u, pa, pb, n_in, n_out, rank, scale);
+            dropout(s.x, &s.dx[..], lora, l, m);
+            dx.iter_mut().zip(s.x.iter()).for_each(|(d, &g)| *d += g);
+        } else {
+            lora_backward(dx, da, db, s.du, dy, x, u, pa, pb, n_in, n_out, rank, scale);
+        }
     }
 
     /// The training-from-scratch initialisation transformers uses for Llama: N(0, std) for
@@ -243,46 +328,57 @@ impl Transformer {
         let (p, r) = (&self.params, &self.layout.layers[l]);
         let (h, qw, kw, f) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
         let opt = |range: &Option<std::ops::Range<usize>>| range.clone().map(|r| &p[r]);
+        let [uq, uk, uv, uo, ug, uu, ud] = &mut a.lora_u;
         // Attention block.
         rmsnorm_forward(&mut a.xn1, &mut a.rstd1, x, &p[r.attn_norm.clone()], c.rms_norm_eps);
+        {
+            let (q, k) = if c.arch.qk_norm() { (&mut a.q_pre, &mut a.k_pre) } else { (&mut a.q, &mut a.k) };
+            linear_forward(q, &a.xn1, &p[r.q.clone()], opt(&r.q_bias), h, qw);
+            self.lora_forward_into(l, Module::Q, q, &a.xn1, uq, &mut a.lora_x);
+            linear_forward(k, &a.xn1, &p[r.k.clone()], opt(&r.k_bias), h, kw);
+            self.lora_forward_into(l, Module::K, k, &a.xn1, uk, &mut a.lora_x);
+        }
         if let (Some(qn), Some(kn)) = (&r.q_norm, &r.k_norm) {
-            linear_forward(&mut a.q_pre, &a.xn1, &p[r.q.clone()], opt(&r.q_bias), h, qw);
-            linear_forward(&mut a.k_pre, &a.xn1, &p[r.k.clone()], opt(&r.k_bias), h, kw);
             rmsnorm_forward(&mut a.q, &mut a.q_rstd, &a.q_pre, &p[qn.clone()], c.rms_norm_eps);
             rmsnorm_forward(&mut a.k, &mut a.k_rstd, &a.k_pre, &p[kn.clone()], c.rms_norm_eps);
-        } else {
-            linear_forward(&mut a.q, &a.xn1, &p[r.q.clone()], opt(&r.q_bias), h, qw);
-            linear_forward(&mut a.k, &a.xn1, &p[r.k.clone()], opt(&r.k_bias), h, kw);
         }
         linear_forward(&mut a.v, &a.xn1, &p[r.v.clone()], opt(&r.v_bias), h, kw);
+        self.lora_forward_into(l, Module::V, &mut a.v, &a.xn1, uv, &mut a.lora_x);
         rope.apply(&mut a.q, &batch.positions, c.num_heads, false);
         rope.apply(&mut a.k, &batch.positions, c.num_kv_heads, false);
         attention_forward(&mut a.att, &mut a.probs, &a.q, &a.k, &a.v, &batch.segments, s);
         linear_forward(&mut a.x_mid, &a.att, &p[r.o.clone()], None, qw, h);
+        self.lora_forward_into(l, Module::O, &mut a.x_mid, &a.att, uo, &mut a.lora_x);
         add_into(&mut a.x_mid, x);
         // MLP block.
         rmsnorm_forward(&mut a.xn2, &mut a.rstd2, &a.x_mid, &p[r.mlp_norm.clone()], c.rms_norm_eps);
         linear_forward(&mut a.gate, &a.xn2, &p[r.gate.clone()], None, h, f);
+        self.lora_forward_into(l, Module::Gate, &mut a.gate, &a.xn2, ug, &mut a.lora_x);
         linear_forward(&mut a.up, &a.xn2, &p[r.up.clone()], None, h, f);
+        self.lora_forward_into(l, Module::Up, &mut a.up, &a.xn2, uu, &mut a.lora_x);
         swiglu_forward(&mut a.act, &a.gate, &a.up);
         linear_forward(out, &a.act, &p[r.down.clone()], None, f, h);
+        self.lora_forward_into(l, Module::Down, out, &a.act, ud, &mut a.lora_x);
         add_into(out, &a.x_mid);
     }
 
     /// Backpropagates `Σ weights[t] · losses[t]` from the last [`forward`](Self::forward) on
-    /// the same batch, adding every parameter's gradient into `grads` (same layout as params).
+    /// the same batch, adding the gradient of every trainable parameter into `grads` (laid out
+    /// as [`Self::trainable_tensors`]: the whole model, or only the LoRA adapter, in which case
+    /// no weight gradient of the frozen base is computed).
     pub fn backward(&self, ws: &mut Workspace, batch: &Batch, weights: &[f32], grads: &mut [f32]) -> Result<()> {
         let c = &self.config;
         ensure!(weights.len() == batch.targets.len(), "one loss weight per position is needed");
-        ensure!(grads.len() == self.layout.total, "the gradient buffer does not match the model");
+        ensure!(grads.len() == self.num_trainable(), "the gradient buffer does not match the trainable parameters");
         let p = &self.params;
         let (h, v) = (c.hidden_size, c.vocab_size);
+        let mut g = GradSink { grads, frozen_base: self.lora.is_some() };
         cross_entropy_backward(&mut ws.logits, &ws.lse, &batch.targets, weights);
         let head = self.layout.head();
-        linear_backward(Some(&mut ws.dxn), false, Some(&mut grads[head.clone()]), None, &ws.logits, &ws.xf, &p[head], h, v);
+        linear_backward(Some(&mut ws.dxn), false, g.base(&head), None, &ws.logits, &ws.xf, &p[head], h, v);
         ws.dx.fill(0.0);
         let fnorm = self.layout.final_norm.clone();
-        rmsnorm_backward(&mut ws.dx, &mut grads[fnorm.clone()], &ws.dxn, &ws.layer_inputs[c.num_layers], &p[fnorm], &ws.rstdf);
+        rmsnorm_backward(&mut ws.dx, g.base(&fnorm), &ws.dxn, &ws.layer_inputs[c.num_layers], &p[fnorm], &ws.rstdf);
         for l in (0..c.num_layers).rev() {
             let idx = if ws.checkpointing {
                 // Recompute this layer's activations from its kept input; the output is discarded
@@ -292,27 +388,34 @@ impl Transformer {
             } else {
                 l
             };
-            self.layer_backward(l, idx, ws, batch, grads);
+            self.layer_backward(l, idx, ws, batch, &mut g);
         }
-        embedding_backward(&mut grads[self.layout.embed.clone()], &ws.dx, &batch.ids, h);
+        if let Some(embed) = g.base(&self.layout.embed) {
+            embedding_backward(embed, &ws.dx, &batch.ids, h);
+        }
         Ok(())
     }
 
     /// Turns `ws.dx` from the gradient w.r.t. layer `l`'s output into the gradient w.r.t. its input.
-    fn layer_backward(&self, l: usize, idx: usize, ws: &mut Workspace, batch: &Batch, grads: &mut [f32]) {
+    fn layer_backward(&self, l: usize, idx: usize, ws: &mut Workspace, batch: &Batch, g: &mut GradSink) {
         let c = &self.config;
         let (p, r): (&[f32], &LayerRanges) = (&self.params, &self.layout.layers[l]);
         let (h, qw, kw, f) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
         let a = &ws.acts[idx];
         let x = &ws.layer_inputs[l];
+        let mut ls = LoraScratch { du: &mut ws.lora_du, x: &mut ws.lora_x, dx: &mut ws.lora_dx };
         // MLP block: out = x_mid + down(swiglu(gate(xn2), up(xn2))).
-        linear_backward(Some(&mut ws.dact), false, Some(&mut grads[r.down.clone()]), None, &ws.dx, &a.act, &p[r.down.clone()], f, h);
+        linear_backward(Some(&mut ws.dact), false, g.base(&r.down), None, &ws.dx, &a.act, &p[r.down.clone()], f, h);
+        self.lora_backward_into(l, Module::Down, &mut ws.dact, &ws.dx, &a.act, &a.lora_u[Module::Down as usize], g.grads, &mut ls);
         swiglu_backward(&mut ws.dgate, &mut ws.dup, &ws.dact, &a.gate, &a.up);
-        linear_backward(Some(&mut ws.dxn), false, Some(&mut grads[r.gate.clone()]), None, &ws.dgate, &a.xn2, &p[r.gate.clone()], h, f);
-        linear_backward(Some(&mut ws.dxn), true, Some(&mut grads[r.up.clone()]), None, &ws.dup, &a.xn2, &p[r.up.clone()], h, f);
-        rmsnorm_backward(&mut ws.dx, &mut grads[r.mlp_norm.clone()], &ws.dxn, &a.x_mid, &p[r.mlp_norm.clone()], &a.rstd2);
+        linear_backward(Some(&mut ws.dxn), false, g.base(&r.gate), None, &ws.dgate, &a.xn2, &p[r.gate.clone()], h, f);
+        self.lora_backward_into(l, Module::Gate, &mut ws.dxn, &ws.dgate, &a.xn2, &a.lora_u[Module::Gate as usize], g.grads, &mut ls);
+        linear_backward(Some(&mut ws.dxn), true, g.base(&r.up), None, &ws.dup, &a.xn2, &p[r.up.clone()], h, f);
+        self.lora_backward_into(l, Module::Up, &mut ws.dxn, &ws.dup, &a.xn2, &a.lora_u[Module::Up as usize], g.grads, &mut ls);
+        rmsnorm_backward(&mut ws.dx, g.base(&r.mlp_norm), &ws.dxn, &a.x_mid, &p[r.mlp_norm.clone()], &a.rstd2);
         // Attention block: x_mid = x + o(attention(rope(q), rope(k), v)).
-        linear_backward(Some(&mut ws.datt), false, Some(&mut grads[r.o.clone()]), None, &ws.dx, &a.att, &p[r.o.clone()], qw, h);
+        linear_backward(Some(&mut ws.datt), false, g.base(&r.o), None, &ws.dx, &a.att, &p[r.o.clone()], qw, h);
+        self.lora_backward_into(l, Module::O, &mut ws.datt, &ws.dx, &a.att, &a.lora_u[Module::O as usize], g.grads, &mut ls);
         attention_backward(&mut ws.dq, &mut ws.dk, &mut ws.dv, &mut ws.attn_scratch, &ws.datt, &a.probs, &a.q, &a.k, &a.v, ws.shape);
         ws.rope.apply(&mut ws.dq, &batch.positions, c.num_heads, true);
         ws.rope.apply(&mut ws.dk, &batch.positions, c.num_kv_heads, true);
@@ -321,38 +424,76 @@ impl Transformer {
         let (dq, dk): (&[f32], &[f32]) = if let (Some(qn), Some(kn)) = (&r.q_norm, &r.k_norm) {
             ws.datt.fill(0.0);
             ws.dk_pre.fill(0.0);
-            rmsnorm_backward(&mut ws.datt, &mut grads[qn.clone()], &ws.dq, &a.q_pre, &p[qn.clone()], &a.q_rstd);
-            rmsnorm_backward(&mut ws.dk_pre, &mut grads[kn.clone()], &ws.dk, &a.k_pre, &p[kn.clone()], &a.k_rstd);
+            rmsnorm_backward(&mut ws.datt, g.base(qn), &ws.dq, &a.q_pre, &p[qn.clone()], &a.q_rstd);
+            rmsnorm_backward(&mut ws.dk_pre, g.base(kn), &ws.dk, &a.k_pre, &p[kn.clone()], &a.k_rstd);
             (&ws.datt, &ws.dk_pre)
         } else {
             (&ws.dq, &ws.dk)
         };
-        linear_backward_into(grads, &mut ws.dxn, false, r.q.clone(), r.q_bias.clone(), dq, &a.xn1, p, h, qw);
-        linear_backward_into(grads, &mut ws.dxn, true, r.k.clone(), r.k_bias.clone(), dk, &a.xn1, p, h, kw);
-        linear_backward_into(grads, &mut ws.dxn, true, r.v.clone(), r.v_bias.clone(), &ws.dv, &a.xn1, p, h, kw);
-        rmsnorm_backward(&mut ws.dx, &mut grads[r.attn_norm.clone()], &ws.dxn, x, &p[r.attn_norm.clone()], &a.rstd1);
+        linear_backward_into(g, &mut ws.dxn, false, r.q.clone(), r.q_bias.clone(), dq, &a.xn1, p, h, qw);
+        self.lora_backward_into(l, Module::Q, &mut ws.dxn, dq, &a.xn1, &a.lora_u[Module::Q as usize], g.grads, &mut ls);
+        linear_backward_into(g, &mut ws.dxn, true, r.k.clone(), r.k_bias.clone(), dk, &a.xn1, p, h, kw);
+        self.lora_backward_into(l, Module::K, &mut ws.dxn, dk, &a.xn1, &a.lora_u[Module::K as usize], g.grads, &mut ls);
+        linear_backward_into(g, &mut ws.dxn, true, r.v.clone(), r.v_bias.clone(), &ws.dv, &a.xn1, p, h, kw);
+        self.lora_backward_into(l, Module::V, &mut ws.dxn, &ws.dv, &a.xn1, &a.lora_u[Module::V as usize], g.grads, &mut ls);
+        rmsnorm_backward(&mut ws.dx, g.base(&r.attn_norm), &ws.dxn, x, &p[r.attn_norm.clone()], &a.rstd1);
     }
 }
 
-/// [`linear_backward`] for a projection whose weight (and optional bias) gradients both live in
-/// the flat `grads` buffer.
+/// Where the backward writes weight gradients: the base model's, unless it is frozen under LoRA
+/// (then `grads` holds the adapter's and base weight gradients are skipped).
+struct GradSink<'g> {
+    grads: &'g mut [f32],
+    frozen_base: bool,
+}
+
+impl GradSink<'_> {
+    fn base(&mut self, range: &std::ops::Range<usize>) -> Option<&mut [f32]> {
+        (!self.frozen_base).then(|| &mut self.grads[range.clone()])
+    }
+}
+
+/// Scratch for the LoRA backward, borrowed from the workspace.
+struct LoraScratch<'w> {
+    du: &'w mut Vec<f32>,
+    x: &'w mut Vec<f32>,
+    dx: &'w mut Vec<f32>,
+}
+
+/// `out = x ⊙ mask / keep` with a mask drawn from a hash of (dropout key, layer, module, index):
+/// the backward regenerates the same mask instead of storing it.
+fn dropout(out: &mut Vec<f32>, x: &[f32], lora: &LoraAdapter, l: usize, m: Module) {
+    let keep = 1.0 - lora.config.dropout;
+    let inv = (1.0 / keep) as f32;
+    let base = lora.dropout_key ^ ((l as u64) << 48) ^ ((m as u64) << 40);
+    out.resize(x.len(), 0.0);
+    out.par_iter_mut().zip(x.par_iter()).enumerate().for_each(|(i, (o, &v))| {
+        let mut z = base.wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let u = ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64;
+        *o = if u < keep { v * inv } else { 0.0 };
+    });
+}
+
+/// [`linear_backward`] for a projection with an optional bias; the layout puts each bias right
+/// after its weight, so both gradients come from one split of the buffer.
 #[allow(clippy::too_many_arguments)]
 fn linear_backward_into(
-    grads: &mut [f32], dx: &mut [f32], accumulate_dx: bool, w: std::ops::Range<usize>, b: Option<std::ops::Range<usize>>,
+    g: &mut GradSink, dx: &mut [f32], accumulate_dx: bool, w: std::ops::Range<usize>, b: Option<std::ops::Range<usize>>,
     dy: &[f32], x: &[f32], p: &[f32], n_in: usize, n_out: usize,
 ) {
-    match b {
-        Some(b) => {
-            // The layout puts each bias right after its weight.
-            debug_assert_eq!(b.start, w.end);
-            let (gw, gb) = grads[w.start..b.end].split_at_mut(w.len());
-            linear_backward(Some(dx), accumulate_dx, Some(gw), Some(gb), dy, x, &p[w], n_in, n_out);
+    let span = w.start..b.as_ref().map_or(w.end, |b| b.end);
+    match g.base(&span) {
+        Some(grads) => {
+            let (gw, gb) = grads.split_at_mut(w.len());
+            let gb = (!gb.is_empty()).then_some(gb);
+            linear_backward(Some(dx), accumulate_dx, Some(gw), gb, dy, x, &p[w], n_in, n_out);
         }
-        None => linear_backward(Some(dx), accumulate_dx, Some(&mut grads[w.clone()]), None, dy, x, &p[w], n_in, n_out),
+        None => linear_backward(Some(dx), accumulate_dx, None, None, dy, x, &p[w], n_in, n_out),
     }
 }
 
 pub(crate) fn add_into(dst: &mut [f32], src: &[f32]) {
-    use rayon::prelude::*;
     dst.par_chunks_mut(4096).zip(src.par_chunks(4096)).for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, &s)| *d += s));
 }

@@ -124,7 +124,7 @@ fn ten_adamw_steps_follow_the_pytorch_loss_curve() {
             let norm = clip_global_norm(&mut grads, f("max_grad_norm"));
             let want_norm = run["grad_norms"][step].as_f64().unwrap();
             assert!((norm - want_norm).abs() < 1e-3 * want_norm, "{variant} step {step}: grad norm {norm} vs {want_norm}");
-            opt.update(&model.layout, &mut model.params, &grads, hyper.lr);
+            opt.update(&model.layout.tensors, &mut model.params, &grads, hyper.lr);
         }
     }
 }

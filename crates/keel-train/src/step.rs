@@ -54,7 +54,8 @@ impl Trainer {
     /// Clips the accumulated gradients and applies AdamW at `lr`; returns the norm before clipping.
     pub fn apply_update(&mut self, model: &mut Transformer, lr: f64) -> f64 {
         let grad_norm = clip_global_norm(&mut self.grads, self.max_grad_norm);
-        self.optimizer.update(&model.layout, &mut model.params, &self.grads, lr);
+        let (tensors, params) = model.trainable_mut();
+        self.optimizer.update(tensors, params, &self.grads, lr);
         grad_norm
     }
 }

@@ -1,0 +1,221 @@
+//! LoRA adapters on the projection matrices: configuration, parameters in PEFT's layout (save,
+//! load) and merging into the base weights.
+
+use crate::config::ModelConfig;
+use crate::params::{LayerRanges, TensorSpec};
+use crate::rng::Rng;
+use crate::safetensors::{write_f32, SafeTensors};
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::Path;
+
+/// The projections an adapter can attach to, with their Hugging Face module names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Module {
+    Q,
+    K,
+    V,
+    O,
+    Gate,
+    Up,
+    Down,
+}
+
+impl Module {
+    pub const ALL: [Module; 7] = [Module::Q, Module::K, Module::V, Module::O, Module::Gate, Module::Up, Module::Down];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Module::Q => "q_proj",
+            Module::K => "k_proj",
+            Module::V => "v_proj",
+            Module::O => "o_proj",
+            Module::Gate => "gate_proj",
+            Module::Up => "up_proj",
+            Module::Down => "down_proj",
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Module::Q | Module::K | Module::V | Module::O => "self_attn",
+            _ => "mlp",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Result<Self> {
+        Module::ALL.into_iter().find(|m| m.name() == s).with_context(|| {
+            format!("unknown LoRA target module \"{s}\" (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)")
+        })
+    }
+
+    /// (in, out) features.
+    pub fn dims(self, c: &ModelConfig) -> (usize, usize) {
+        let (h, qw, kw, f) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
+        match self {
+            Module::Q => (h, qw),
+            Module::K | Module::V => (h, kw),
+            Module::O => (qw, h),
+            Module::Gate | Module::Up => (h, f),
+            Module::Down => (f, h),
+        }
+    }
+
+    /// The base weight this module adapts.
+    pub fn base_range(self, r: &LayerRanges) -> Range<usize> {
+        match self {
+            Module::Q => r.q.clone(),
+            Module::K => r.k.clone(),
+            Module::V => r.v.clone(),
+            Module::O => r.o.clone(),
+            Module::Gate => r.gate.clone(),
+            Module::Up => r.up.clone(),
+            Module::Down => r.down.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoraConfig {
+    pub rank: usize,
+    pub alpha: f64,
+    pub dropout: f64,
+    pub targets: Vec<Module>,
+}
+
+impl LoraConfig {
+    pub fn scale(&self) -> f32 {
+        (self.alpha / self.rank as f64) as f32
+    }
+}
+
+/// An adapter's parameters (one flat buffer) and where each `A` and `B` lives.
+#[derive(Clone, Debug)]
+pub struct LoraAdapter {
+    pub config: LoraConfig,
+    pub tensors: Vec<TensorSpec>,
+    /// Per layer, per [`Module::ALL`] index: the ranges of `A` `[r × in]` and `B` `[out × r]`.
+    pub slots: Vec<[Option<(Range<usize>, Range<usize>)>; 7]>,
+    pub params: Vec<f32>,
+    /// Seeds the dropout masks of the next forward/backward (set per micro-batch).
+    pub dropout_key: u64,
+}
+
+fn peft_name(layer: usize, m: Module, which: &str) -> String {
+    format!("base_model.model.model.layers.{layer}.{}.{}.lora_{which}.weight", m.path(), m.name())
+}
+
+impl LoraAdapter {
+    /// A fresh adapter as PEFT initialises one: `A` Kaiming-uniform (bound 1/√in), `B` zero.
+    pub fn new(model: &ModelConfig, config: LoraConfig, seed: u64) -> Result<Self> {
+        ensure!(config.rank > 0, "LoRA rank must be positive");
+        ensure!(!config.targets.is_empty(), "LoRA needs at least one target module");
+        ensure!((0.0..1.0).contains(&config.dropout), "LoRA dropout must lie in [0, 1)");
+        let mut tensors = Vec::new();
+        let mut total = 0;
+        let mut slots = Vec::new();
+        for l in 0..model.num_layers {
+            let mut row: [Option<(Range<usize>, Range<usize>)>; 7] = Default::default();
+            for (i, m) in Module::ALL.into_iter().enumerate() {
+                if !config.targets.contains(&m) {
+                    continue;
+                }
+                let (n_in, n_out) = m.dims(model);
+                let a = total..total + config.rank * n_in;
+                let b = a.end..a.end + n_out * config.rank;
+                total = b.end;
+                tensors.push(TensorSpec { name: peft_name(l, m, "A"), shape: vec![config.rank, n_in], range: a.clone() });
+                tensors.push(TensorSpec { name: peft_name(l, m, "B"), shape: vec![n_out, config.rank], range: b.clone() });
+                row[i] = Some((a, b));
+            }
+            slots.push(row);
+        }
+        let mut params = vec![0.0f32; total];
+        let mut rng = Rng::new(seed);
+        for t in tensors.iter().filter(|t| t.name.contains("lora_A")) {
+            let bound = 1.0 / (t.shape[1] as f64).sqrt();
+            params[t.range.clone()].iter_mut().for_each(|p| *p = ((2.0 * rng.uniform() - 1.0) * bound) as f32);
+        }
+        Ok(LoraAdapter { config, tensors, slots, params, dropout_key: 0 })
+    }
+
+    /// Writes `adapter_config.json` and `adapter_model.safetensors` as PEFT does.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let tensors: Vec<(&str, &[usize], &[f32])> =
+            self.tensors.iter().map(|t| (t.name.as_str(), t.shape.as_slice(), &self.params[t.range.clone()])).collect();
+        write_f32(&dir.join("adapter_model.safetensors"), &tensors, &HashMap::from([("format".into(), "pt".into())]))?;
+        let c = &self.config;
+        let cfg = json!({
+            "peft_type": "LORA", "task_type": "CAUSAL_LM", "r": c.rank, "lora_alpha": c.alpha, "lora_dropout": c.dropout,
+            "target_modules": c.targets.iter().map(|m| m.name()).collect::<Vec<_>>(), "bias": "none",
+            "fan_in_fan_out": false, "use_rslora": false, "use_dora": false, "inference_mode": true,
+            "init_lora_weights": true, "modules_to_save": null,
+        });
+        let path = dir.join("adapter_config.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&cfg)?).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Reads a PEFT adapter directory for a model with config `model`.
+    pub fn load(dir: &Path, model: &ModelConfig) -> Result<Self> {
+        let path = dir.join("adapter_config.json");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let v: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+        let config = parse_config(&v).with_context(|| format!("in {}", path.display()))?;
+        let mut adapter = Self::new(model, config, 0)?;
+        let st = SafeTensors::open(&dir.join("adapter_model.safetensors"))?;
+        for t in &adapter.tensors {
+            let e = st.get(&t.name).with_context(|| format!("{}: tensor {} is missing", dir.display(), t.name))?;
+            ensure!(e.shape == t.shape, "{}: tensor {} has shape {:?}, expected {:?}", dir.display(), t.name, e.shape, t.shape);
+            st.read_f32(&t.name, &mut adapter.params[t.range.clone()])?;
+        }
+        if let Some(extra) = st.names().find(|n| !adapter.tensors.iter().any(|t| t.name == *n)) {
+            bail!("{}: tensor {extra} is not part of this adapter", dir.display());
+        }
+        Ok(adapter)
+    }
+
+    /// `W += s · B·A` for every adapted projection of `params` (a base model's flat weights).
+    pub fn merge_into(&self, layers: &[LayerRanges], params: &mut [f32], model: &ModelConfig) {
+        let s = self.config.scale();
+        for (l, row) in self.slots.iter().enumerate() {
+            for (i, slot) in row.iter().enumerate() {
+                let Some((a, b)) = slot else { continue };
+                let m = Module::ALL[i];
+                let (n_in, n_out) = m.dims(model);
+                let w = m.base_range(&layers[l]);
+                keel_kernels::gemm::gemm_strided_scaled(
+                    false, false, n_out, n_in, self.config.rank, s, &self.params[b.clone()], self.config.rank,
+                    &self.params[a.clone()], n_in, 1.0, &mut params[w], n_in,
+                );
+            }
+        }
+    }
+}
+
+fn parse_config(v: &Value) -> Result<LoraConfig> {
+    if v.get("peft_type").and_then(Value::as_str).is_some_and(|t| t != "LORA") {
+        bail!("peft_type {} is not LORA", v["peft_type"]);
+    }
+    for key in ["use_rslora", "use_dora", "fan_in_fan_out"] {
+        if v.get(key).and_then(Value::as_bool) == Some(true) {
+            bail!("\"{key}\": true is not supported");
+        }
+    }
+    if v.get("bias").and_then(Value::as_str).is_some_and(|b| b != "none") {
+        bail!("LoRA bias \"{}\" is not supported (only none)", v["bias"]);
+    }
+    let targets = match v.get("target_modules") {
+        Some(Value::Array(a)) => a.iter().map(|m| Module::from_name(m.as_str().unwrap_or_default())).collect::<Result<Vec<_>>>()?,
+        Some(Value::String(s)) if s == "all-linear" => Module::ALL.to_vec(),
+        other => bail!("target_modules must be a list of module names, found {other:?}"),
+    };
+    Ok(LoraConfig {
+        rank: v.get("r").and_then(Value::as_u64).context("missing \"r\"")? as usize,
+        alpha: v.get("lora_alpha").and_then(Value::as_f64).context("missing \"lora_alpha\"")?,
+        dropout: v.get("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0),
+        targets,
+    })
+}
