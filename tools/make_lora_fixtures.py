@@ -148,8 +148,7 @@ def load_peft_model(adapter_dir: Path) -> PeftModel:
         saved = set(stored.keys())
     expected = {saved_name(name) for name, _ in model.named_parameters() if ".lora_" in name}
     if saved != expected:
-        raise ValueError(f"{adapter_dir}: missing tensors {sorted(expected - saved)}, "
-                         f"unexpected tensors {sorted(saved - expected)}")
+        raise ValueError(f"missing tensors {sorted(expected - saved)}, unexpected tensors {sorted(saved - expected)}")
     return model.eval()
 
 

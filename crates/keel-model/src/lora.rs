@@ -204,6 +204,14 @@ fn parse_config(v: &Value) -> Result<LoraConfig> {
             bail!("\"{key}\": true is not supported");
         }
     }
+    for key in ["rank_pattern", "alpha_pattern"] {
+        if v.get(key).and_then(Value::as_object).is_some_and(|m| !m.is_empty()) {
+            bail!("a per-module \"{key}\" is not supported");
+        }
+    }
+    if v.get("layers_to_transform").is_some_and(|x| !x.is_null()) {
+        bail!("\"layers_to_transform\" is not supported (keel adapts every layer)");
+    }
     if v.get("bias").and_then(Value::as_str).is_some_and(|b| b != "none") {
         bail!("LoRA bias \"{}\" is not supported (only none)", v["bias"]);
     }

@@ -223,6 +223,10 @@ impl Transformer {
         }
     }
 
+    pub fn trainable_params(&self) -> &[f32] {
+        self.lora.as_ref().map_or(&self.params, |l| &l.params)
+    }
+
     pub fn num_trainable(&self) -> usize {
         self.lora.as_ref().map_or(self.layout.total, |l| l.params.len())
     }

@@ -1,8 +1,10 @@
-//! Checkpoints: weights (Hugging Face layout, loadable by transformers), AdamW moments and the
+//! Checkpoints: weights (Hugging Face layout, loadable by transformers; or the LoRA adapter in
+//! PEFT's layout), AdamW moments and the
 //! position of the run, written atomically (temporary directory, fsync, rename) so that a crash
 //! or a full disk leaves the previous checkpoint intact.
 
 use anyhow::{bail, ensure, Context, Result};
+use keel_model::lora::LoraAdapter;
 use keel_model::optim::AdamW;
 use keel_model::safetensors::{write_f32, SafeTensors};
 use keel_model::Transformer;
@@ -36,7 +38,10 @@ pub fn save(run_dir: &Path, model: &Transformer, opt: &AdamW, state: &TrainState
     let dest = run_dir.join(&name);
     let _ = std::fs::remove_dir_all(&tmp);
     let written = (|| -> Result<()> {
-        model.save(&tmp)?;
+        match &model.lora {
+            Some(adapter) => adapter.save(&tmp)?,
+            None => model.save(&tmp)?,
+        }
         let n = opt.m.len();
         write_f32(
             &tmp.join("optimizer.safetensors"),
@@ -92,12 +97,19 @@ pub fn load(dir: &Path, model: &mut Transformer, opt: &mut AdamW, config_fp: &st
     if state.data_fingerprint != data_fp {
         bail!("{} was made on different training data (or a different tokenizer); refusing to resume", dir.display());
     }
-    let saved = Transformer::load(dir).with_context(|| format!("checkpoint {} is unreadable", dir.display()))?;
-    ensure!(saved.config == model.config, "checkpoint {} holds a different model architecture", dir.display());
+    let params = match &model.lora {
+        Some(_) => LoraAdapter::load(dir, &model.config).with_context(|| format!("checkpoint {} is unreadable", dir.display()))?.params,
+        None => {
+            let saved = Transformer::load(dir).with_context(|| format!("checkpoint {} is unreadable", dir.display()))?;
+            ensure!(saved.config == model.config, "checkpoint {} holds a different model architecture", dir.display());
+            saved.params
+        }
+    };
+    ensure!(params.len() == model.num_trainable(), "checkpoint {} holds a different adapter", dir.display());
     let st = SafeTensors::open(&dir.join("optimizer.safetensors")).with_context(|| format!("checkpoint {}", dir.display()))?;
     let (m, v) = (st.to_vec_f32("exp_avg")?, st.to_vec_f32("exp_avg_sq")?);
     ensure!(m.len() == opt.m.len() && v.len() == opt.v.len(), "checkpoint {}: optimizer state has the wrong size", dir.display());
-    model.params.copy_from_slice(&saved.params);
+    model.trainable_mut().1.copy_from_slice(&params);
     opt.m = m;
     opt.v = v;
     opt.step = state.step;

@@ -20,7 +20,34 @@ pub struct RunConfig {
     pub train: TrainSection,
     #[serde(default)]
     pub talr: TalrSection,
+    #[serde(default)]
+    pub lora: LoraSection,
     pub output: OutputSection,
+}
+
+/// LoRA: train low-rank adapters on the projections instead of every weight (rank 0: off).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoraSection {
+    pub rank: usize,
+    pub alpha: f64,
+    pub dropout: f64,
+    pub targets: Vec<String>,
+    /// The adapters' own learning rate (LoRA usually needs ≈1e-4, not full fine-tuning's 1e-6);
+    /// 0 uses train.lr, as the paper did.
+    pub lr: f64,
+}
+
+impl Default for LoraSection {
+    fn default() -> Self {
+        LoraSection {
+            rank: 0,
+            alpha: 32.0,
+            dropout: 0.05,
+            targets: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"].map(String::from).to_vec(),
+            lr: 1e-4,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -178,7 +205,26 @@ impl RunConfig {
         ensure!(self.data.max_seq_len >= 2, "data.max_seq_len must be at least 2");
         ensure!(self.talr.floor >= 0.0, "talr.floor must not be negative");
         self.objective()?;
+        self.lora_config()?;
         Ok(())
+    }
+
+    /// The adapter configuration when `lora.rank > 0`.
+    pub fn lora_config(&self) -> Result<Option<keel_model::lora::LoraConfig>> {
+        let l = &self.lora;
+        if l.rank == 0 {
+            return Ok(None);
+        }
+        ensure!(l.alpha > 0.0 && l.lr >= 0.0, "lora.alpha must be positive and lora.lr not negative");
+        ensure!((0.0..1.0).contains(&l.dropout), "lora.dropout must lie in [0, 1)");
+        let targets = l.targets.iter().map(|t| keel_model::lora::Module::from_name(t)).collect::<Result<Vec<_>>>()?;
+        ensure!(!targets.is_empty(), "lora.targets is empty");
+        Ok(Some(keel_model::lora::LoraConfig { rank: l.rank, alpha: l.alpha, dropout: l.dropout, targets }))
+    }
+
+    /// The peak learning rate of the trainable parameters.
+    pub fn peak_lr(&self) -> f64 {
+        if self.lora.rank > 0 && self.lora.lr > 0.0 { self.lora.lr } else { self.train.lr }
     }
 
     pub fn objective(&self) -> Result<Objective> {

@@ -13,6 +13,7 @@ use keel_data::batching::{collate, prepare, BatchPlan, Collated, Prepared, Row};
 use keel_data::dataset::read_examples;
 use keel_data::pretrained::Pretrained;
 use keel_kernels::adamw::AdamWHyper;
+use keel_model::lora::LoraAdapter;
 use keel_model::optim::AdamW;
 use keel_model::{Transformer, Workspace};
 use serde_json::json;
@@ -117,14 +118,17 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
     } else {
         None
     };
-    let initial = (t.l2_init > 0.0).then(|| pre.model.params.clone());
+    if let Some(lc) = config.lora_config()? {
+        pre.model.lora = Some(LoraAdapter::new(&pre.model.config, lc, t.seed)?);
+    }
+    let initial = (t.l2_init > 0.0).then(|| pre.model.trainable_params().to_vec());
     let model = &mut pre.model;
-    let hyper = AdamWHyper { lr: t.lr, beta1: t.beta1, beta2: t.beta2, eps: t.eps, weight_decay: t.weight_decay };
-    let (rows_cap, seq_cap) = if config.data.packing { (t.micro_batch_size, config.data.max_seq_len) } else { (t.micro_batch_size, config.data.max_seq_len) };
+    let peak_lr = config.peak_lr();
+    let hyper = AdamWHyper { lr: peak_lr, beta1: t.beta1, beta2: t.beta2, eps: t.eps, weight_decay: t.weight_decay };
     let mut trainer = Trainer {
-        workspace: Workspace::new(&model.config, rows_cap, seq_cap, t.grad_checkpointing)?,
-        grads: vec![0.0; model.layout.total],
-        optimizer: AdamW::new(model.layout.total, hyper),
+        workspace: Workspace::new(&model.config, t.micro_batch_size, config.data.max_seq_len, t.grad_checkpointing)?,
+        grads: vec![0.0; model.num_trainable()],
+        optimizer: AdamW::new(model.num_trainable(), hyper),
         max_grad_norm: t.max_grad_norm,
     };
     let mut state = TrainState {
@@ -160,7 +164,7 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
             .map(|rows| collate(rows, examples, pad_id))
             .collect();
         let n_total: usize = micro_batches.iter().map(|c| c.batch.num_targets()).sum();
-        let lr = learning_rate(t.schedule, t.lr, state.step, total_steps, t.warmup_steps);
+        let lr = learning_rate(t.schedule, peak_lr, state.step, total_steps, t.warmup_steps);
         trainer.grads.fill(0.0);
 
         // Coefficients for TALR's batch-wide softmax need every micro-batch's losses first: a
@@ -171,6 +175,7 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
         if prepass {
             let mut tokens = Vec::new();
             for (mi, mb) in micro_batches.iter().enumerate() {
+                set_dropout_key(model, state.step, mi);
                 let losses = model.forward(&mut trainer.workspace, &mb.batch)?;
                 collect_tokens(mi, mb, losses, &mut tokens);
             }
@@ -178,6 +183,7 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
         }
         let (mut loss, mut ce_sum) = (0.0f64, 0.0f64);
         for (mi, mb) in micro_batches.iter().enumerate() {
+            set_dropout_key(model, state.step, mi);
             let losses = model.forward(&mut trainer.workspace, &mb.batch)?;
             let w = if prepass {
                 weights[mi].clone()
@@ -193,7 +199,7 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
             model.backward(&mut trainer.workspace, &mb.batch, &w, &mut trainer.grads)?;
         }
         let l2 = match &initial {
-            Some(theta0) => add_l2_to_initial(&mut trainer.grads, &model.params, theta0, t.l2_init),
+            Some(theta0) => add_l2_to_initial(&mut trainer.grads, model.trainable_params(), theta0, t.l2_init),
             None => 0.0,
         };
         let loss = loss + l2;
@@ -246,12 +252,24 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
         }
     }
     checkpoint::save(run_dir, model, &trainer.optimizer, &state, config.output.keep_last)?;
+    // LoRA: the adapter in PEFT's layout, and the merged model beside it for evaluation.
+    if let Some(adapter) = &model.lora {
+        adapter.save(&run_dir.join("final-adapter"))?;
+    }
+    model.merge_lora();
     let final_dir = run_dir.join("final");
     pre.save_hf(&final_dir)?;
     if opts.progress {
         eprintln!("saved {} ({} steps)", final_dir.display(), state.step);
     }
     Ok(RunSummary { steps: state.step, first_ce, last_ce, final_dir })
+}
+
+/// Each micro-batch draws its own LoRA dropout masks, reproducibly (resume gives the same ones).
+fn set_dropout_key(model: &mut Transformer, step: u64, micro: usize) {
+    if let Some(l) = &mut model.lora {
+        l.dropout_key = step.wrapping_mul(0x1_0000) ^ micro as u64;
+    }
 }
 
 fn collect_tokens(micro: usize, mb: &Collated, losses: &[f32], out: &mut Vec<Token>) {

@@ -142,3 +142,33 @@ fn a_full_disk_while_checkpointing_leaves_the_previous_checkpoint_intact() {
         assert!(leftovers.is_empty(), "no half-written checkpoint is left behind");
     });
 }
+
+#[test]
+fn lora_trains_only_the_adapter_and_resumes_exactly() {
+    let dir = scratch("lora");
+    let lora = "[lora]\nrank = 4\nalpha = 8.0\ndropout = 0.1\nlr = 3e-3";
+    config(&dir, 16, "", &[]); // writes run.toml and the data
+    let path = dir.join("lora.toml");
+    std::fs::write(&path, std::fs::read_to_string(dir.join("run.toml")).unwrap() + lora).unwrap();
+    let c = RunConfig::load(&path, &["train.max_steps=4".into()]).unwrap();
+    let s = train(&c, &QUIET).unwrap();
+    assert!(s.last_ce < s.first_ce, "LoRA: cross-entropy {} → {}", s.first_ce, s.last_ce);
+    // The final model is the base plus the merged adapter, and nothing else changed.
+    let base = Transformer::load(&dir.join("../tiny-model")).unwrap();
+    let mut merged = Transformer::load(&dir.join("../tiny-model")).unwrap();
+    merged.lora = Some(keel_model::lora::LoraAdapter::load(&c.output.dir.join("final-adapter"), &merged.config).unwrap());
+    merged.merge_lora();
+    let final_model = Transformer::load(&s.final_dir).unwrap();
+    assert!(final_model.params == merged.params);
+    let embed = base.layout.embed.clone();
+    assert!(final_model.params[embed.clone()] == base.params[embed], "the frozen embedding is untouched");
+
+    // Two steps, then --resume to four: the same adapter as the uninterrupted run.
+    let mut short = RunConfig::load(&path, &["train.max_steps=2".into()]).unwrap();
+    short.output.dir = dir.join("resumed");
+    train(&short, &QUIET).unwrap();
+    short.train.max_steps = 4;
+    train(&short, &RunOptions { resume: true, progress: false }).unwrap();
+    let read = |d: &std::path::Path| std::fs::read(d.join("final-adapter/adapter_model.safetensors")).unwrap();
+    assert!(read(&short.output.dir) == read(&c.output.dir), "resumed LoRA run differs");
+}
