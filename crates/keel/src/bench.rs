@@ -7,6 +7,9 @@ use keel_kernels::cross_entropy::IGNORE;
 use keel_model::optim::AdamW;
 use keel_model::rng::Rng;
 use keel_model::{Batch, ModelConfig, Transformer, Workspace};
+use keel_model::lora::{LoraAdapter, LoraConfig, Module};
+use keel_train::objective::talr::{Normalization, TalrConfig, Temperature};
+use keel_train::objective::{token_coefficients, Objective};
 use keel_train::step::Trainer;
 use std::time::Instant;
 
@@ -62,6 +65,13 @@ pub struct TrainArgs {
     /// Keep only each layer's input and recompute the layer during the backward.
     #[arg(long)]
     grad_checkpointing: bool,
+    /// ce, or talr (simplex, sequence-median τ, floor 0.01): TALR's weights are computed from
+    /// the step's own losses, so the difference is TALR's whole cost.
+    #[arg(long, default_value = "ce")]
+    objective: String,
+    /// Train LoRA adapters of this rank on all seven projections instead of every weight.
+    #[arg(long, default_value_t = 0)]
+    lora_rank: usize,
     /// Print one JSON line instead of text.
     #[arg(long)]
     json: bool,
@@ -81,6 +91,17 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Gemm(a) => bench_gemm(a),
         BenchCommand::Generate(a) => bench_generate(a),
     }
+}
+
+/// Per-position coefficients of an objective for one batch whose sequences are its rows.
+fn step_coefficients(objective: &Objective, batch: &Batch, losses: &[f32]) -> Vec<f32> {
+    let idx: Vec<usize> = (0..batch.targets.len()).filter(|&i| batch.targets[i] != IGNORE).collect();
+    let l: Vec<f64> = idx.iter().map(|&i| losses[i] as f64).collect();
+    let seq: Vec<usize> = idx.iter().map(|&i| i / batch.seq).collect();
+    let (c, _) = token_coefficients(objective, &l, &seq, &[]);
+    let mut w = vec![0.0f32; batch.targets.len()];
+    idx.iter().zip(c).for_each(|(&i, c)| w[i] = c as f32);
+    w
 }
 
 /// A named model shape for benchmarks.
@@ -135,19 +156,32 @@ fn bench_train(a: TrainArgs) -> Result<()> {
     keel_kernels::parallel::init_threads(a.threads).map_err(anyhow::Error::msg)?;
     let config = shape_config(&a.shape)?;
     let mut model = Transformer::init_random(config, 0, 0.02);
+    if a.lora_rank > 0 {
+        let lc = LoraConfig { rank: a.lora_rank, alpha: 2.0 * a.lora_rank as f64, dropout: 0.0, targets: Module::ALL.to_vec() };
+        model.lora = Some(LoraAdapter::new(&model.config, lc, 0)?);
+    }
+    let objective = match a.objective.as_str() {
+        "ce" => Objective::Ce,
+        "talr" => Objective::Talr(TalrConfig { normalization: Normalization::Simplex, temperature: Temperature::SequenceMedian, floor: 0.01 }),
+        other => bail!("--objective {other}: ce or talr"),
+    };
     let params = model.layout.total;
+    let trainable = model.num_trainable();
     let batch = random_batch(a.batch, a.seq, model.config.vocab_size, 1);
     let weights = batch.mean_weights();
     let hyper = AdamWHyper { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.1 };
     let mut trainer = Trainer {
         workspace: Workspace::new(&model.config, a.batch, a.seq, a.grad_checkpointing)?,
-        grads: vec![0.0f32; params],
-        optimizer: AdamW::new(params, hyper),
+        grads: vec![0.0f32; trainable],
+        optimizer: AdamW::new(trainable, hyper),
         max_grad_norm: 1.0,
     };
     let (mut step_s, mut fwd_s, mut bwd_s, mut opt_s, mut losses) = (vec![], vec![], vec![], vec![], vec![]);
     for step in 0..=a.steps {
-        let s = trainer.step(&mut model, &batch, hyper.lr, |_| weights.clone())?;
+        let s = trainer.step(&mut model, &batch, hyper.lr, |losses| match objective {
+            Objective::Ce => weights.clone(),
+            _ => step_coefficients(&objective, &batch, losses),
+        })?;
         let total = s.forward_s + s.backward_s + s.optimizer_s;
         if !a.json {
             eprintln!("step {step}{}: loss {:.4}, {total:.3} s", if step == 0 { " (warm-up)" } else { "" }, s.loss);
@@ -171,11 +205,12 @@ fn bench_train(a: TrainArgs) -> Result<()> {
                 "steps": a.steps, "params": params, "median_s": med, "min_s": step_s.iter().copied().fold(f64::MAX, f64::min),
                 "forward_s": median(&fwd_s), "backward_s": median(&bwd_s), "optimizer_s": median(&opt_s),
                 "tokens_per_s": tokens / med, "gflops": gflops, "peak_rss_mib": peak, "losses": losses,
-                "grad_checkpointing": a.grad_checkpointing})
+                "grad_checkpointing": a.grad_checkpointing, "objective": a.objective, "lora_rank": a.lora_rank,
+                "trainable_params": trainable})
         );
     } else {
-        println!("shape {} ({params} parameters), batch {} × seq {}, {} threads{}", a.shape, a.batch, a.seq, a.threads,
-            if a.grad_checkpointing { ", gradient checkpointing" } else { "" });
+        println!("shape {} ({params} parameters, {trainable} trained), batch {} × seq {}, {} threads, objective {}{}", a.shape,
+            a.batch, a.seq, a.threads, a.objective, if a.grad_checkpointing { ", gradient checkpointing" } else { "" });
         println!("  step      {med:.3} s median of {} (forward {:.3}, backward {:.3}, clip+AdamW {:.3})", a.steps,
             median(&fwd_s), median(&bwd_s), median(&opt_s));
         println!("  tokens/s  {:.0}", tokens / med);
