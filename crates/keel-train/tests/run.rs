@@ -17,11 +17,9 @@ fn scratch(name: &str) -> PathBuf {
 
 fn config(dir: &PathBuf, n: usize, extra: &str, overrides: &[&str]) -> RunConfig {
     let shared = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("run");
-    let (model, data) = tiny::tiny_setup(&shared, n);
-    let data_copy = dir.join("data.jsonl");
-    std::fs::copy(&data, &data_copy).unwrap();
+    let (model, data) = tiny::tiny_setup(&shared, dir, n);
     let path = dir.join("run.toml");
-    std::fs::write(&path, tiny::tiny_config(&model, &data_copy, &dir.join("out"), extra)).unwrap();
+    std::fs::write(&path, tiny::tiny_config(&model, &data, &dir.join("out"), extra)).unwrap();
     let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
     RunConfig::load(&path, &o).unwrap()
 }

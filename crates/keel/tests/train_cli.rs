@@ -16,7 +16,7 @@ fn setup(name: &str, steps: u64) -> (PathBuf, PathBuf) {
     let dir = root.join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let (model, data) = tiny::tiny_setup(&root, 24);
+    let (model, data) = tiny::tiny_setup(&root, &dir, 24);
     let config = dir.join("run.toml");
     let text = tiny::tiny_config(&model, &data, &dir.join("out"), &format!("objective = \"talr\"\ngrad_accum = 2"))
         .replace("max_steps = 6", &format!("max_steps = {steps}"))

@@ -14,10 +14,13 @@ pub fn default_model_path() -> PathBuf {
     path
 }
 
-/// Writes (once per directory) the tiny model and a dataset of `n` arithmetic conversations;
-/// returns (model dir, data file).
-pub fn tiny_setup(dir: &Path, n: usize) -> (PathBuf, PathBuf) {
-    let model_dir = dir.join("tiny-model");
+/// Writes the tiny model (once, under `shared`) and a dataset of `n` arithmetic conversations
+/// (into `data_dir`, so that tests running in parallel never share it); returns (model dir,
+/// data file).
+pub fn tiny_setup(shared: &Path, data_dir: &Path, n: usize) -> (PathBuf, PathBuf) {
+    static CREATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let model_dir = shared.join("tiny-model");
+    let guard = CREATE.lock().unwrap_or_else(|e| e.into_inner());
     if !model_dir.join("model.safetensors").exists() {
         let mut pre = Pretrained::load(&default_model_path()).unwrap();
         let config = ModelConfig::from_hf_json(&serde_json::json!({"model_type": "llama", "hidden_size": 64,
@@ -27,7 +30,9 @@ pub fn tiny_setup(dir: &Path, n: usize) -> (PathBuf, PathBuf) {
         pre.model = Transformer::init_random(config, 11, 0.05);
         pre.save_hf(&model_dir).unwrap();
     }
-    let data = dir.join("data.jsonl");
+    drop(guard);
+    std::fs::create_dir_all(data_dir).unwrap();
+    let data = data_dir.join("data.jsonl");
     let lines: Vec<String> = (0..n)
         .map(|i| {
             let (a, b) = (i * 7 % 13 + 2, i * 5 % 11 + 3);
