@@ -7,7 +7,7 @@ use crate::chat::Message;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// One training conversation, with where it came from (for messages and FLOW's cache).
 #[derive(Clone, Debug, PartialEq)]
@@ -219,9 +219,4 @@ pub fn esci_prompt(query: &str, product: &str) -> String {
         "A shopper searched for: {query}\n\nProduct:\n{product}\n\nHow relevant is the product to the search? \
          Reply with one of Exact, Substitute, Complement, Irrelevant, on a last line \"Answer: <label>\"."
     )
-}
-
-/// Where the shared data lives: `../shared/data` beside the project root.
-pub fn shared_data_dir() -> PathBuf {
-    std::env::var_os("KEEL_DATA").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("../shared/data"))
 }

@@ -14,6 +14,8 @@ pub struct StepStats {
     /// Global gradient norm before clipping.
     pub grad_norm: f64,
     pub forward_s: f64,
+    /// Choosing the loss weights from the losses (the objective's own cost; part of forward_s).
+    pub weights_s: f64,
     pub backward_s: f64,
     pub optimizer_s: f64,
 }
@@ -35,7 +37,9 @@ impl Trainer {
         let t0 = Instant::now();
         self.grads.fill(0.0);
         let losses = model.forward(&mut self.workspace, batch)?;
+        let tw = Instant::now();
         let weights = weigh(losses);
+        let weights_s = tw.elapsed().as_secs_f64();
         let loss = losses.iter().zip(&weights).map(|(&l, &w)| l as f64 * w as f64).sum();
         let t1 = Instant::now();
         model.backward(&mut self.workspace, batch, &weights, &mut self.grads)?;
@@ -46,6 +50,7 @@ impl Trainer {
             loss,
             grad_norm,
             forward_s: (t1 - t0).as_secs_f64(),
+            weights_s,
             backward_s: (t2 - t1).as_secs_f64(),
             optimizer_s: (t3 - t2).as_secs_f64(),
         })

@@ -176,7 +176,7 @@ fn bench_train(a: TrainArgs) -> Result<()> {
         optimizer: AdamW::new(trainable, hyper),
         max_grad_norm: 1.0,
     };
-    let (mut step_s, mut fwd_s, mut bwd_s, mut opt_s, mut losses) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut step_s, mut fwd_s, mut bwd_s, mut opt_s, mut weights_s, mut losses) = (vec![], vec![], vec![], vec![], vec![], vec![]);
     for step in 0..=a.steps {
         let s = trainer.step(&mut model, &batch, hyper.lr, |losses| match objective {
             Objective::Ce => weights.clone(),
@@ -191,6 +191,7 @@ fn bench_train(a: TrainArgs) -> Result<()> {
             fwd_s.push(s.forward_s);
             bwd_s.push(s.backward_s);
             opt_s.push(s.optimizer_s);
+            weights_s.push(s.weights_s);
             losses.push(s.loss);
         }
     }
@@ -204,6 +205,7 @@ fn bench_train(a: TrainArgs) -> Result<()> {
             serde_json::json!({"impl": "keel", "shape": a.shape, "batch": a.batch, "seq": a.seq, "threads": a.threads,
                 "steps": a.steps, "params": params, "median_s": med, "min_s": step_s.iter().copied().fold(f64::MAX, f64::min),
                 "forward_s": median(&fwd_s), "backward_s": median(&bwd_s), "optimizer_s": median(&opt_s),
+                "loss_weights_s": median(&weights_s),
                 "tokens_per_s": tokens / med, "gflops": gflops, "peak_rss_mib": peak, "losses": losses,
                 "grad_checkpointing": a.grad_checkpointing, "objective": a.objective, "lora_rank": a.lora_rank,
                 "trainable_params": trainable})
@@ -211,8 +213,8 @@ fn bench_train(a: TrainArgs) -> Result<()> {
     } else {
         println!("shape {} ({params} parameters, {trainable} trained), batch {} × seq {}, {} threads, objective {}{}", a.shape,
             a.batch, a.seq, a.threads, a.objective, if a.grad_checkpointing { ", gradient checkpointing" } else { "" });
-        println!("  step      {med:.3} s median of {} (forward {:.3}, backward {:.3}, clip+AdamW {:.3})", a.steps,
-            median(&fwd_s), median(&bwd_s), median(&opt_s));
+        println!("  step      {med:.3} s median of {} (forward {:.3}, backward {:.3}, clip+AdamW {:.3}; loss weights {:.5})", a.steps,
+            median(&fwd_s), median(&bwd_s), median(&opt_s), median(&weights_s));
         println!("  tokens/s  {:.0}", tokens / med);
         println!("  GFLOP/s   {gflops:.1}  (6 · params · tokens / time)");
         println!("  peak RSS  {peak:.0} MiB");
