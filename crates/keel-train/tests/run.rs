@@ -170,3 +170,16 @@ fn lora_trains_only_the_adapter_and_resumes_exactly() {
     let read = |d: &std::path::Path| std::fs::read(d.join("final-adapter/adapter_model.safetensors")).unwrap();
     assert!(read(&short.output.dir) == read(&c.output.dir), "resumed LoRA run differs");
 }
+
+#[test]
+fn a_diverging_run_stops_at_the_first_non_finite_loss_and_keeps_its_checkpoints() {
+    let dir = scratch("nan");
+    // A learning rate this large overflows the weights after the first update.
+    let c = config(&dir, 8, "", &["train.lr=1e30", "train.max_steps=5", "output.save_every=1", "output.keep_last=5"]);
+    let err = format!("{:#}", train(&c, &QUIET).err().expect("the run must stop"));
+    assert!(err.contains("stopping before the update") && err.contains("checkpoint-00000001"), "{err}");
+    let metrics = std::fs::read_to_string(c.output.dir.join("metrics.jsonl")).unwrap();
+    assert!(metrics.lines().count() >= 1);
+    assert!(keel_train::checkpoint::list(&c.output.dir).unwrap().len() >= 1, "the checkpoints written before are kept");
+    assert!(!c.output.dir.join("final").exists(), "no final model from a diverged run");
+}
