@@ -1,6 +1,7 @@
 //! `keel`: fine-tune Llama-family models on a domain while keeping their general abilities.
 
 mod bench;
+mod eval;
 mod infer;
 mod train;
 
@@ -23,6 +24,8 @@ enum Command {
     /// Inspect training data as a run would see it.
     #[command(subcommand)]
     Data(train::DataCommand),
+    /// Score a model on multiple-choice benchmarks (ARC, BoolQ) by log-likelihood.
+    Eval(eval::EvalArgs),
     /// Average a fine-tuned model with its base (WiSE-FT).
     Merge(train::MergeArgs),
     /// Measure the engine's speed and memory.
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
         Command::Train(a) => train::run_train(a),
         Command::Data(cmd) => train::run_data(cmd),
         Command::Merge(a) => train::run_merge(a),
+        Command::Eval(a) => eval::run_eval(a),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Generate(a) => infer::run_generate(a),
         Command::Chat(a) => infer::run_chat(a),

@@ -1,0 +1,5 @@
+//! keel's evaluation. So far: multiple-choice tasks scored by log-likelihood, defined by task
+//! files, with lm-evaluation-harness's `acc` and `acc_norm`.
+
+pub mod loglik;
+pub mod mc;

@@ -1,0 +1,205 @@
+//! Multiple-choice tasks scored by log-likelihood, defined by a task file (TOML) rather than
+//! code: where the data is, how the context is written, where the choices and the gold index
+//! are. `acc` picks the choice with the highest log-likelihood, `acc_norm` the highest per
+//! character of the choice, as lm-evaluation-harness computes them.
+
+use crate::loglik::loglikelihoods;
+use anyhow::{bail, ensure, Context, Result};
+use keel_data::tokenizer::Tokenizer;
+use keel_model::Transformer;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McTask {
+    pub name: String,
+    /// JSONL or CSV file, relative to the data directory.
+    pub data: String,
+    /// The context, with `{field}` replaced by the item's fields.
+    pub context: String,
+    pub choices: Choices,
+    /// Field holding the index of the correct choice.
+    pub gold: String,
+    /// Put between the context and each choice.
+    #[serde(default = "default_delimiter")]
+    pub target_delimiter: String,
+}
+
+/// Where the choices come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Choices {
+    /// A field holding a list of strings.
+    Field(String),
+    /// One field per choice.
+    Fields(Vec<String>),
+    /// The same labels for every item (e.g. A, B, C, D).
+    List(Vec<String>),
+}
+
+fn default_delimiter() -> String {
+    " ".into()
+}
+
+/// One question, ready to score.
+#[derive(Clone, Debug, PartialEq)]
+pub struct McItem {
+    pub context: String,
+    pub choices: Vec<String>,
+    pub gold: usize,
+    /// `file:line` of the item.
+    pub source: String,
+}
+
+/// The outcome of one item.
+#[derive(Clone, Debug, Serialize)]
+pub struct McResult {
+    pub source: String,
+    pub gold: usize,
+    pub loglikelihoods: Vec<f64>,
+    pub is_greedy: Vec<bool>,
+    pub pred_acc: usize,
+    pub pred_acc_norm: usize,
+}
+
+impl McTask {
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
+        toml::from_str(text).with_context(|| format!("task file {origin} is invalid"))
+    }
+
+    /// Reads the task's items from `data_dir`.
+    pub fn items(&self, data_dir: &Path) -> Result<Vec<McItem>> {
+        let path = data_dir.join(&self.data);
+        let records = read_records(&path)?;
+        records.iter().map(|(source, rec)| self.item(rec, source.clone())).collect()
+    }
+
+    fn item(&self, rec: &BTreeMap<String, Value>, source: String) -> Result<McItem> {
+        let context = render(&self.context, rec).with_context(|| source.clone())?;
+        let choices: Vec<String> = match &self.choices {
+            Choices::Field(f) => rec
+                .get(f)
+                .and_then(Value::as_array)
+                .with_context(|| format!("{source}: no list field \"{f}\""))?
+                .iter()
+                .map(as_text)
+                .collect(),
+            Choices::Fields(fs) => fs.iter().map(|f| rec.get(f).map(as_text).with_context(|| format!("{source}: no field \"{f}\""))).collect::<Result<_>>()?,
+            Choices::List(l) => l.clone(),
+        };
+        ensure!(!choices.is_empty(), "{source}: no choices");
+        let gold = rec.get(&self.gold).with_context(|| format!("{source}: no field \"{}\"", self.gold))?;
+        let gold = match gold {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+        .with_context(|| format!("{source}: gold index {gold} is not a non-negative integer"))? as usize;
+        ensure!(gold < choices.len(), "{source}: gold index {gold} is out of range for {} choices", choices.len());
+        Ok(McItem { context, choices, gold, source })
+    }
+}
+
+fn as_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `{field}` → the field's text.
+fn render(template: &str, rec: &BTreeMap<String, Value>) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let end = rest[start..].find('}').with_context(|| format!("unclosed {{ in the template {template:?}"))? + start;
+        let name = &rest[start + 1..end];
+        out.push_str(&rest[..start]);
+        out.push_str(&as_text(rec.get(name).with_context(|| format!("the template uses {{{name}}}, which the item lacks"))?));
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// JSONL objects or CSV rows (by header), each with its `file:line`.
+fn read_records(path: &Path) -> Result<Vec<(String, BTreeMap<String, Value>)>> {
+    let hint = "see ../shared/data/README.md for the shared data, or pass --data-dir";
+    if path.extension().is_some_and(|e| e == "csv") {
+        let mut r = csv::Reader::from_path(path).with_context(|| format!("cannot read {} ({hint})", path.display()))?;
+        let headers = r.headers()?.clone();
+        return r
+            .records()
+            .enumerate()
+            .map(|(i, rec)| {
+                let source = format!("{}:{}", path.display(), i + 2);
+                let rec = rec.with_context(|| format!("{source}: malformed CSV"))?;
+                Ok((source, headers.iter().zip(rec.iter()).map(|(h, v)| (h.to_string(), Value::String(v.to_string()))).collect()))
+            })
+            .collect();
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {} ({hint})", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            let source = format!("{}:{}", path.display(), i + 1);
+            match serde_json::from_str::<Value>(l) {
+                Ok(Value::Object(o)) => Ok((source, o.into_iter().collect())),
+                Ok(_) => bail!("{source}: not a JSON object"),
+                Err(e) => Err(anyhow::Error::new(e).context(format!("{source}: not valid JSON"))),
+            }
+        })
+        .collect()
+}
+
+/// Token ids of (context, continuation) as lm-evaluation-harness forms them: trailing
+/// whitespace of the context moves to the continuation, the pair is encoded whole, and the
+/// continuation is what follows the context's own encoding.
+pub fn encode_pair(tok: &Tokenizer, context: &str, continuation: &str) -> Result<(Vec<u32>, Vec<u32>)> {
+    let trimmed = context.trim_end();
+    let (context, continuation) = (trimmed, format!("{}{continuation}", &context[trimmed.len()..]));
+    let whole = tok.encode(&format!("{context}{continuation}"), false)?;
+    let ctx = tok.encode(context, false)?;
+    ensure!(whole.len() > ctx.len(), "the continuation {continuation:?} adds no tokens");
+    Ok((whole[..ctx.len()].to_vec(), whole[ctx.len()..].to_vec()))
+}
+
+/// Scores `items`; returns each item's result and (acc, acc_norm).
+pub fn evaluate(model: &Transformer, tok: &Tokenizer, task: &McTask, items: &[McItem], rows: usize) -> Result<(Vec<McResult>, f64, f64)> {
+    let mut pairs = Vec::new();
+    for item in items {
+        for choice in &item.choices {
+            pairs.push(encode_pair(tok, &item.context, &format!("{}{choice}", task.target_delimiter))?);
+        }
+    }
+    let scores = loglikelihoods(model, &pairs, rows)?;
+    let mut results = Vec::with_capacity(items.len());
+    let mut at = 0;
+    for item in items {
+        let s = &scores[at..at + item.choices.len()];
+        at += item.choices.len();
+        let ll: Vec<f64> = s.iter().map(|x| x.ll).collect();
+        let norm: Vec<f64> = ll.iter().zip(&item.choices).map(|(l, c)| l / c.chars().count().max(1) as f64).collect();
+        results.push(McResult {
+            source: item.source.clone(),
+            gold: item.gold,
+            pred_acc: argmax(&ll),
+            pred_acc_norm: argmax(&norm),
+            loglikelihoods: ll,
+            is_greedy: s.iter().map(|x| x.is_greedy).collect(),
+        });
+    }
+    let n = results.len().max(1) as f64;
+    let acc = results.iter().filter(|r| r.pred_acc == r.gold).count() as f64 / n;
+    let acc_norm = results.iter().filter(|r| r.pred_acc_norm == r.gold).count() as f64 / n;
+    Ok((results, acc, acc_norm))
+}
+
+/// Index of the largest value (the first on ties, as numpy's argmax).
+fn argmax(v: &[f64]) -> usize {
+    v.iter().enumerate().fold((0, f64::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0
+}

@@ -1,0 +1,66 @@
+//! Multiple-choice scoring against transformers computing lm-evaluation-harness's recipe
+//! (fixture from tools/make_eval_fixtures.py on the converted SmolLM2-135M-Instruct).
+
+use keel_data::pretrained::Pretrained;
+use keel_eval::mc::{encode_pair, evaluate, McTask};
+use serde_json::Value;
+use std::path::PathBuf;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn model_path() -> PathBuf {
+    let dir = std::env::var_os("KEEL_MODELS").map(PathBuf::from).unwrap_or_else(|| root().join("models"));
+    let p = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(p.exists(), "{} is missing: run scripts/fetch-model.sh first", p.display());
+    p
+}
+
+#[test]
+fn arc_easy_choices_and_loglikelihoods_match_the_reference() {
+    let reference: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("crates/keel-eval/tests/fixtures/arc_easy_reference.json")).unwrap(),
+    )
+    .unwrap();
+    let task = McTask::from_toml(&std::fs::read_to_string(root().join("tasks/arc_easy.toml")).unwrap(), "arc_easy").unwrap();
+    let pre = Pretrained::load(&model_path()).unwrap();
+    let want = reference["items"].as_array().unwrap();
+    let items: Vec<_> = task.items(&root().join("../shared/data")).unwrap().into_iter().take(want.len()).collect();
+    let ids = |v: &Value| -> Vec<u32> { v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect() };
+    for (item, w) in items.iter().zip(want) {
+        assert_eq!(item.context, w["context"].as_str().unwrap());
+        for (c, (choice, cont_ids)) in item.choices.iter().zip(w["continuation_ids"].as_array().unwrap()).enumerate() {
+            let (ctx, cont) = encode_pair(&pre.tokenizer, &item.context, &format!(" {choice}")).unwrap();
+            assert_eq!(ctx, ids(&w["context_ids"]), "{}: context ids", item.source);
+            assert_eq!(cont, ids(cont_ids), "{}: continuation {c} ids", item.source);
+        }
+    }
+    let (results, acc, acc_norm) = evaluate(&pre.model, &pre.tokenizer, &task, &items, 8).unwrap();
+    for (r, w) in results.iter().zip(want) {
+        assert_eq!(r.pred_acc as u64, w["pred_acc"].as_u64().unwrap(), "{}: acc choice", r.source);
+        assert_eq!(r.pred_acc_norm as u64, w["pred_acc_norm"].as_u64().unwrap(), "{}: acc_norm choice", r.source);
+        for (ours, theirs) in r.loglikelihoods.iter().zip(w["loglikelihoods"].as_array().unwrap()) {
+            let theirs = theirs.as_f64().unwrap();
+            assert!((ours - theirs).abs() < 2e-3 * theirs.abs().max(1.0), "{}: log-likelihood {ours} vs {theirs}", r.source);
+        }
+        let greedy: Vec<bool> = w["is_greedy"].as_array().unwrap().iter().map(|g| g.as_bool().unwrap()).collect();
+        assert_eq!(r.is_greedy, greedy, "{}: is_greedy", r.source);
+    }
+    assert_eq!(acc, reference["acc"].as_f64().unwrap());
+    assert_eq!(acc_norm, reference["acc_norm"].as_f64().unwrap());
+}
+
+#[test]
+fn task_files_with_bad_gold_indices_or_fields_are_refused_naming_the_line() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::write(dir.join("mc.jsonl"), "{\"q\": \"a\", \"c\": [\"x\", \"y\"], \"g\": 1}\n{\"q\": \"b\", \"c\": [\"x\", \"y\"], \"g\": 2}\n").unwrap();
+    let task = McTask::from_toml("name = \"t\"\ndata = \"mc.jsonl\"\ncontext = \"{q}\"\nchoices = { field = \"c\" }\ngold = \"g\"\n", "t").unwrap();
+    let err = format!("{:#}", task.items(&dir).unwrap_err());
+    assert!(err.contains("mc.jsonl:2") && err.contains("gold index 2 is out of range"), "{err}");
+    let missing = McTask { context: "{nope}".into(), ..task.clone() };
+    assert!(format!("{:#}", missing.items(&dir).unwrap_err()).contains("{nope}"));
+    let err = format!("{:#}", task.items(&dir.join("nowhere")).unwrap_err());
+    assert!(err.contains("nowhere") && err.contains("shared/data/README.md"), "{err}");
+    assert!(McTask::from_toml("name = \"t\"\nbogus = 1\n", "x.toml").is_err());
+}
