@@ -21,6 +21,8 @@ pub fn loglikelihoods(model: &Transformer, pairs: &[(Vec<u32>, Vec<u32>)], rows:
     let Some(&first) = order.first() else { return Ok(Vec::new()) };
     let max_len = pairs[first].0.len() + pairs[first].1.len();
     let mut ws = Workspace::new(&model.config, rows.min(pairs.len()), max_len, false)?;
+    // Only the continuation positions need logits.
+    ws.logits_at_targets_only = true;
     let vocab = model.config.vocab_size;
     let mut out = vec![LogLik { ll: 0.0, is_greedy: false }; pairs.len()];
     for chunk in order.chunks(rows) {
@@ -49,7 +51,7 @@ pub fn loglikelihoods(model: &Transformer, pairs: &[(Vec<u32>, Vec<u32>)], rows:
                     continue;
                 }
                 ll -= losses[t] as f64;
-                let row = &ws.logits[t * vocab..(t + 1) * vocab];
+                let row = ws.logits_row(t, vocab).expect("target positions have logits");
                 let best = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (j, &x)| if x > b.1 { (j, x) } else { b }).0;
                 greedy &= best as u32 == target;
             }

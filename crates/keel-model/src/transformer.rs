@@ -11,7 +11,7 @@ use crate::params::{LayerRanges, ParamLayout, TensorSpec};
 use anyhow::{ensure, Result};
 use rayon::prelude::*;
 use keel_kernels::attention::{attention_backward, attention_forward, AttnShape};
-use keel_kernels::cross_entropy::{cross_entropy_backward, cross_entropy_forward};
+use keel_kernels::cross_entropy::{cross_entropy_backward, cross_entropy_forward, IGNORE};
 use keel_kernels::embedding::{embedding_backward, embedding_forward};
 use keel_kernels::linear::{linear_backward, linear_forward};
 use keel_kernels::lora::{lora_backward, lora_forward};
@@ -103,8 +103,19 @@ pub struct Workspace {
     acts: Vec<LayerActs>,
     xf: Vec<f32>,
     rstdf: Vec<f32>,
-    /// Logits after the forward; the gradient of the loss w.r.t. them after the backward.
+    /// Logits after the forward (one row per position, or per target position with
+    /// `logits_at_targets_only`); the gradient of the loss w.r.t. them after the backward.
     pub logits: Vec<f32>,
+    /// Compute the LM head only where a position has a target: the same losses and gradients,
+    /// without the vocabulary-wide product for prompt and padding positions.
+    pub logits_at_targets_only: bool,
+    /// With `logits_at_targets_only`: the positions that have targets, and their rows of the
+    /// final hidden state and of its gradient.
+    selected: Vec<usize>,
+    xf_sel: Vec<f32>,
+    dxf_sel: Vec<f32>,
+    targets_sel: Vec<u32>,
+    losses_sel: Vec<f32>,
     lse: Vec<f32>,
     /// Per-position loss `−log p(target)` of the last forward (0 where there is no target).
     pub losses: Vec<f32>,
@@ -139,7 +150,8 @@ impl Workspace {
             rope: RopeTable::new(&c.rope_inv_freq(), seq),
             layer_inputs: (0..=c.num_layers).map(|_| Vec::new()).collect(),
             acts: (0..kept).map(|_| LayerActs::with_capacity(c, s)).collect(),
-            xf: vec![], rstdf: vec![], logits: vec![], lse: vec![], losses: vec![], dx: vec![], dxn: vec![], dq: vec![],
+            xf: vec![], rstdf: vec![], logits: vec![], logits_at_targets_only: false, selected: vec![], xf_sel: vec![], dxf_sel: vec![],
+            targets_sel: vec![], losses_sel: vec![], lse: vec![], losses: vec![], dx: vec![], dxn: vec![], dq: vec![],
             dk: vec![], dv: vec![], datt: vec![], dk_pre: vec![], dgate: vec![], dup: vec![], dact: vec![], attn_scratch: vec![],
             lora_du: vec![], lora_x: vec![], lora_dx: vec![],
         };
@@ -172,6 +184,12 @@ impl Workspace {
 
     pub fn seq(&self) -> usize {
         self.shape.seq
+    }
+
+    /// The logits of position `pos` after a forward (`None` where they were not computed).
+    pub fn logits_row(&self, pos: usize, vocab: usize) -> Option<&[f32]> {
+        let row = if self.logits_at_targets_only { self.selected.binary_search(&pos).ok()? } else { pos };
+        self.logits.get(row * vocab..(row + 1) * vocab)
     }
 
     /// Fits the buffers to `batch`'s shape (within the allocated capacity, so without
@@ -319,8 +337,30 @@ impl Transformer {
             self.layer_forward(l, acts, &ws.rope, ws.shape, batch, &inputs[l], &mut outputs[0]);
         }
         rmsnorm_forward(&mut ws.xf, &mut ws.rstdf, &ws.layer_inputs[c.num_layers], &p[self.layout.final_norm.clone()], c.rms_norm_eps);
-        linear_forward(&mut ws.logits, &ws.xf, &p[self.layout.head()], None, c.hidden_size, c.vocab_size);
-        cross_entropy_forward(&mut ws.losses, &mut ws.lse, &ws.logits, &batch.targets);
+        let (h, v) = (c.hidden_size, c.vocab_size);
+        if ws.logits_at_targets_only {
+            ws.selected.clear();
+            ws.selected.extend((0..batch.targets.len()).filter(|&i| batch.targets[i] != IGNORE));
+            let m = ws.selected.len();
+            ws.xf_sel.resize(m * h, 0.0);
+            ws.targets_sel.clear();
+            for (k, &i) in ws.selected.iter().enumerate() {
+                ws.xf_sel[k * h..(k + 1) * h].copy_from_slice(&ws.xf[i * h..(i + 1) * h]);
+                ws.targets_sel.push(batch.targets[i]);
+            }
+            ws.logits.resize(m * v, 0.0);
+            linear_forward(&mut ws.logits, &ws.xf_sel, &p[self.layout.head()], None, h, v);
+            ws.losses_sel.resize(m, 0.0);
+            cross_entropy_forward(&mut ws.losses_sel, &mut ws.lse[..m], &ws.logits, &ws.targets_sel);
+            ws.losses.fill(0.0);
+            for (k, &i) in ws.selected.iter().enumerate() {
+                ws.losses[i] = ws.losses_sel[k];
+            }
+        } else {
+            ws.logits.resize(batch.targets.len() * v, 0.0);
+            linear_forward(&mut ws.logits, &ws.xf, &p[self.layout.head()], None, h, v);
+            cross_entropy_forward(&mut ws.losses, &mut ws.lse, &ws.logits, &batch.targets);
+        }
         Ok(&ws.losses)
     }
 
@@ -377,9 +417,21 @@ impl Transformer {
         let p = &self.params;
         let (h, v) = (c.hidden_size, c.vocab_size);
         let mut g = GradSink { grads, frozen_base: self.lora.is_some() };
-        cross_entropy_backward(&mut ws.logits, &ws.lse, &batch.targets, weights);
         let head = self.layout.head();
-        linear_backward(Some(&mut ws.dxn), false, g.base(&head), None, &ws.logits, &ws.xf, &p[head], h, v);
+        if ws.logits_at_targets_only {
+            let m = ws.selected.len();
+            let w_sel: Vec<f32> = ws.selected.iter().map(|&i| weights[i]).collect();
+            cross_entropy_backward(&mut ws.logits, &ws.lse[..m], &ws.targets_sel, &w_sel);
+            ws.dxf_sel.resize(m * h, 0.0);
+            linear_backward(Some(&mut ws.dxf_sel), false, g.base(&head), None, &ws.logits, &ws.xf_sel, &p[head], h, v);
+            ws.dxn.fill(0.0);
+            for (k, &i) in ws.selected.iter().enumerate() {
+                ws.dxn[i * h..(i + 1) * h].copy_from_slice(&ws.dxf_sel[k * h..(k + 1) * h]);
+            }
+        } else {
+            cross_entropy_backward(&mut ws.logits, &ws.lse, &batch.targets, weights);
+            linear_backward(Some(&mut ws.dxn), false, g.base(&head), None, &ws.logits, &ws.xf, &p[head], h, v);
+        }
         ws.dx.fill(0.0);
         let fnorm = self.layout.final_norm.clone();
         rmsnorm_backward(&mut ws.dx, g.base(&fnorm), &ws.dxn, &ws.layer_inputs[c.num_layers], &p[fnorm], &ws.rstdf);

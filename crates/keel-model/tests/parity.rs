@@ -162,3 +162,28 @@ fn a_larger_workspace_serves_smaller_batches_identically() {
     let too_big = Batch { batch: 5, ..batch.clone() };
     assert!(model.forward(&mut larger, &too_big).is_err());
 }
+
+#[test]
+fn logits_at_targets_only_give_the_same_losses_and_gradients() {
+    for variant in ["llama_tied", "qwen3_qknorm"] {
+        let model = Transformer::load(&fixture(variant)).unwrap();
+        let (batch, _) = load_batch(variant);
+        let mut full = Workspace::new(&model.config, batch.batch, batch.seq, false).unwrap();
+        let mut sel = Workspace::new(&model.config, batch.batch, batch.seq, false).unwrap();
+        sel.logits_at_targets_only = true;
+        let (l1, g1) = loss_and_grads(&model, &mut full, &batch);
+        let (l2, g2) = loss_and_grads(&model, &mut sel, &batch);
+        assert!((l1 - l2).abs() < 1e-6, "{variant}: {l1} vs {l2}");
+        assert!(rel_err(&g2, &g1) < 1e-5, "{variant}: gradients differ");
+        // Only target positions have logits, and they equal the full forward's.
+        model.forward(&mut full, &batch).unwrap();
+        model.forward(&mut sel, &batch).unwrap();
+        let v = model.config.vocab_size;
+        for pos in 0..batch.targets.len() {
+            match sel.logits_row(pos, v) {
+                Some(row) => assert!(rel_err(row, full.logits_row(pos, v).unwrap()) < 1e-6),
+                None => assert_eq!(batch.targets[pos], keel_kernels::cross_entropy::IGNORE),
+            }
+        }
+    }
+}

@@ -131,6 +131,8 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
         optimizer: AdamW::new(model.num_trainable(), hyper),
         max_grad_norm: t.max_grad_norm,
     };
+    // Prompt and padding positions carry no loss: skip their vocabulary-wide logits.
+    trainer.workspace.logits_at_targets_only = true;
     let mut state = TrainState {
         step: 0,
         tokens_seen: 0,
@@ -317,6 +319,7 @@ fn flow_example_weights(
     }
     const ROWS: usize = 4;
     let mut ws = Workspace::new(&model.config, ROWS, max_seq_len, false)?;
+    ws.logits_at_targets_only = true;
     let mut sums = vec![(0.0f64, 0usize); examples.len()];
     let order: Vec<usize> = (0..examples.len()).collect();
     for chunk in order.chunks(ROWS) {
