@@ -64,3 +64,11 @@ fn task_files_with_bad_gold_indices_or_fields_are_refused_naming_the_line() {
     assert!(err.contains("nowhere") && err.contains("shared/data/README.md"), "{err}");
     assert!(McTask::from_toml("name = \"t\"\nbogus = 1\n", "x.toml").is_err());
 }
+
+#[test]
+fn trailing_context_whitespace_moves_to_the_continuation() {
+    let pre = Pretrained::load(&model_path()).unwrap();
+    let moved = encode_pair(&pre.tokenizer, "Answer: ", "Paris").unwrap();
+    assert_eq!(moved, encode_pair(&pre.tokenizer, "Answer:", " Paris").unwrap());
+    assert_eq!(moved.1, pre.tokenizer.encode(" Paris", false).unwrap());
+}
