@@ -1,7 +1,9 @@
-//! `keel eval`: multiple-choice tasks by log-likelihood (generation tasks are not built yet).
+//! `keel eval`: multiple-choice tasks by log-likelihood, and generation tasks (GSM8K, MedCalc)
+//! scored from greedy answers.
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use keel_eval::gen_tasks::{self, GenTask};
 use keel_eval::mc::{evaluate, McTask};
 use keel_model::lora::LoraAdapter;
 use keel_model::rng::Rng;
@@ -23,7 +25,8 @@ pub struct EvalArgs {
     /// A LoRA adapter directory (PEFT layout) merged into the model first.
     #[arg(long)]
     adapter: Option<PathBuf>,
-    /// Comma-separated task names (arc_easy, arc_challenge, boolq) or task-file paths.
+    /// Comma-separated task names (arc_easy, arc_challenge, boolq; gsm8k, medcalc) or
+    /// multiple-choice task-file paths.
     #[arg(long, value_delimiter = ',', required = true)]
     tasks: Vec<String>,
     /// Score a seeded random subset of this many items per task (0: all).
@@ -37,18 +40,48 @@ pub struct EvalArgs {
     /// Directory for results.json and per-item <task>.samples.jsonl.
     #[arg(long, default_value = "eval-results")]
     out: PathBuf,
-    /// Sequences per forward pass.
+    /// Sequences per forward pass (and prompts generated together).
     #[arg(long, default_value_t = 8)]
     batch_rows: usize,
+    /// Token budget of generation tasks (0: the task's own, 256 for GSM8K, 512 for MedCalc).
+    #[arg(long, default_value_t = 0)]
+    max_new_tokens: usize,
 }
 
-fn load_task(name: &str) -> Result<McTask> {
+enum Task {
+    Mc(McTask),
+    Gen(GenTask),
+}
+
+/// A seeded random subset of `limit` items, in their original order (all of them for 0).
+fn subsample<T: Clone>(items: Vec<T>, limit: usize, seed: u64) -> Vec<T> {
+    if limit == 0 || limit >= items.len() {
+        return items;
+    }
+    let mut rng = Rng::new(seed);
+    let mut idx: Vec<usize> = (0..items.len()).collect();
+    for i in (1..idx.len()).rev() {
+        idx.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let mut keep: Vec<usize> = idx[..limit].to_vec();
+    keep.sort();
+    keep.into_iter().map(|i| items[i].clone()).collect()
+}
+
+fn load_task(name: &str) -> Result<Task> {
+    if let Some(t) = GenTask::from_name(name) {
+        return Ok(Task::Gen(t));
+    }
+    load_mc_task(name).map(Task::Mc)
+}
+
+fn load_mc_task(name: &str) -> Result<McTask> {
     if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name) {
         return McTask::from_toml(text, name);
     }
     let path = PathBuf::from(name);
     if !path.exists() {
-        bail!("unknown task \"{name}\" (built in: {}; or give a task file)", BUILTIN.map(|b| b.0).join(", "));
+        bail!("unknown task \"{name}\" (built in: {}, gsm8k, medcalc; or give a task file)", BUILTIN.map(|b| b.0).join(", "));
     }
     McTask::from_toml(&std::fs::read_to_string(&path)?, &path.display().to_string())
 }
@@ -68,7 +101,7 @@ fn bootstrap(correct: &[bool], seed: u64) -> (f64, f64) {
 }
 
 pub fn run_eval(a: EvalArgs) -> Result<()> {
-    let tasks: Vec<McTask> = a.tasks.iter().map(|t| load_task(t)).collect::<Result<_>>()?;
+    let tasks: Vec<Task> = a.tasks.iter().map(|t| load_task(t)).collect::<Result<_>>()?;
     let mut pre = a.model.load()?;
     if let Some(dir) = &a.adapter {
         pre.model.lora = Some(LoraAdapter::load(dir, &pre.model.config)?);
@@ -77,35 +110,63 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     let mut summary = serde_json::Map::new();
     for task in &tasks {
-        let mut items = task.items(&a.data_dir)?;
-        let total = items.len();
-        if a.limit > 0 && a.limit < items.len() {
-            let mut rng = Rng::new(a.seed);
-            let mut idx: Vec<usize> = (0..items.len()).collect();
-            for i in (1..idx.len()).rev() {
-                idx.swap(i, rng.below(i as u64 + 1) as usize);
-            }
-            let mut keep: Vec<usize> = idx[..a.limit].to_vec();
-            keep.sort();
-            items = keep.into_iter().map(|i| items[i].clone()).collect();
-        }
         let started = std::time::Instant::now();
-        eprintln!("{}: scoring {} of {} items", task.name, items.len(), total);
-        let (results, acc, acc_norm) = evaluate(&pre.model, &pre.tokenizer, task, &items, a.batch_rows)?;
+        // Per item: a JSON line for the samples file, and for each metric whether it was right.
+        let (name, samples, verdicts): (String, Vec<serde_json::Value>, Vec<(&str, Vec<bool>)>) = match task {
+            Task::Mc(task) => {
+                let all = task.items(&a.data_dir)?;
+                let total = all.len();
+                let items = subsample(all, a.limit, a.seed);
+                eprintln!("{}: scoring {} of {total} items", task.name, items.len());
+                let (results, _, _) = evaluate(&pre.model, &pre.tokenizer, task, &items, a.batch_rows)?;
+                let samples = items.iter().zip(&results).map(|(item, r)| json!({"source": r.source, "context": item.context,
+                    "choices": item.choices, "gold": r.gold, "loglikelihoods": r.loglikelihoods, "is_greedy": r.is_greedy,
+                    "pred_acc": r.pred_acc, "pred_acc_norm": r.pred_acc_norm})).collect();
+                let acc = results.iter().map(|r| r.pred_acc == r.gold).collect();
+                let acc_norm = results.iter().map(|r| r.pred_acc_norm == r.gold).collect();
+                (task.name.clone(), samples, vec![("acc", acc), ("acc_norm", acc_norm)])
+            }
+            Task::Gen(task) => {
+                let all = task.items(&a.data_dir)?;
+                let total = all.len();
+                let items = subsample(all, a.limit, a.seed);
+                eprintln!("{}: answering {} of {total} questions", task.name(), items.len());
+                let outputs = gen_tasks::run(&pre, *task, &items, a.batch_rows, a.max_new_tokens)?;
+                let mut verdicts: Vec<(&str, Vec<bool>)> = Vec::new();
+                let mut samples = Vec::new();
+                for (item, output) in items.iter().zip(&outputs) {
+                    let scores = task.score(item, output);
+                    let mut sample = json!({"source": item.source, "prompt": item.prompt, "output": output, "reference": item.reference});
+                    for (k, (metric, extracted, ok)) in scores.into_iter().enumerate() {
+                        sample[format!("{metric}_extracted")] = extracted;
+                        sample[metric] = json!(ok);
+                        if verdicts.len() <= k {
+                            verdicts.push((metric, Vec::new()));
+                        }
+                        verdicts[k].1.push(ok);
+                    }
+                    samples.push(sample);
+                }
+                (task.name().to_string(), samples, verdicts)
+            }
+        };
         let secs = started.elapsed().as_secs_f64();
-        let path = a.out.join(format!("{}.samples.jsonl", task.name));
+        let path = a.out.join(format!("{name}.samples.jsonl"));
         let mut f = std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
-        for (item, r) in items.iter().zip(&results) {
-            writeln!(f, "{}", json!({"source": r.source, "context": item.context, "choices": item.choices, "gold": r.gold,
-                "loglikelihoods": r.loglikelihoods, "is_greedy": r.is_greedy, "pred_acc": r.pred_acc,
-                "pred_acc_norm": r.pred_acc_norm, "correct": r.pred_acc == r.gold, "correct_norm": r.pred_acc_norm == r.gold}))?;
+        for s in &samples {
+            writeln!(f, "{s}")?;
         }
-        let ci = bootstrap(&results.iter().map(|r| r.pred_acc == r.gold).collect::<Vec<_>>(), a.seed);
-        let ci_norm = bootstrap(&results.iter().map(|r| r.pred_acc_norm == r.gold).collect::<Vec<_>>(), a.seed);
-        println!("{:14} acc {acc:.4} [{:.4}, {:.4}]  acc_norm {acc_norm:.4} [{:.4}, {:.4}]  n={}  {secs:.1} s",
-            task.name, ci.0, ci.1, ci_norm.0, ci_norm.1, items.len());
-        summary.insert(task.name.clone(), json!({"acc": acc, "acc_ci95": [ci.0, ci.1], "acc_norm": acc_norm,
-            "acc_norm_ci95": [ci_norm.0, ci_norm.1], "n": items.len(), "of": total, "seconds": secs}));
+        let mut entry = json!({"n": samples.len(), "seconds": secs});
+        let mut line = format!("{name:14}");
+        for (metric, v) in &verdicts {
+            let score = v.iter().filter(|&&x| x).count() as f64 / v.len().max(1) as f64;
+            let ci = bootstrap(v, a.seed);
+            entry[*metric] = json!(score);
+            entry[format!("{metric}_ci95")] = json!([ci.0, ci.1]);
+            line.push_str(&format!(" {metric} {score:.4} [{:.4}, {:.4}]", ci.0, ci.1));
+        }
+        println!("{line}  n={}  {secs:.1} s", samples.len());
+        summary.insert(name, entry);
     }
     let results = json!({"model": a.model.model, "adapter": a.adapter, "limit": a.limit, "seed": a.seed,
         "keel_version": env!("CARGO_PKG_VERSION"), "tasks": summary});

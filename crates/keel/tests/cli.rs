@@ -52,3 +52,29 @@ fn missing_models_and_bad_options_are_clear_errors() {
     let out = keel().args(["bench", "train", "--shape", "nope"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown shape \"nope\""));
 }
+
+#[test]
+fn eval_writes_results_and_samples_for_both_task_kinds() {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("eval-cli");
+    let _ = std::fs::remove_dir_all(&out);
+    let run = keel()
+        .args(["eval", "--tasks", "arc_easy,gsm8k", "--limit", "2", "--max-new-tokens", "24", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let arc = &results["tasks"]["arc_easy"];
+    assert!(arc["acc"].is_number() && arc["acc_norm"].is_number() && arc["n"] == 2);
+    let gsm = &results["tasks"]["gsm8k"];
+    assert!(gsm["strict_match"].is_number() && gsm["flexible_match"].is_number());
+    let samples = std::fs::read_to_string(out.join("gsm8k.samples.jsonl")).unwrap();
+    assert_eq!(samples.lines().count(), 2);
+    assert!(samples.contains("\"output\"") && samples.contains("\"flexible_match_extracted\""));
+
+    let bad = keel().args(["eval", "--tasks", "hellaswag"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown task \"hellaswag\""));
+    let missing = keel().args(["eval", "--tasks", "boolq", "--data-dir", "/nonexistent"]).output().unwrap();
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("/nonexistent/boolq/boolq.jsonl") && err.contains("--data-dir"), "{err}");
+}

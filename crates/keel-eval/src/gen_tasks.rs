@@ -1,0 +1,111 @@
+//! Generation tasks: the model answers in its chat format (greedy), and a scorer judges the
+//! response. GSM8K (0-shot chat; strict and flexible match) and MedCalc-Bench (zero-shot on the
+//! held-out part of keel's split).
+
+use crate::scorers::{gsm8k_correct, gsm8k_flexible, gsm8k_strict, medcalc_answer_text, medcalc_correct};
+use anyhow::{Context, Result};
+use keel_data::chat::Message;
+use keel_data::dataset::{read_examples, Fields, Format, Target};
+use keel_data::generate::{generate, GenOptions};
+use keel_data::medcalc::read_medcalc;
+use keel_data::pretrained::Pretrained;
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// One question of a generation task.
+#[derive(Clone, Debug)]
+pub struct GenItem {
+    pub source: String,
+    pub prompt: String,
+    /// What the scorer compares against (the reference answer, or a MedCalc row's fields).
+    pub reference: Value,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GenTask {
+    Gsm8k,
+    Medcalc,
+}
+
+impl GenTask {
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "gsm8k" => Some(GenTask::Gsm8k),
+            "medcalc" => Some(GenTask::Medcalc),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GenTask::Gsm8k => "gsm8k",
+            GenTask::Medcalc => "medcalc",
+        }
+    }
+
+    fn max_new_tokens(self) -> usize {
+        match self {
+            GenTask::Gsm8k => 256,
+            GenTask::Medcalc => 512,
+        }
+    }
+
+    /// The task's questions: GSM8K's test split, or MedCalc-Bench's held-out part.
+    pub fn items(self, data_dir: &Path) -> Result<Vec<GenItem>> {
+        Ok(match self {
+            GenTask::Gsm8k => {
+                let path = data_dir.join("gsm8k/test.jsonl");
+                read_examples(&path, Format::Gsm8k, Target::Cot, &Fields::default())?
+                    .into_iter()
+                    .map(|e| GenItem { source: e.source, prompt: e.messages[0].content.clone(), reference: json!(e.messages[1].content) })
+                    .collect()
+            }
+            GenTask::Medcalc => read_medcalc(&data_dir.join("medcalc_bench/test_data.csv"))?
+                .into_iter()
+                .filter(|r| r.held_out)
+                .map(|r| GenItem {
+                    prompt: r.prompt(),
+                    reference: json!({"output_type": r.output_type, "answer": r.answer, "lower": r.lower, "upper": r.upper,
+                        "calculator": r.calculator_name}),
+                    source: r.source,
+                })
+                .collect(),
+        })
+    }
+
+    /// Scores of one response, by metric name.
+    pub fn score(self, item: &GenItem, response: &str) -> Vec<(&'static str, Value, bool)> {
+        match self {
+            GenTask::Gsm8k => {
+                let reference = item.reference.as_str().unwrap_or_default();
+                let (strict, flexible) = (gsm8k_strict(response), gsm8k_flexible(response));
+                vec![
+                    ("strict_match", json!(strict), gsm8k_correct(strict.as_deref(), reference)),
+                    ("flexible_match", json!(flexible), gsm8k_correct(flexible.as_deref(), reference)),
+                ]
+            }
+            GenTask::Medcalc => {
+                let f = |k: &str| item.reference[k].as_str().unwrap_or_default().to_string();
+                let ok = medcalc_correct(&f("output_type"), &f("answer"), &f("lower"), &f("upper"), response);
+                vec![("accuracy", json!(medcalc_answer_text(response)), ok)]
+            }
+        }
+    }
+}
+
+/// Generates greedy answers for `items`, `batch` prompts at a time; `max_new_tokens` of 0 uses
+/// the task's default.
+pub fn run(pre: &Pretrained, task: GenTask, items: &[GenItem], batch: usize, max_new_tokens: usize) -> Result<Vec<String>> {
+    let template = pre.chat_template.as_ref().context("generation tasks need a chat model with a chat template")?;
+    let opts = GenOptions { max_new_tokens: if max_new_tokens > 0 { max_new_tokens } else { task.max_new_tokens() }, ..GenOptions::default() };
+    let mut out = Vec::with_capacity(items.len());
+    for chunk in items.chunks(batch.max(1)) {
+        let prompts: Vec<Vec<u32>> = chunk
+            .iter()
+            .map(|it| pre.tokenizer.encode(&template.render(&[Message::new("user", &it.prompt)], true)?, true))
+            .collect::<Result<_>>()?;
+        out.extend(generate(pre, &prompts, &opts, |_, _| {})?.into_iter().map(|g| g.text));
+        eprintln!("{}: {}/{} answered", task.name(), out.len(), items.len());
+    }
+    Ok(out)
+}
