@@ -26,6 +26,38 @@ pub struct McTask {
     /// Put between the context and each choice.
     #[serde(default = "default_delimiter")]
     pub target_delimiter: String,
+    /// Text before the few-shot examples and the question (`{subject}` is replaced by the
+    /// subject with spaces for underscores).
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub fewshot: Option<FewShot>,
+    /// A task per subject: `data` (and the few-shot data) contain `{subject}`, and the subjects
+    /// are the files of `dir` ending in `suffix`.
+    #[serde(default)]
+    pub subjects: Option<Subjects>,
+}
+
+/// Worked examples before each question: the first `k` items of `data`, each written as its
+/// context, the target delimiter and its gold choice, followed by `delimiter`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FewShot {
+    pub data: String,
+    pub k: usize,
+    #[serde(default = "default_fewshot_delimiter")]
+    pub delimiter: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subjects {
+    pub dir: String,
+    pub suffix: String,
+}
+
+fn default_fewshot_delimiter() -> String {
+    "\n\n".into()
 }
 
 /// Where the choices come from.
@@ -52,6 +84,8 @@ pub struct McItem {
     pub gold: usize,
     /// `file:line` of the item.
     pub source: String,
+    /// The item's subject, for tasks split by subject.
+    pub subject: Option<String>,
 }
 
 /// The outcome of one item.
@@ -70,15 +104,40 @@ impl McTask {
         toml::from_str(text).with_context(|| format!("task file {origin} is invalid"))
     }
 
-    /// Reads the task's items from `data_dir`.
+    /// Reads the task's items from `data_dir` (every subject's, with few-shot prefixes).
     pub fn items(&self, data_dir: &Path) -> Result<Vec<McItem>> {
-        let path = data_dir.join(&self.data);
-        let records = read_records(&path)?;
-        records.iter().map(|(source, rec)| self.item(rec, source.clone())).collect()
+        let subjects: Vec<Option<String>> = match &self.subjects {
+            None => vec![None],
+            Some(s) => {
+                let dir = data_dir.join(&s.dir);
+                let mut names: Vec<String> = std::fs::read_dir(&dir)
+                    .with_context(|| format!("cannot list {} (see ../shared/data/README.md, or pass --data-dir)", dir.display()))?
+                    .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(s.suffix.as_str()).map(String::from))
+                    .collect();
+                names.sort();
+                ensure!(!names.is_empty(), "no file in {} ends in {}", dir.display(), s.suffix);
+                names.into_iter().map(Some).collect()
+            }
+        };
+        let mut items = Vec::new();
+        for subject in subjects {
+            let with_subject = |t: &str| subject.as_deref().map_or(t.to_string(), |s| t.replace("{subject}", s));
+            let mut prefix = self.description.replace("{subject}", &subject.as_deref().unwrap_or("").replace('_', " "));
+            if let Some(f) = &self.fewshot {
+                for (source, rec) in read_records(&data_dir.join(with_subject(&f.data)))?.iter().take(f.k) {
+                    let shot = self.item(rec, source.clone(), "", None)?;
+                    prefix.push_str(&format!("{}{}{}{}", shot.context, self.target_delimiter, shot.choices[shot.gold], f.delimiter));
+                }
+            }
+            for (source, rec) in read_records(&data_dir.join(with_subject(&self.data)))? {
+                items.push(self.item(&rec, source, &prefix, subject.clone())?);
+            }
+        }
+        Ok(items)
     }
 
-    fn item(&self, rec: &BTreeMap<String, Value>, source: String) -> Result<McItem> {
-        let context = render(&self.context, rec).with_context(|| source.clone())?;
+    fn item(&self, rec: &BTreeMap<String, Value>, source: String, prefix: &str, subject: Option<String>) -> Result<McItem> {
+        let context = format!("{prefix}{}", render(&self.context, rec).with_context(|| source.clone())?);
         let choices: Vec<String> = match &self.choices {
             Choices::Field(f) => rec
                 .get(f)
@@ -99,7 +158,7 @@ impl McTask {
         }
         .with_context(|| format!("{source}: gold index {gold} is not a non-negative integer"))? as usize;
         ensure!(gold < choices.len(), "{source}: gold index {gold} is out of range for {} choices", choices.len());
-        Ok(McItem { context, choices, gold, source })
+        Ok(McItem { context, choices, gold, source, subject })
     }
 }
 
@@ -110,15 +169,20 @@ fn as_text(v: &Value) -> String {
     }
 }
 
-/// `{field}` → the field's text.
+/// `{field}` → the field's text; `{field.strip}` without surrounding whitespace.
 fn render(template: &str, rec: &BTreeMap<String, Value>) -> Result<String> {
     let mut out = String::new();
     let mut rest = template;
     while let Some(start) = rest.find('{') {
         let end = rest[start..].find('}').with_context(|| format!("unclosed {{ in the template {template:?}"))? + start;
         let name = &rest[start + 1..end];
+        let (field, strip) = match name.strip_suffix(".strip") {
+            Some(f) => (f, true),
+            None => (name, false),
+        };
         out.push_str(&rest[..start]);
-        out.push_str(&as_text(rec.get(name).with_context(|| format!("the template uses {{{name}}}, which the item lacks"))?));
+        let text = as_text(rec.get(field).with_context(|| format!("the template uses {{{name}}}, which the item lacks"))?);
+        out.push_str(if strip { text.trim() } else { &text });
         rest = &rest[end + 1..];
     }
     out.push_str(rest);

@@ -12,10 +12,12 @@ use std::io::Write;
 use std::path::PathBuf;
 
 /// Task files shipped with keel (tasks/*.toml), by name.
-const BUILTIN: [(&str, &str); 3] = [
+const BUILTIN: [(&str, &str); 5] = [
     ("arc_easy", include_str!("../../../tasks/arc_easy.toml")),
     ("arc_challenge", include_str!("../../../tasks/arc_challenge.toml")),
     ("boolq", include_str!("../../../tasks/boolq.toml")),
+    ("mmlu", include_str!("../../../tasks/mmlu.toml")),
+    ("mmlu_5shot", include_str!("../../../tasks/mmlu_5shot.toml")),
 ];
 
 #[derive(Args)]
@@ -25,7 +27,8 @@ pub struct EvalArgs {
     /// A LoRA adapter directory (PEFT layout) merged into the model first.
     #[arg(long)]
     adapter: Option<PathBuf>,
-    /// Comma-separated task names (arc_easy, arc_challenge, boolq; gsm8k, medcalc) or
+    /// Comma-separated task names (arc_easy, arc_challenge, boolq, mmlu, mmlu_5shot; gsm8k,
+    /// medcalc) or
     /// multiple-choice task-file paths.
     #[arg(long, value_delimiter = ',', required = true)]
     tasks: Vec<String>,
@@ -86,6 +89,17 @@ fn load_mc_task(name: &str) -> Result<McTask> {
     McTask::from_toml(&std::fs::read_to_string(&path)?, &path.display().to_string())
 }
 
+/// Accuracy per subject.
+fn by_subject(items: &[keel_eval::mc::McItem], correct: &[bool]) -> std::collections::BTreeMap<String, f64> {
+    let mut counts: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    for (item, &ok) in items.iter().zip(correct) {
+        let e = counts.entry(item.subject.clone().unwrap_or_default()).or_default();
+        e.0 += ok as usize;
+        e.1 += 1;
+    }
+    counts.into_iter().map(|(s, (ok, n))| (s, ok as f64 / n as f64)).collect()
+}
+
 /// 95% interval of the mean of 0/1 outcomes by 1000 seeded bootstrap resamples.
 fn bootstrap(correct: &[bool], seed: u64) -> (f64, f64) {
     let n = correct.len();
@@ -109,6 +123,7 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     let mut summary = serde_json::Map::new();
+    let mut subject_scores = std::collections::BTreeMap::new();
     for task in &tasks {
         let started = std::time::Instant::now();
         // Per item: a JSON line for the samples file, and for each metric whether it was right.
@@ -122,8 +137,11 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
                 let samples = items.iter().zip(&results).map(|(item, r)| json!({"source": r.source, "context": item.context,
                     "choices": item.choices, "gold": r.gold, "loglikelihoods": r.loglikelihoods, "is_greedy": r.is_greedy,
                     "pred_acc": r.pred_acc, "pred_acc_norm": r.pred_acc_norm})).collect();
-                let acc = results.iter().map(|r| r.pred_acc == r.gold).collect();
+                let acc: Vec<bool> = results.iter().map(|r| r.pred_acc == r.gold).collect();
                 let acc_norm = results.iter().map(|r| r.pred_acc_norm == r.gold).collect();
+                if task.subjects.is_some() {
+                    subject_scores.insert(task.name.clone(), by_subject(&items, &acc));
+                }
                 (task.name.clone(), samples, vec![("acc", acc), ("acc_norm", acc_norm)])
             }
             Task::Gen(task) => {
@@ -164,6 +182,13 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
             entry[*metric] = json!(score);
             entry[format!("{metric}_ci95")] = json!([ci.0, ci.1]);
             line.push_str(&format!(" {metric} {score:.4} [{:.4}, {:.4}]", ci.0, ci.1));
+        }
+        if let Some(per_subject) = subject_scores.get(&name) {
+            // acc above is the micro average (over items); the macro average weighs subjects equally.
+            let macro_acc = per_subject.values().sum::<f64>() / per_subject.len().max(1) as f64;
+            entry["acc_macro"] = json!(macro_acc);
+            entry["acc_by_subject"] = json!(per_subject);
+            line.push_str(&format!(" acc_macro {macro_acc:.4} ({} subjects)", per_subject.len()));
         }
         println!("{line}  n={}  {secs:.1} s", samples.len());
         summary.insert(name, entry);
