@@ -1,8 +1,8 @@
 //! Generation tasks: the model answers in its chat format (greedy), and a scorer judges the
-//! response. GSM8K (0-shot chat; strict and flexible match) and MedCalc-Bench (zero-shot on the
-//! held-out part of keel's split).
+//! response. GSM8K (0-shot chat; strict and flexible match), MedCalc-Bench (zero-shot on the
+//! held-out part of keel's split) and ESCI (label accuracy).
 
-use crate::scorers::{gsm8k_correct, gsm8k_flexible, gsm8k_strict, medcalc_answer_text, medcalc_correct};
+use crate::scorers::{esci_answer, gsm8k_correct, gsm8k_flexible, gsm8k_strict, medcalc_answer_text, medcalc_correct};
 use anyhow::{Context, Result};
 use keel_data::chat::Message;
 use keel_data::dataset::{read_examples, Fields, Format, Target};
@@ -25,6 +25,9 @@ pub struct GenItem {
 pub enum GenTask {
     Gsm8k,
     Medcalc,
+    /// ESCI shopping relevance from `<data dir>/esci/esci.jsonl` in keel's ESCI format (the real
+    /// data is not shipped here).
+    Esci,
 }
 
 impl GenTask {
@@ -32,6 +35,7 @@ impl GenTask {
         match name {
             "gsm8k" => Some(GenTask::Gsm8k),
             "medcalc" => Some(GenTask::Medcalc),
+            "esci" => Some(GenTask::Esci),
             _ => None,
         }
     }
@@ -40,6 +44,7 @@ impl GenTask {
         match self {
             GenTask::Gsm8k => "gsm8k",
             GenTask::Medcalc => "medcalc",
+            GenTask::Esci => "esci",
         }
     }
 
@@ -47,6 +52,7 @@ impl GenTask {
         match self {
             GenTask::Gsm8k => 256,
             GenTask::Medcalc => 512,
+            GenTask::Esci => 128,
         }
     }
 
@@ -70,6 +76,18 @@ impl GenTask {
                     source: r.source,
                 })
                 .collect(),
+            GenTask::Esci => {
+                let path = data_dir.join("esci/esci.jsonl");
+                read_examples(&path, Format::Esci, Target::Label, &Fields::default())
+                    .context("ESCI's data is not shipped with the shared data; put it at <data dir>/esci/esci.jsonl in keel's ESCI format (README)")?
+                    .into_iter()
+                    .map(|e| GenItem {
+                        source: e.source,
+                        prompt: e.messages[0].content.clone(),
+                        reference: json!(e.messages[1].content.trim_start_matches("Answer: ")),
+                    })
+                    .collect()
+            }
         })
     }
 
@@ -88,6 +106,11 @@ impl GenTask {
                 let f = |k: &str| item.reference[k].as_str().unwrap_or_default().to_string();
                 let ok = medcalc_correct(&f("output_type"), &f("answer"), &f("lower"), &f("upper"), response);
                 vec![("accuracy", json!(medcalc_answer_text(response)), ok)]
+            }
+            GenTask::Esci => {
+                let label = esci_answer(response);
+                let ok = label.as_deref() == item.reference.as_str();
+                vec![("accuracy", json!(label), ok)]
             }
         }
     }

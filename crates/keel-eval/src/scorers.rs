@@ -74,6 +74,13 @@ pub fn medcalc_correct(output_type: &str, truth: &str, lower: &str, upper: &str,
     }
 }
 
+/// The ESCI label a response gives: the first word after the last `Answer:` (or of the whole
+/// response), as Exact, Substitute, Complement or Irrelevant.
+pub fn esci_answer(response: &str) -> Option<String> {
+    let word = medcalc_answer_text(response).split(|c: char| !c.is_alphanumeric()).find(|w| !w.is_empty())?;
+    keel_data::dataset::esci_label(word).ok().map(String::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +99,16 @@ mod tests {
         assert!(!gsm8k_correct(gsm8k_flexible("").as_deref(), "#### 7"));
         assert!(!gsm8k_correct(gsm8k_flexible("no digits at all, just words").as_deref(), "#### 7"));
         assert!(!gsm8k_correct(gsm8k_flexible(&"9".repeat(10_000)).as_deref(), "#### 7"), "endless output is just wrong");
+    }
+
+    #[test]
+    fn esci_labels_by_name_or_letter() {
+        assert_eq!(esci_answer("The product is a match.\nAnswer: Exact").as_deref(), Some("Exact"));
+        assert_eq!(esci_answer("Answer: s").as_deref(), Some("Substitute"));
+        assert_eq!(esci_answer("Answer: **Complement**").as_deref(), Some("Complement"));
+        assert_eq!(esci_answer("Irrelevant."), Some("Irrelevant".into()));
+        assert_eq!(esci_answer("Answer: maybe"), None);
+        assert_eq!(esci_answer(""), None);
     }
 
     #[test]

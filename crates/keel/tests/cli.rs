@@ -78,3 +78,18 @@ fn eval_writes_results_and_samples_for_both_task_kinds() {
     let err = String::from_utf8_lossy(&missing.stderr);
     assert!(err.contains("/nonexistent/boolq/boolq.jsonl") && err.contains("--data-dir"), "{err}");
 }
+
+#[test]
+fn esci_eval_reads_the_documented_format() {
+    let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("esci-data");
+    std::fs::create_dir_all(data.join("esci")).unwrap();
+    std::fs::copy(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../keel-data/tests/fixtures/esci_sample.jsonl"), data.join("esci/esci.jsonl")).unwrap();
+    let out = data.join("out");
+    let run = keel().args(["eval", "--tasks", "esci", "--max-new-tokens", "16", "--data-dir"]).arg(&data).arg("--out").arg(&out).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["tasks"]["esci"]["n"], 5);
+    assert!(results["tasks"]["esci"]["accuracy"].is_number());
+    let missing = keel().args(["eval", "--tasks", "esci"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("esci/esci.jsonl"));
+}
