@@ -48,3 +48,17 @@ fn shared_context_single_tokens_and_multi_token_continuations_match_the_direct_c
         assert_eq!(got[1].ll, got[5].ll);
     }
 }
+
+#[test]
+fn code_length_is_the_mean_loss_of_the_supervised_tokens() {
+    use keel_data::mask::TokenizedExample;
+    let m = model();
+    let ex = vec![
+        TokenizedExample { ids: vec![5, 9, 17, 3, 40], supervised: vec![false, false, true, true, true] },
+        TokenizedExample { ids: vec![7, 30, 8], supervised: vec![false, true, true] },
+    ];
+    let tl = keel_eval::codelength::token_losses(&m, &ex, 2).unwrap();
+    assert_eq!(tl.losses.len(), 5);
+    let want = (-direct(&m, &[5, 9], &[17, 3, 40]) - direct(&m, &[7], &[30, 8])) / 5.0;
+    assert!((tl.mean() - want).abs() < 1e-5, "{} vs {want}", tl.mean());
+}

@@ -1,5 +1,6 @@
 //! `keel`: fine-tune Llama-family models on a domain while keeping their general abilities.
 
+mod analyze;
 mod bench;
 mod eval;
 mod infer;
@@ -26,6 +27,8 @@ enum Command {
     Data(train::DataCommand),
     /// Score a model on multiple-choice benchmarks (ARC, BoolQ) by log-likelihood.
     Eval(eval::EvalArgs),
+    /// Code length (per-token NLL) of responses, ΔL against the base model, hardest tokens.
+    Analyze(analyze::AnalyzeArgs),
     /// Average a fine-tuned model with its base (WiSE-FT).
     Merge(train::MergeArgs),
     /// Measure the engine's speed and memory.
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Command::Data(cmd) => train::run_data(cmd),
         Command::Merge(a) => train::run_merge(a),
         Command::Eval(a) => eval::run_eval(a),
+        Command::Analyze(a) => analyze::run_analyze(a),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Generate(a) => infer::run_generate(a),
         Command::Chat(a) => infer::run_chat(a),

@@ -93,3 +93,24 @@ fn esci_eval_reads_the_documented_format() {
     let missing = keel().args(["eval", "--tasks", "esci"]).output().unwrap();
     assert!(String::from_utf8_lossy(&missing.stderr).contains("esci/esci.jsonl"));
 }
+
+#[test]
+fn analyze_reports_code_length_and_zero_delta_for_the_base_itself() {
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("analysis.json");
+    let _ = std::fs::remove_file(out.with_extension("general_responses.json"));
+    let run = keel()
+        .args(["analyze", "--base", "models/SmolLM2-135M-Instruct.Q4_1.gguf", "--data", "../shared/data/gsm8k/test.jsonl",
+            "--format", "gsm8k", "--limit", "3", "--general", "2", "--hardest", "5", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(r["domain"]["delta_l"], 0.0, "a model measured against itself");
+    assert_eq!(r["general"]["delta_l"], 0.0);
+    let report = &r["domain"]["model"];
+    assert!(report["mean_nll"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["histogram"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).sum::<u64>(), report["tokens"].as_u64().unwrap());
+    assert_eq!(report["hardest"].as_array().unwrap().len(), 5);
+    assert!(out.with_extension("general_responses.json").exists(), "the base's general responses are cached");
+}
