@@ -7,7 +7,8 @@ use anyhow::{Context, Result};
 use keel_data::chat::Message;
 use keel_data::dataset::{read_examples, Fields, Format, Target};
 use keel_data::generate::{generate, GenOptions};
-use keel_data::medcalc::read_medcalc;
+use keel_data::medcalc::{read_medcalc, MedcalcRow};
+use std::collections::BTreeMap;
 use keel_data::pretrained::Pretrained;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -19,12 +20,17 @@ pub struct GenItem {
     pub prompt: String,
     /// What the scorer compares against (the reference answer, or a MedCalc row's fields).
     pub reference: Value,
+    /// Worked-example turns placed before the question (one-shot prompting).
+    pub shots: Vec<Message>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GenTask {
     Gsm8k,
     Medcalc,
+    /// MedCalc-Bench with the benchmark's worked example of the same calculator as a first turn
+    /// (`one_shot_finalized_explanation.json`).
+    MedcalcOneShot,
     /// ESCI shopping relevance from `<data dir>/esci/esci.jsonl` in keel's ESCI format (the real
     /// data is not shipped here).
     Esci,
@@ -35,6 +41,7 @@ impl GenTask {
         match name {
             "gsm8k" => Some(GenTask::Gsm8k),
             "medcalc" => Some(GenTask::Medcalc),
+            "medcalc_1shot" => Some(GenTask::MedcalcOneShot),
             "esci" => Some(GenTask::Esci),
             _ => None,
         }
@@ -44,6 +51,7 @@ impl GenTask {
         match self {
             GenTask::Gsm8k => "gsm8k",
             GenTask::Medcalc => "medcalc",
+            GenTask::MedcalcOneShot => "medcalc_1shot",
             GenTask::Esci => "esci",
         }
     }
@@ -51,7 +59,7 @@ impl GenTask {
     fn max_new_tokens(self) -> usize {
         match self {
             GenTask::Gsm8k => 256,
-            GenTask::Medcalc => 512,
+            GenTask::Medcalc | GenTask::MedcalcOneShot => 512,
             GenTask::Esci => 128,
         }
     }
@@ -63,19 +71,31 @@ impl GenTask {
                 let path = data_dir.join("gsm8k/test.jsonl");
                 read_examples(&path, Format::Gsm8k, Target::Cot, &Fields::default())?
                     .into_iter()
-                    .map(|e| GenItem { source: e.source, prompt: e.messages[0].content.clone(), reference: json!(e.messages[1].content) })
+                    .map(|e| GenItem { source: e.source, prompt: e.messages[0].content.clone(), reference: json!(e.messages[1].content), shots: vec![] })
                     .collect()
             }
-            GenTask::Medcalc => read_medcalc(&data_dir.join("medcalc_bench/test_data.csv"))?
-                .into_iter()
-                .filter(|r| r.held_out)
-                .map(|r| GenItem {
-                    prompt: r.prompt(),
-                    reference: json!({"output_type": r.output_type, "answer": r.answer, "lower": r.lower, "upper": r.upper,
-                        "calculator": r.calculator_name}),
-                    source: r.source,
-                })
-                .collect(),
+            GenTask::Medcalc | GenTask::MedcalcOneShot => {
+                let shots = if self == GenTask::MedcalcOneShot { one_shot_examples(data_dir)? } else { Default::default() };
+                let mut items = Vec::new();
+                for r in read_medcalc(&data_dir.join("medcalc_bench/test_data.csv"))?.into_iter().filter(|r| r.held_out) {
+                    let shot = match self {
+                        GenTask::MedcalcOneShot => {
+                            let (note, response) = shots.get(&r.calculator_id).with_context(|| format!("no worked example for calculator {}", r.calculator_id))?;
+                            let example = MedcalcRow { note: note.clone(), ..r.clone() };
+                            vec![Message::new("user", &example.prompt()), Message::new("assistant", response)]
+                        }
+                        _ => vec![],
+                    };
+                    items.push(GenItem {
+                        prompt: r.prompt(),
+                        reference: json!({"output_type": r.output_type, "answer": r.answer, "lower": r.lower, "upper": r.upper,
+                            "calculator": r.calculator_name}),
+                        source: r.source,
+                        shots: shot,
+                    });
+                }
+                items
+            }
             GenTask::Esci => {
                 let path = data_dir.join("esci/esci.jsonl");
                 read_examples(&path, Format::Esci, Target::Label, &Fields::default())
@@ -85,6 +105,7 @@ impl GenTask {
                         source: e.source,
                         prompt: e.messages[0].content.clone(),
                         reference: json!(e.messages[1].content.trim_start_matches("Answer: ")),
+                        shots: vec![],
                     })
                     .collect()
             }
@@ -102,7 +123,7 @@ impl GenTask {
                     ("flexible_match", json!(flexible), gsm8k_correct(flexible.as_deref(), reference)),
                 ]
             }
-            GenTask::Medcalc => {
+            GenTask::Medcalc | GenTask::MedcalcOneShot => {
                 let f = |k: &str| item.reference[k].as_str().unwrap_or_default().to_string();
                 let ok = medcalc_correct(&f("output_type"), &f("answer"), &f("lower"), &f("upper"), response);
                 vec![("accuracy", json!(medcalc_answer_text(response)), ok)]
@@ -125,10 +146,35 @@ pub fn run(pre: &Pretrained, task: GenTask, items: &[GenItem], batch: usize, max
     for chunk in items.chunks(batch.max(1)) {
         let prompts: Vec<Vec<u32>> = chunk
             .iter()
-            .map(|it| pre.tokenizer.encode(&template.render(&[Message::new("user", &it.prompt)], true)?, true))
+            .map(|it| {
+                let mut messages = it.shots.clone();
+                messages.push(Message::new("user", &it.prompt));
+                pre.tokenizer.encode(&template.render(&messages, true)?, true)
+            })
             .collect::<Result<_>>()?;
         out.extend(generate(pre, &prompts, &opts, |_, _| {})?.into_iter().map(|g| g.text));
         eprintln!("{}: {}/{} answered", task.name(), out.len(), items.len());
     }
     Ok(out)
+}
+
+/// MedCalc-Bench's worked example per calculator id: (patient note, response written as keel's
+/// target: the step-by-step thinking, then `Answer: <value>`).
+fn one_shot_examples(data_dir: &Path) -> Result<BTreeMap<String, (String, String)>> {
+    let path = data_dir.join("medcalc_bench/one_shot_finalized_explanation.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {} (see ../shared/data/README.md)", path.display()))?;
+    let v: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let obj = v.as_object().with_context(|| format!("{}: expected an object keyed by calculator id", path.display()))?;
+    obj.iter()
+        .map(|(id, e)| {
+            let note = e["Patient Note"].as_str().with_context(|| format!("{}: calculator {id} has no \"Patient Note\"", path.display()))?;
+            let thinking = e["Response"]["step_by_step_thinking"].as_str().unwrap_or_default();
+            let answer = match &e["Response"]["answer"] {
+                Value::String(s) => s.clone(),
+                Value::Null => anyhow::bail!("{}: calculator {id} has no answer", path.display()),
+                other => other.to_string(),
+            };
+            Ok((id.clone(), (note.to_string(), format!("{}\nAnswer: {answer}", thinking.trim()))))
+        })
+        .collect()
 }

@@ -1,0 +1,32 @@
+//! Generation tasks' items from the shared data.
+
+use keel_eval::gen_tasks::GenTask;
+use std::path::PathBuf;
+
+fn data() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
+}
+
+#[test]
+fn medcalc_items_are_the_held_out_rows_and_one_shot_adds_the_calculators_example() {
+    let zero = GenTask::Medcalc.items(&data()).unwrap();
+    let one = GenTask::MedcalcOneShot.items(&data()).unwrap();
+    assert_eq!(zero.len(), one.len());
+    assert!(zero.len() > 150 && zero.len() < 320, "about a fifth of 1047 rows: {}", zero.len());
+    assert!(zero.iter().all(|i| i.shots.is_empty()));
+    for item in &one {
+        assert_eq!(item.shots.len(), 2);
+        assert_eq!((item.shots[0].role.as_str(), item.shots[1].role.as_str()), ("user", "assistant"));
+        assert!(item.shots[1].content.contains("\nAnswer: "), "{}", item.source);
+        assert_ne!(item.shots[0].content, item.prompt, "the example is another patient");
+    }
+}
+
+#[test]
+fn gsm8k_items_are_the_test_split() {
+    let items = GenTask::Gsm8k.items(&data()).unwrap();
+    assert_eq!(items.len(), 1319);
+    assert!(items[0].reference.as_str().unwrap().contains("#### "));
+    let err = format!("{:#}", GenTask::Gsm8k.items(&PathBuf::from("/nowhere")).unwrap_err());
+    assert!(err.contains("/nowhere/gsm8k/test.jsonl"), "{err}");
+}
