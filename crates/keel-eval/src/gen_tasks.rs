@@ -31,6 +31,8 @@ pub enum GenTask {
     /// MedCalc-Bench with the benchmark's worked example of the same calculator as a first turn
     /// (`one_shot_finalized_explanation.json`).
     MedcalcOneShot,
+    /// HumanEval pass@1 with greedy decoding (the generated code runs in a sandboxed `python3`).
+    HumanEval,
     /// ESCI shopping relevance from `<data dir>/esci/esci.jsonl` in keel's ESCI format (the real
     /// data is not shipped here).
     Esci,
@@ -43,6 +45,7 @@ impl GenTask {
             "medcalc" => Some(GenTask::Medcalc),
             "medcalc_1shot" => Some(GenTask::MedcalcOneShot),
             "esci" => Some(GenTask::Esci),
+            "humaneval" => Some(GenTask::HumanEval),
             _ => None,
         }
     }
@@ -53,6 +56,7 @@ impl GenTask {
             GenTask::Medcalc => "medcalc",
             GenTask::MedcalcOneShot => "medcalc_1shot",
             GenTask::Esci => "esci",
+            GenTask::HumanEval => "humaneval",
         }
     }
 
@@ -61,6 +65,7 @@ impl GenTask {
             GenTask::Gsm8k => 256,
             GenTask::Medcalc | GenTask::MedcalcOneShot => 512,
             GenTask::Esci => 128,
+            GenTask::HumanEval => 384,
         }
     }
 
@@ -96,6 +101,15 @@ impl GenTask {
                 }
                 items
             }
+            GenTask::HumanEval => crate::humaneval::read_tasks(data_dir)?
+                .into_iter()
+                .map(|t| GenItem {
+                    source: t.task_id.clone(),
+                    prompt: crate::humaneval::instruction(&t),
+                    reference: json!({"prompt": t.prompt, "entry_point": t.entry_point, "test": t.test}),
+                    shots: vec![],
+                })
+                .collect(),
             GenTask::Esci => {
                 let path = data_dir.join("esci/esci.jsonl");
                 read_examples(&path, Format::Esci, Target::Label, &Fields::default())
@@ -112,9 +126,16 @@ impl GenTask {
         })
     }
 
-    /// Scores of one response, by metric name.
-    pub fn score(self, item: &GenItem, response: &str) -> Vec<(&'static str, Value, bool)> {
-        match self {
+    /// Scores of one response, by metric name: (metric, what was extracted, correct).
+    pub fn score(self, item: &GenItem, response: &str) -> Result<Vec<(&'static str, Value, bool)>> {
+        Ok(match self {
+            GenTask::HumanEval => {
+                let f = |k: &str| item.reference[k].as_str().unwrap_or_default().to_string();
+                let task = crate::humaneval::HumanEvalTask { task_id: item.source.clone(), prompt: f("prompt"), entry_point: f("entry_point"), test: f("test") };
+                let program = crate::humaneval::program(&task, response);
+                let ok = crate::humaneval::passes(&program, std::time::Duration::from_secs(10))?;
+                vec![("pass_at_1", json!(program), ok)]
+            }
             GenTask::Gsm8k => {
                 let reference = item.reference.as_str().unwrap_or_default();
                 let (strict, flexible) = (gsm8k_strict(response), gsm8k_flexible(response));
@@ -133,7 +154,7 @@ impl GenTask {
                 let ok = label.as_deref() == item.reference.as_str();
                 vec![("accuracy", json!(label), ok)]
             }
-        }
+        })
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod codelength;
 pub mod gen_tasks;
+pub mod humaneval;
 pub mod loglik;
 pub mod mc;
 pub mod scorers;

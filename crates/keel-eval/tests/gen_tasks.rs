@@ -30,3 +30,20 @@ fn gsm8k_items_are_the_test_split() {
     let err = format!("{:#}", GenTask::Gsm8k.items(&PathBuf::from("/nowhere")).unwrap_err());
     assert!(err.contains("/nowhere/gsm8k/test.jsonl"), "{err}");
 }
+
+#[test]
+fn every_canonical_humaneval_solution_passes_and_a_wrong_one_fails() {
+    use keel_eval::humaneval::{passes, program, read_tasks};
+    let tasks = read_tasks(&data()).unwrap();
+    assert_eq!(tasks.len(), 164);
+    let raw = std::io::Read::bytes(flate2::read::GzDecoder::new(std::fs::File::open(data().join("humaneval/HumanEval.jsonl.gz")).unwrap()))
+        .collect::<Result<Vec<u8>, _>>()
+        .unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8(raw).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let limit = std::time::Duration::from_secs(20);
+    for (t, v) in tasks.iter().zip(&lines) {
+        let solution = v["canonical_solution"].as_str().unwrap();
+        assert!(passes(&program(t, solution), limit).unwrap(), "{}: the canonical solution must pass", t.task_id);
+    }
+    assert!(!passes(&program(&tasks[0], "    return not True\n"), limit).unwrap());
+}

@@ -1,0 +1,130 @@
+//! HumanEval: the model completes a Python function; the program (the completion with the
+//! task's tests) runs in a separate `python3` process, in a temporary directory, with a time
+//! limit, without network where the machine allows (`unshare -n`), and is killed on timeout.
+
+use anyhow::{bail, Context, Result};
+use regex::Regex;
+use serde_json::Value;
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct HumanEvalTask {
+    pub task_id: String,
+    pub prompt: String,
+    pub entry_point: String,
+    pub test: String,
+}
+
+/// Reads `humaneval/HumanEval.jsonl.gz`.
+pub fn read_tasks(data_dir: &Path) -> Result<Vec<HumanEvalTask>> {
+    let path = data_dir.join("humaneval/HumanEval.jsonl.gz");
+    let file = std::fs::File::open(&path).with_context(|| format!("cannot read {} (see ../shared/data/README.md)", path.display()))?;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(file).read_to_string(&mut text).with_context(|| format!("{} is not valid gzip", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            let v: Value = serde_json::from_str(l).with_context(|| format!("{}:{}: not valid JSON", path.display(), i + 1))?;
+            let f = |k: &str| v[k].as_str().map(String::from).with_context(|| format!("{}:{}: no \"{k}\"", path.display(), i + 1));
+            Ok(HumanEvalTask { task_id: f("task_id")?, prompt: f("prompt")?, entry_point: f("entry_point")?, test: f("test")? })
+        })
+        .collect()
+}
+
+/// What the model is asked.
+pub fn instruction(task: &HumanEvalTask) -> String {
+    format!("Complete the following Python function. Reply with the whole function in a ```python code block.\n\n```python\n{}```", task.prompt)
+}
+
+static CODE_BLOCK: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?s)```(?:python|py)?\s*\n(.*?)(?:```|$)").expect("valid regex"));
+
+/// The program to run: the response's first code block (else the response), preceded by the
+/// task's prompt when the response does not define the function itself, then the tests.
+pub fn program(task: &HumanEvalTask, response: &str) -> String {
+    let code = CODE_BLOCK.captures(response).map_or(response, |c| c.get(1).map_or("", |m| m.as_str()));
+    let body = if code.contains(&format!("def {}", task.entry_point)) { code.to_string() } else { format!("{}{code}", task.prompt) };
+    format!("{body}\n\n{}\n\ncheck({})\n", task.test, task.entry_point)
+}
+
+/// Runs `program` with `python3`; true when it runs to its end (a random marker printed after
+/// the tests, so a program that exits early does not pass) and exits 0 within `limit`.
+pub fn passes(program: &str, limit: Duration) -> Result<bool> {
+    if Command::new("python3").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+        bail!("HumanEval needs python3 on PATH to run the generated code, and none was found");
+    }
+    let dir = std::env::temp_dir().join(format!("keel-humaneval-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos()));
+    std::fs::create_dir_all(&dir)?;
+    let marker = format!("keel-passed-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    std::fs::write(dir.join("program.py"), format!("{program}\nprint({marker:?})\n"))?;
+    let isolated = Command::new("unshare").args(["-n", "true"]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    let mut cmd = if isolated {
+        let mut c = Command::new("unshare");
+        c.args(["-n", "python3", "-I", "program.py"]);
+        c
+    } else {
+        let mut c = Command::new("python3");
+        c.args(["-I", "program.py"]);
+        c
+    };
+    let mut child = cmd.current_dir(&dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    // Drain stdout on a thread so a chatty program cannot block on a full pipe.
+    let mut stdout = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        out
+    });
+    let started = Instant::now();
+    let ok = loop {
+        if let Some(status) = child.try_wait()? {
+            let out = reader.join().unwrap_or_default();
+            break status.success() && String::from_utf8_lossy(&out).lines().any(|l| l == marker);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = reader.join();
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task() -> HumanEvalTask {
+        HumanEvalTask {
+            task_id: "t/0".into(),
+            prompt: "def add(a, b):\n    \"\"\"Add two numbers.\"\"\"\n".into(),
+            entry_point: "add".into(),
+            test: "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n".into(),
+        }
+    }
+
+    #[test]
+    fn correct_wrong_endless_and_hostile_code() {
+        let t = task();
+        let limit = Duration::from_secs(5);
+        assert!(passes(&program(&t, "```python\ndef add(a, b):\n    return a + b\n```"), limit).unwrap());
+        assert!(passes(&program(&t, "    return a + b\n"), limit).unwrap(), "a bare body continues the prompt");
+        assert!(!passes(&program(&t, "```python\ndef add(a, b):\n    return a - b\n```"), limit).unwrap());
+        assert!(!passes(&program(&t, ""), limit).unwrap(), "empty output is wrong");
+        assert!(!passes(&program(&t, "this is not python at all ((("), limit).unwrap());
+        let started = Instant::now();
+        assert!(!passes(&program(&t, "```python\ndef add(a, b):\n    while True:\n        pass\n```"), Duration::from_secs(1)).unwrap());
+        assert!(started.elapsed() < Duration::from_secs(4), "an endless program is killed at the limit");
+        let exits_early = "```python\nimport sys\nsys.exit(0)\n```";
+        assert!(!passes(&program(&t, exits_early), limit).unwrap(), "exiting before the tests is not passing");
+        let spams = "```python\ndef add(a, b):\n    print('x' * 10_000_000)\n    return a + b\n```";
+        assert!(passes(&program(&t, spams), limit).unwrap(), "large output neither blocks nor fails a correct program");
+    }
+}
