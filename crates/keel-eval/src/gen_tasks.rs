@@ -27,6 +27,10 @@ pub struct GenItem {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GenTask {
     Gsm8k,
+    /// GSM8K as a plain completion after 8 worked examples (the first 8 of the training split,
+    /// "Question: …\nAnswer: …" as lm-evaluation-harness writes them), stopping at the next
+    /// "Question:".
+    Gsm8kEightShot,
     Medcalc,
     /// MedCalc-Bench with the benchmark's worked example of the same calculator as a first turn
     /// (`one_shot_finalized_explanation.json`).
@@ -42,6 +46,7 @@ impl GenTask {
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "gsm8k" => Some(GenTask::Gsm8k),
+            "gsm8k_8shot" => Some(GenTask::Gsm8kEightShot),
             "medcalc" => Some(GenTask::Medcalc),
             "medcalc_1shot" => Some(GenTask::MedcalcOneShot),
             "esci" => Some(GenTask::Esci),
@@ -53,6 +58,7 @@ impl GenTask {
     pub fn name(self) -> &'static str {
         match self {
             GenTask::Gsm8k => "gsm8k",
+            GenTask::Gsm8kEightShot => "gsm8k_8shot",
             GenTask::Medcalc => "medcalc",
             GenTask::MedcalcOneShot => "medcalc_1shot",
             GenTask::Esci => "esci",
@@ -62,7 +68,7 @@ impl GenTask {
 
     fn max_new_tokens(self) -> usize {
         match self {
-            GenTask::Gsm8k => 256,
+            GenTask::Gsm8k | GenTask::Gsm8kEightShot => 256,
             GenTask::Medcalc | GenTask::MedcalcOneShot => 512,
             GenTask::Esci => 128,
             GenTask::HumanEval => 384,
@@ -72,6 +78,23 @@ impl GenTask {
     /// The task's questions: GSM8K's test split, or MedCalc-Bench's held-out part.
     pub fn items(self, data_dir: &Path) -> Result<Vec<GenItem>> {
         Ok(match self {
+            GenTask::Gsm8kEightShot => {
+                let shots: String = read_jsonl(&data_dir.join("gsm8k/train.jsonl"))?
+                    .iter()
+                    .take(8)
+                    .map(|v| format!("Question: {}\nAnswer: {}\n\n", v["question"].as_str().unwrap_or_default(), v["answer"].as_str().unwrap_or_default()))
+                    .collect();
+                read_jsonl(&data_dir.join("gsm8k/test.jsonl"))?
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| GenItem {
+                        source: format!("gsm8k/test.jsonl:{}", i + 1),
+                        prompt: format!("{shots}Question: {}\nAnswer:", v["question"].as_str().unwrap_or_default()),
+                        reference: v["answer"].clone(),
+                        shots: vec![],
+                    })
+                    .collect()
+            }
             GenTask::Gsm8k => {
                 let path = data_dir.join("gsm8k/test.jsonl");
                 read_examples(&path, Format::Gsm8k, Target::Cot, &Fields::default())?
@@ -136,7 +159,7 @@ impl GenTask {
                 let ok = crate::humaneval::passes(&program, std::time::Duration::from_secs(10))?;
                 vec![("pass_at_1", json!(program), ok)]
             }
-            GenTask::Gsm8k => {
+            GenTask::Gsm8k | GenTask::Gsm8kEightShot => {
                 let reference = item.reference.as_str().unwrap_or_default();
                 let (strict, flexible) = (gsm8k_strict(response), gsm8k_flexible(response));
                 vec![
@@ -162,12 +185,20 @@ impl GenTask {
 /// the task's default.
 pub fn run(pre: &Pretrained, task: GenTask, items: &[GenItem], batch: usize, max_new_tokens: usize) -> Result<Vec<String>> {
     let template = pre.chat_template.as_ref().context("generation tasks need a chat model with a chat template")?;
-    let opts = GenOptions { max_new_tokens: if max_new_tokens > 0 { max_new_tokens } else { task.max_new_tokens() }, ..GenOptions::default() };
+    let mut opts = GenOptions { max_new_tokens: if max_new_tokens > 0 { max_new_tokens } else { task.max_new_tokens() }, ..GenOptions::default() };
+    // Few-shot completion: the model's next "Question:" ends its answer.
+    let plain = task == GenTask::Gsm8kEightShot;
+    if plain {
+        opts.stop = vec!["Question:".into(), "</s>".into(), "<|im_end|>".into()];
+    }
     let mut out = Vec::with_capacity(items.len());
     for chunk in items.chunks(batch.max(1)) {
         let prompts: Vec<Vec<u32>> = chunk
             .iter()
             .map(|it| {
+                if plain {
+                    return pre.tokenizer.encode(&it.prompt, true);
+                }
                 let mut messages = it.shots.clone();
                 messages.push(Message::new("user", &it.prompt));
                 pre.tokenizer.encode(&template.render(&messages, true)?, true)
@@ -197,5 +228,14 @@ fn one_shot_examples(data_dir: &Path) -> Result<BTreeMap<String, (String, String
             };
             Ok((id.clone(), (note.to_string(), format!("{}\nAnswer: {answer}", thinking.trim()))))
         })
+        .collect()
+}
+
+fn read_jsonl(path: &Path) -> Result<Vec<Value>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {} (see ../shared/data/README.md)", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}:{}: not valid JSON", path.display(), i + 1)))
         .collect()
 }

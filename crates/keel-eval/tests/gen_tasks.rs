@@ -47,3 +47,13 @@ fn every_canonical_humaneval_solution_passes_and_a_wrong_one_fails() {
     }
     assert!(!passes(&program(&tasks[0], "    return not True\n"), limit).unwrap());
 }
+
+#[test]
+fn gsm8k_eight_shot_prompts_carry_eight_worked_examples() {
+    let items = GenTask::Gsm8kEightShot.items(&data()).unwrap();
+    assert_eq!(items.len(), 1319);
+    let p = &items[0].prompt;
+    assert_eq!(p.matches("Question: ").count(), 9);
+    assert_eq!(p.matches("#### ").count(), 8);
+    assert!(p.ends_with("\nAnswer:"));
+}

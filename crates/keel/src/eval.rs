@@ -28,7 +28,7 @@ pub struct EvalArgs {
     #[arg(long)]
     adapter: Option<PathBuf>,
     /// Comma-separated task names (arc_easy, arc_challenge, boolq, mmlu, mmlu_5shot; gsm8k,
-    /// medcalc, medcalc_1shot, humaneval, esci) or
+    /// gsm8k_8shot, medcalc, medcalc_1shot, humaneval, esci) or
     /// multiple-choice task-file paths.
     #[arg(long, value_delimiter = ',', required = true)]
     tasks: Vec<String>,
@@ -84,7 +84,7 @@ fn load_mc_task(name: &str) -> Result<McTask> {
     }
     let path = PathBuf::from(name);
     if !path.exists() {
-        bail!("unknown task \"{name}\" (built in: {}, gsm8k, medcalc, medcalc_1shot, humaneval, esci; or give a task file)", BUILTIN.map(|b| b.0).join(", "));
+        bail!("unknown task \"{name}\" (built in: {}, gsm8k, gsm8k_8shot, medcalc, medcalc_1shot, humaneval, esci; or give a task file)", BUILTIN.map(|b| b.0).join(", "));
     }
     McTask::from_toml(&std::fs::read_to_string(&path)?, &path.display().to_string())
 }
