@@ -9,6 +9,14 @@ use keel_model::Transformer;
 use serde_json::{json, Value};
 use std::path::Path;
 
+/// The default model's file name (SmolLM2-135M-Instruct, Q4_1 GGUF).
+pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Where scripts/fetch-model.sh puts the default model: `$KEEL_MODELS`, else `<root>/models`.
+pub fn default_model_path(root: &Path) -> std::path::PathBuf {
+    std::env::var_os("KEEL_MODELS").map(std::path::PathBuf::from).unwrap_or_else(|| root.join("models")).join(DEFAULT_MODEL_FILE)
+}
+
 pub struct Pretrained {
     pub model: Transformer,
     pub tokenizer: Tokenizer,

@@ -11,8 +11,7 @@ fn root() -> PathBuf {
 }
 
 fn model_path() -> PathBuf {
-    let dir = std::env::var_os("KEEL_MODELS").map(PathBuf::from).unwrap_or_else(|| root().join("models"));
-    let p = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let p = keel_data::pretrained::default_model_path(&root());
     assert!(p.exists(), "{} is missing: run scripts/fetch-model.sh first", p.display());
     p
 }

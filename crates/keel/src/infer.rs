@@ -8,13 +8,11 @@ use keel_data::pretrained::Pretrained;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
-/// The default model, as fetched by scripts/fetch-model.sh.
-pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
-
 #[derive(Args)]
 pub struct ModelArgs {
-    /// A GGUF file or a Hugging Face model directory (config.json, safetensors, tokenizer.json).
-    #[arg(long, default_value = DEFAULT_MODEL)]
+    /// A GGUF file or a Hugging Face model directory (config.json, safetensors, tokenizer.json);
+    /// by default the model scripts/fetch-model.sh fetched ($KEEL_MODELS or ./models).
+    #[arg(long, default_value_os_t = keel_data::pretrained::default_model_path(std::path::Path::new(".")))]
     pub model: PathBuf,
     /// Worker threads.
     #[arg(long, default_value_t = 2)]

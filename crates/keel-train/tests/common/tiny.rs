@@ -6,10 +6,7 @@ use keel_model::{ModelConfig, Transformer};
 use std::path::{Path, PathBuf};
 
 pub fn default_model_path() -> PathBuf {
-    let dir = std::env::var_os("KEEL_MODELS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
-    let path = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let path = keel_data::pretrained::default_model_path(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."));
     assert!(path.exists(), "{} is missing: run scripts/fetch-model.sh first", path.display());
     path
 }
