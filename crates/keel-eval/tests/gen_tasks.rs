@@ -57,3 +57,22 @@ fn gsm8k_eight_shot_prompts_carry_eight_worked_examples() {
     assert_eq!(p.matches("#### ").count(), 8);
     assert!(p.ends_with("\nAnswer:"));
 }
+
+#[test]
+fn gsm8k_greedy_answers_and_scores_match_transformers() {
+    use keel_data::pretrained::{default_model_path, Pretrained};
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("crates/keel-eval/tests/fixtures/gsm8k_reference.json")).unwrap()).unwrap();
+    let want = reference["items"].as_array().unwrap();
+    let pre = Pretrained::load(&default_model_path(&root)).unwrap();
+    let items: Vec<_> = GenTask::Gsm8k.items(&data()).unwrap().into_iter().take(want.len()).collect();
+    let outputs = keel_eval::gen_tasks::run(&pre, GenTask::Gsm8k, &items, 4, reference["max_new_tokens"].as_u64().unwrap() as usize).unwrap();
+    let identical = outputs.iter().zip(want).filter(|(o, w)| o.as_str() == w["output"].as_str().unwrap()).count();
+    assert!(identical + 1 >= want.len(), "only {identical} of {} greedy answers equal transformers'", want.len());
+    for metric in ["strict_match", "flexible_match"] {
+        let ours = items.iter().zip(&outputs).filter(|(i, o)| GenTask::Gsm8k.score(i, o).unwrap().iter().any(|(m, _, ok)| *m == metric && *ok)).count();
+        let theirs = (reference[metric].as_f64().unwrap() * want.len() as f64).round() as usize;
+        assert!(ours.abs_diff(theirs) <= 1, "{metric}: {ours} vs transformers' {theirs} of {}", want.len());
+    }
+}
