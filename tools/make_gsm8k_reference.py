@@ -32,8 +32,8 @@ The checkpoint comes from keel's converter::
     cargo build --release
     ./target/release/keel convert models/SmolLM2-135M-Instruct.Q4_1.gguf /tmp/smollm2-hf
 
-Regenerate (12 greedy generations of up to 128 tokens: well under a minute on
-two idle cores; rerunning gives identical bytes)::
+Regenerate (12 greedy generations of up to 128 tokens: about 100 s on two
+idle cores, much longer on busy ones; rerunning gives identical bytes)::
 
     python tools/make_gsm8k_reference.py [/tmp/smollm2-hf]
 """
