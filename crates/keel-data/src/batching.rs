@@ -98,7 +98,7 @@ impl BatchPlan {
     pub fn epoch(&self, lengths: &[usize], epoch: u64) -> Vec<Vec<Vec<Row>>> {
         let mut rng = Rng::new(self.seed ^ (epoch.wrapping_add(1)).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut order: Vec<usize> = (0..lengths.len()).collect();
-        shuffle(&mut order, &mut rng);
+        rng.shuffle(&mut order);
         let rows: Vec<Row> = if self.packing {
             let mut rows: Vec<Row> = Vec::new();
             let mut used = usize::MAX;
@@ -119,14 +119,8 @@ impl BatchPlan {
         };
         let micro: Vec<Vec<Row>> = rows.chunks(self.micro_batch_size).map(|c| c.to_vec()).collect();
         let mut steps: Vec<Vec<Vec<Row>>> = micro.chunks(self.grad_accum).map(|c| c.to_vec()).collect();
-        shuffle(&mut steps, &mut rng);
+        rng.shuffle(&mut steps);
         steps
-    }
-}
-
-fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
-    for i in (1..v.len()).rev() {
-        v.swap(i, rng.below(i as u64 + 1) as usize);
     }
 }
 

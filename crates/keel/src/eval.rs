@@ -63,9 +63,7 @@ fn subsample<T: Clone>(items: Vec<T>, limit: usize, seed: u64) -> Vec<T> {
     }
     let mut rng = Rng::new(seed);
     let mut idx: Vec<usize> = (0..items.len()).collect();
-    for i in (1..idx.len()).rev() {
-        idx.swap(i, rng.below(i as u64 + 1) as usize);
-    }
+    rng.shuffle(&mut idx);
     let mut keep: Vec<usize> = idx[..limit].to_vec();
     keep.sort();
     keep.into_iter().map(|i| items[i].clone()).collect()
