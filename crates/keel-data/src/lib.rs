@@ -7,4 +7,5 @@ pub mod medcalc;
 pub mod generate;
 pub mod mask;
 pub mod pretrained;
+pub mod progress;
 pub mod tokenizer;

@@ -10,6 +10,7 @@ use keel_data::generate::{generate, GenOptions};
 use keel_data::medcalc::{read_medcalc, MedcalcRow};
 use std::collections::BTreeMap;
 use keel_data::pretrained::Pretrained;
+use keel_data::progress::Progress;
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -22,6 +23,23 @@ pub struct GenItem {
     pub reference: Value,
     /// Worked-example turns placed before the question (one-shot prompting).
     pub shots: Vec<Message>,
+}
+
+/// One metric's judgement of one response: `passed` of `count` checks (1 of 1 or 0 of 1 for a
+/// right or wrong answer; IFEval's instruction-level metrics count each instruction), and what
+/// the scorer extracted from the response.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub metric: &'static str,
+    pub extracted: Value,
+    pub passed: u32,
+    pub count: u32,
+}
+
+impl Verdict {
+    pub fn binary(metric: &'static str, extracted: Value, ok: bool) -> Self {
+        Verdict { metric, extracted, passed: ok as u32, count: 1 }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,33 +167,44 @@ impl GenTask {
         })
     }
 
-    /// Scores of one response, by metric name: (metric, what was extracted, correct).
-    pub fn score(self, item: &GenItem, response: &str) -> Result<Vec<(&'static str, Value, bool)>> {
+    /// The metric that stands for the task in a suite's mean score.
+    pub fn primary_metric(self) -> &'static str {
+        match self {
+            GenTask::HumanEval => "pass_at_1",
+            // Chat models rarely write "#### N" unprompted; the last number is their answer.
+            GenTask::Gsm8k | GenTask::Gsm8kEightShot => "flexible_match",
+            GenTask::Medcalc | GenTask::MedcalcOneShot | GenTask::Esci => "accuracy",
+        }
+    }
+
+    /// Scores of one response, one verdict per metric.
+    pub fn score(self, item: &GenItem, response: &str) -> Result<Vec<Verdict>> {
+        let v = Verdict::binary;
         Ok(match self {
             GenTask::HumanEval => {
                 let f = |k: &str| item.reference[k].as_str().unwrap_or_default().to_string();
                 let task = crate::humaneval::HumanEvalTask { task_id: item.source.clone(), prompt: f("prompt"), entry_point: f("entry_point"), test: f("test") };
                 let program = crate::humaneval::program(&task, response);
                 let ok = crate::humaneval::passes(&program, std::time::Duration::from_secs(10))?;
-                vec![("pass_at_1", json!(program), ok)]
+                vec![v("pass_at_1", json!(program), ok)]
             }
             GenTask::Gsm8k | GenTask::Gsm8kEightShot => {
                 let reference = item.reference.as_str().unwrap_or_default();
                 let (strict, flexible) = (gsm8k_strict(response), gsm8k_flexible(response));
                 vec![
-                    ("strict_match", json!(strict), gsm8k_correct(strict.as_deref(), reference)),
-                    ("flexible_match", json!(flexible), gsm8k_correct(flexible.as_deref(), reference)),
+                    v("strict_match", json!(strict), gsm8k_correct(strict.as_deref(), reference)),
+                    v("flexible_match", json!(flexible), gsm8k_correct(flexible.as_deref(), reference)),
                 ]
             }
             GenTask::Medcalc | GenTask::MedcalcOneShot => {
                 let f = |k: &str| item.reference[k].as_str().unwrap_or_default().to_string();
                 let ok = medcalc_correct(&f("output_type"), &f("answer"), &f("lower"), &f("upper"), response);
-                vec![("accuracy", json!(medcalc_answer_text(response)), ok)]
+                vec![v("accuracy", json!(medcalc_answer_text(response)), ok)]
             }
             GenTask::Esci => {
                 let label = esci_answer(response);
                 let ok = label.as_deref() == item.reference.as_str();
-                vec![("accuracy", json!(label), ok)]
+                vec![v("accuracy", json!(label), ok)]
             }
         })
     }
@@ -192,6 +221,7 @@ pub fn run(pre: &Pretrained, task: GenTask, items: &[GenItem], batch: usize, max
         opts.stop = vec!["Question:".into(), "</s>".into(), "<|im_end|>".into()];
     }
     let mut out = Vec::with_capacity(items.len());
+    let mut progress = Progress::new(task.name(), items.len());
     for chunk in items.chunks(batch.max(1)) {
         let prompts: Vec<Vec<u32>> = chunk
             .iter()
@@ -204,8 +234,9 @@ pub fn run(pre: &Pretrained, task: GenTask, items: &[GenItem], batch: usize, max
                 pre.tokenizer.encode(&template.render(&messages, true)?, true)
             })
             .collect::<Result<_>>()?;
-        out.extend(generate(pre, &prompts, &opts, |_, _| {})?.into_iter().map(|g| g.text));
-        eprintln!("{}: {}/{} answered", task.name(), out.len(), items.len());
+        let answers = generate(pre, &prompts, &opts, |_, _| {})?;
+        progress.advance(answers.len(), answers.iter().map(|g| g.ids.len()).sum());
+        out.extend(answers.into_iter().map(|g| g.text));
     }
     Ok(out)
 }

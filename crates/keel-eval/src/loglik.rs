@@ -1,6 +1,7 @@
 //! Log-likelihoods of continuations given contexts, batched through the training forward.
 
 use anyhow::{ensure, Result};
+use keel_data::progress::Progress;
 use keel_kernels::cross_entropy::IGNORE;
 use keel_model::{Batch, Transformer, Workspace};
 
@@ -16,8 +17,8 @@ pub struct LogLik {
 
 /// Scores every (context, continuation) pair of token ids, `rows` sequences per forward.
 /// Pairs that share a context and continue it by one token (multiple choice over letters) are
-/// scored from a single forward of that context.
-pub fn loglikelihoods(model: &Transformer, pairs: &[(Vec<u32>, Vec<u32>)], rows: usize) -> Result<Vec<LogLik>> {
+/// scored from a single forward of that context. `progress` counts forwarded sequences and tokens.
+pub fn loglikelihoods(model: &Transformer, pairs: &[(Vec<u32>, Vec<u32>)], rows: usize, progress: &mut Progress) -> Result<Vec<LogLik>> {
     ensure!(rows > 0, "at least one row per batch");
     ensure!(pairs.iter().all(|(c, x)| !c.is_empty() && !x.is_empty()), "empty context or continuation");
     // One sequence per distinct (context, continuation), except that one-token continuations
@@ -37,7 +38,8 @@ pub fn loglikelihoods(model: &Transformer, pairs: &[(Vec<u32>, Vec<u32>)], rows:
         };
         seq_of.push(idx);
     }
-    let rows_logits = score_sequences(model, &sequences, rows)?;
+    progress.set_total(sequences.len());
+    let rows_logits = score_sequences(model, &sequences, rows, progress)?;
     Ok(pairs
         .iter()
         .zip(&seq_of)
@@ -59,7 +61,7 @@ pub fn loglikelihoods(model: &Transformer, pairs: &[(Vec<u32>, Vec<u32>)], rows:
 
 /// Scores each sequence's continuation; for one-token continuations also returns the logits row
 /// that predicts it.
-fn score_sequences(model: &Transformer, pairs: &[(Vec<u32>, Vec<u32>)], rows: usize) -> Result<Vec<(LogLik, Option<Vec<f32>>)>> {
+fn score_sequences(model: &Transformer, pairs: &[(Vec<u32>, Vec<u32>)], rows: usize, progress: &mut Progress) -> Result<Vec<(LogLik, Option<Vec<f32>>)>> {
     // Longest first, so the workspace is sized by the first batch and later ones fit in it.
     let mut order: Vec<usize> = (0..pairs.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(pairs[i].0.len() + pairs[i].1.len()));
@@ -117,6 +119,7 @@ fn score_sequences(model: &Transformer, pairs: &[(Vec<u32>, Vec<u32>)], rows: us
             });
             out[i] = (LogLik { ll, is_greedy: greedy }, last_row);
         }
+        progress.advance(chunk.len(), chunk.iter().map(|&i| len(i)).sum());
     }
     Ok(out)
 }

@@ -5,6 +5,7 @@
 
 use crate::loglik::loglikelihoods;
 use anyhow::{bail, ensure, Context, Result};
+use keel_data::progress::Progress;
 use keel_data::tokenizer::Tokenizer;
 use keel_model::Transformer;
 use serde::{Deserialize, Serialize};
@@ -233,14 +234,16 @@ pub fn encode_pair(tok: &Tokenizer, context: &str, continuation: &str) -> Result
 }
 
 /// Scores `items`; returns each item's result and (acc, acc_norm).
-pub fn evaluate(model: &Transformer, tok: &Tokenizer, task: &McTask, items: &[McItem], rows: usize) -> Result<(Vec<McResult>, f64, f64)> {
+pub fn evaluate(
+    model: &Transformer, tok: &Tokenizer, task: &McTask, items: &[McItem], rows: usize, progress: &mut Progress,
+) -> Result<(Vec<McResult>, f64, f64)> {
     let mut pairs = Vec::new();
     for item in items {
         for choice in &item.choices {
             pairs.push(encode_pair(tok, &item.context, &format!("{}{choice}", task.target_delimiter))?);
         }
     }
-    let scores = loglikelihoods(model, &pairs, rows)?;
+    let scores = loglikelihoods(model, &pairs, rows, progress)?;
     let mut results = Vec::with_capacity(items.len());
     let mut at = 0;
     for item in items {

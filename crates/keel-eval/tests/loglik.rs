@@ -1,3 +1,4 @@
+use keel_data::progress::Progress;
 //! Log-likelihood scoring against a direct computation from the full forward's logits.
 
 use keel_eval::loglik::loglikelihoods;
@@ -40,7 +41,7 @@ fn shared_context_single_tokens_and_multi_token_continuations_match_the_direct_c
         (ctx_a.clone(), vec![12]),
     ];
     for rows in [1, 2, 8] {
-        let got = loglikelihoods(&m, &pairs, rows).unwrap();
+        let got = loglikelihoods(&m, &pairs, rows, &mut Progress::quiet()).unwrap();
         for ((ctx, cont), g) in pairs.iter().zip(&got) {
             let want = direct(&m, ctx, cont);
             assert!((g.ll - want).abs() < 1e-4, "rows {rows}: {ctx:?} + {cont:?}: {} vs {want}", g.ll);

@@ -1,3 +1,4 @@
+use keel_data::progress::Progress;
 //! Multiple-choice scoring against transformers computing lm-evaluation-harness's recipe
 //! (fixture from tools/make_eval_fixtures.py on the converted SmolLM2-135M-Instruct).
 
@@ -35,7 +36,7 @@ fn arc_easy_choices_and_loglikelihoods_match_the_reference() {
             assert_eq!(cont, ids(cont_ids), "{}: continuation {c} ids", item.source);
         }
     }
-    let (results, acc, acc_norm) = evaluate(&pre.model, &pre.tokenizer, &task, &items, 8).unwrap();
+    let (results, acc, acc_norm) = evaluate(&pre.model, &pre.tokenizer, &task, &items, 8, &mut Progress::quiet()).unwrap();
     for (r, w) in results.iter().zip(want) {
         assert_eq!(r.pred_acc as u64, w["pred_acc"].as_u64().unwrap(), "{}: acc choice", r.source);
         assert_eq!(r.pred_acc_norm as u64, w["pred_acc_norm"].as_u64().unwrap(), "{}: acc_norm choice", r.source);

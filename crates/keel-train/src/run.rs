@@ -246,7 +246,7 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
             let eta = started.elapsed().as_secs_f64() / done as f64 * (total_steps - state.step) as f64;
             eprintln!(
                 "step {}/{total_steps}  loss {loss:.4}  lr {lr:.2e}  grad {grad_norm:.3}  {:.0} tok/s  ETA {}",
-                state.step, tokens as f64 / secs, format_eta(eta)
+                state.step, tokens as f64 / secs, keel_data::progress::format_duration(eta)
             );
         }
         if config.output.save_every > 0 && state.step % config.output.save_every == 0 && state.step < total_steps {
@@ -357,9 +357,4 @@ fn open_metrics(path: &Path, step: u64) -> Result<std::fs::File> {
 
 fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
     std::fs::write(path, serde_json::to_string_pretty(v)?).with_context(|| format!("cannot write {}", path.display()))
-}
-
-fn format_eta(secs: f64) -> String {
-    let s = secs.max(0.0) as u64;
-    if s >= 3600 { format!("{}h{:02}m", s / 3600, s % 3600 / 60) } else { format!("{}m{:02}s", s / 60, s % 60) }
 }

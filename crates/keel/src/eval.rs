@@ -6,6 +6,7 @@ use clap::Args;
 use keel_eval::gen_tasks::{self, GenTask};
 use keel_eval::mc::{evaluate, McTask};
 use keel_model::lora::LoraAdapter;
+use keel_data::progress::Progress;
 use keel_model::rng::Rng;
 use serde_json::json;
 use std::io::Write;
@@ -27,11 +28,12 @@ pub struct EvalArgs {
     /// A LoRA adapter directory (PEFT layout) merged into the model first.
     #[arg(long)]
     adapter: Option<PathBuf>,
-    /// Comma-separated task names (arc_easy, arc_challenge, boolq, mmlu, mmlu_5shot; gsm8k,
-    /// gsm8k_8shot, medcalc, medcalc_1shot, humaneval, esci) or
-    /// multiple-choice task-file paths.
-    #[arg(long, value_delimiter = ',', required = true)]
-    tasks: Vec<String>,
+    /// Comma-separated suites and tasks. Suites: general (ifeval, gsm8k, humaneval, arc_easy,
+    /// arc_challenge, boolq, mmlu), domain:gsm8k, domain:medcalc, domain:esci. Tasks:
+    /// arc_easy, arc_challenge, boolq, mmlu, mmlu_5shot, gsm8k, gsm8k_8shot, ifeval, medcalc,
+    /// medcalc_1shot, humaneval, esci, or a multiple-choice task-file path.
+    #[arg(long, visible_alias = "tasks", value_delimiter = ',', required = true)]
+    suite: Vec<String>,
     /// Score a seeded random subset of this many items per task (0: all).
     #[arg(long, default_value_t = 0)]
     limit: usize,
@@ -46,9 +48,40 @@ pub struct EvalArgs {
     /// Sequences per forward pass (and prompts generated together).
     #[arg(long, default_value_t = 8)]
     batch_rows: usize,
-    /// Token budget of generation tasks (0: the task's own, 256 for GSM8K, 512 for MedCalc).
+    /// Token budget of generation tasks (0: each task's own: GSM8K 256, MedCalc 512,
+    /// HumanEval 384, IFEval 1280).
     #[arg(long, default_value_t = 0)]
     max_new_tokens: usize,
+    /// A results.json of an earlier `keel eval` (usually the base model, same --limit and
+    /// --seed): print and record each score's change against it.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
+}
+
+/// The tasks each suite stands for. The general suite follows method.md: the paper's IFEval,
+/// GSM8K and HumanEval, plus the multiple-choice benchmarks a small model can be measured on.
+const SUITES: [(&str, &[&str]); 4] = [
+    ("general", &["ifeval", "gsm8k", "humaneval", "arc_easy", "arc_challenge", "boolq", "mmlu"]),
+    ("domain:gsm8k", &["gsm8k"]),
+    ("domain:medcalc", &["medcalc"]),
+    ("domain:esci", &["esci"]),
+];
+
+/// Task names of the requested suites and tasks, each once, in order.
+fn expand_suites(requested: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for r in requested {
+        let expanded = match SUITES.iter().find(|(s, _)| s == r) {
+            Some((_, tasks)) => tasks.iter().map(|t| t.to_string()).collect(),
+            None => vec![r.clone()],
+        };
+        for t in expanded {
+            if !names.contains(&t) {
+                names.push(t);
+            }
+        }
+    }
+    names
 }
 
 enum Task {
@@ -98,22 +131,62 @@ fn by_subject(items: &[keel_eval::mc::McItem], correct: &[bool]) -> std::collect
     counts.into_iter().map(|(s, (ok, n))| (s, ok as f64 / n as f64)).collect()
 }
 
-/// 95% interval of the mean of 0/1 outcomes by 1000 seeded bootstrap resamples.
-fn bootstrap(correct: &[bool], seed: u64) -> (f64, f64) {
-    let n = correct.len();
-    if n == 0 {
-        return (0.0, 0.0);
+/// One metric over the scored items: per item, `passed` of `count` checks.
+struct MetricScores {
+    name: String,
+    per_item: Vec<(u32, u32)>,
+}
+
+impl MetricScores {
+    fn binary(name: &str, ok: impl Iterator<Item = bool>) -> Self {
+        MetricScores { name: name.to_string(), per_item: ok.map(|x| (x as u32, 1)).collect() }
     }
-    let mut rng = Rng::new(seed);
-    let mut means: Vec<f64> = (0..1000)
-        .map(|_| (0..n).filter(|_| correct[rng.below(n as u64) as usize]).count() as f64 / n as f64)
-        .collect();
-    means.sort_by(f64::total_cmp);
-    (means[25], means[974])
+
+    fn score(&self) -> f64 {
+        ratio(self.per_item.iter())
+    }
+
+    /// 95% interval by 1000 seeded bootstrap resamples of the items.
+    fn ci95(&self, seed: u64) -> (f64, f64) {
+        let n = self.per_item.len();
+        if n == 0 {
+            return (0.0, 0.0);
+        }
+        let mut rng = Rng::new(seed);
+        let mut scores: Vec<f64> =
+            (0..1000).map(|_| ratio((0..n).map(|_| &self.per_item[rng.below(n as u64) as usize]))).collect();
+        scores.sort_by(f64::total_cmp);
+        (scores[25], scores[974])
+    }
+}
+
+fn ratio<'a>(items: impl Iterator<Item = &'a (u32, u32)>) -> f64 {
+    let (passed, count) = items.fold((0u64, 0u64), |(p, c), &(x, n)| (p + x as u64, c + n as u64));
+    passed as f64 / count.max(1) as f64
+}
+
+/// The baseline's results.json, checked to be comparable (same subset of items).
+fn read_baseline(path: &std::path::Path, limit: usize, seed: u64) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the baseline {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not a keel results.json", path.display()))?;
+    if !v["tasks"].is_object() {
+        bail!("{} has no \"tasks\" object: is it a keel eval results.json?", path.display());
+    }
+    let (their_limit, their_seed) = (v["limit"].as_u64(), v["seed"].as_u64());
+    if their_limit != Some(limit as u64) || their_seed != Some(seed) {
+        bail!(
+            "{} was scored with --limit {} --seed {}, these with --limit {limit} --seed {seed}: different items, so the deltas \
+             would mean nothing. Rerun with the baseline's --limit and --seed.",
+            path.display(), their_limit.map_or("?".into(), |x| x.to_string()), their_seed.map_or("?".into(), |x| x.to_string())
+        );
+    }
+    Ok(v)
 }
 
 pub fn run_eval(a: EvalArgs) -> Result<()> {
-    let tasks: Vec<Task> = a.tasks.iter().map(|t| load_task(t)).collect::<Result<_>>()?;
+    let names = expand_suites(&a.suite);
+    let tasks: Vec<Task> = names.iter().map(|t| load_task(t)).collect::<Result<_>>()?;
+    let baseline = a.baseline.as_deref().map(|p| read_baseline(p, a.limit, a.seed)).transpose()?;
     let mut pre = a.model.load()?;
     if let Some(dir) = &a.adapter {
         pre.model.lora = Some(LoraAdapter::load(dir, &pre.model.config)?);
@@ -121,26 +194,33 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     let mut summary = serde_json::Map::new();
-    let mut subject_scores = std::collections::BTreeMap::new();
+    // (task, primary metric's score) of the general suite's tasks, for their mean.
+    let mut general: Vec<(String, f64)> = Vec::new();
+    let general_tasks = SUITES[0].1;
     for task in &tasks {
         let started = std::time::Instant::now();
-        // Per item: a JSON line for the samples file, and for each metric whether it was right.
-        let (name, samples, verdicts): (String, Vec<serde_json::Value>, Vec<(&str, Vec<bool>)>) = match task {
+        let mut subject_scores = None;
+        // Per item: a JSON line for the samples file; per metric: each item's verdict.
+        let (name, primary, samples, metrics): (String, &str, Vec<serde_json::Value>, Vec<MetricScores>) = match task {
             Task::Mc(task) => {
                 let all = task.items(&a.data_dir)?;
                 let total = all.len();
                 let items = subsample(all, a.limit, a.seed);
                 eprintln!("{}: scoring {} of {total} items", task.name, items.len());
-                let (results, _, _) = evaluate(&pre.model, &pre.tokenizer, task, &items, a.batch_rows)?;
+                let mut progress = Progress::new(&task.name, 0);
+                let (results, _, _) = evaluate(&pre.model, &pre.tokenizer, task, &items, a.batch_rows, &mut progress)?;
                 let samples = items.iter().zip(&results).map(|(item, r)| json!({"source": r.source, "context": item.context,
                     "choices": item.choices, "gold": r.gold, "loglikelihoods": r.loglikelihoods, "is_greedy": r.is_greedy,
                     "pred_acc": r.pred_acc, "pred_acc_norm": r.pred_acc_norm})).collect();
                 let acc: Vec<bool> = results.iter().map(|r| r.pred_acc == r.gold).collect();
-                let acc_norm = results.iter().map(|r| r.pred_acc_norm == r.gold).collect();
                 if task.subjects.is_some() {
-                    subject_scores.insert(task.name.clone(), by_subject(&items, &acc));
+                    subject_scores = Some(by_subject(&items, &acc));
                 }
-                (task.name.clone(), samples, vec![("acc", acc), ("acc_norm", acc_norm)])
+                let metrics = vec![
+                    MetricScores::binary("acc", acc.into_iter()),
+                    MetricScores::binary("acc_norm", results.iter().map(|r| r.pred_acc_norm == r.gold)),
+                ];
+                (task.name.clone(), "acc", samples, metrics)
             }
             Task::Gen(task) => {
                 let all = task.items(&a.data_dir)?;
@@ -148,22 +228,21 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
                 let items = subsample(all, a.limit, a.seed);
                 eprintln!("{}: answering {} of {total} questions", task.name(), items.len());
                 let outputs = gen_tasks::run(&pre, *task, &items, a.batch_rows, a.max_new_tokens)?;
-                let mut verdicts: Vec<(&str, Vec<bool>)> = Vec::new();
+                let mut metrics: Vec<MetricScores> = Vec::new();
                 let mut samples = Vec::new();
                 for (item, output) in items.iter().zip(&outputs) {
-                    let scores = task.score(item, output)?;
                     let mut sample = json!({"source": item.source, "prompt": item.prompt, "output": output, "reference": item.reference});
-                    for (k, (metric, extracted, ok)) in scores.into_iter().enumerate() {
-                        sample[format!("{metric}_extracted")] = extracted;
-                        sample[metric] = json!(ok);
-                        if verdicts.len() <= k {
-                            verdicts.push((metric, Vec::new()));
+                    for (k, v) in task.score(item, output)?.into_iter().enumerate() {
+                        sample[format!("{}_extracted", v.metric)] = v.extracted;
+                        sample[v.metric] = if v.count == 1 { json!(v.passed == 1) } else { json!([v.passed, v.count]) };
+                        if metrics.len() <= k {
+                            metrics.push(MetricScores { name: v.metric.to_string(), per_item: Vec::new() });
                         }
-                        verdicts[k].1.push(ok);
+                        metrics[k].per_item.push((v.passed, v.count));
                     }
                     samples.push(sample);
                 }
-                (task.name().to_string(), samples, verdicts)
+                (task.name().to_string(), task.primary_metric(), samples, metrics)
             }
         };
         let secs = started.elapsed().as_secs_f64();
@@ -172,16 +251,15 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         for s in &samples {
             writeln!(f, "{s}")?;
         }
-        let mut entry = json!({"n": samples.len(), "seconds": secs});
+        let mut entry = json!({"n": samples.len(), "seconds": secs, "primary_metric": primary});
         let mut line = format!("{name:14}");
-        for (metric, v) in &verdicts {
-            let score = v.iter().filter(|&&x| x).count() as f64 / v.len().max(1) as f64;
-            let ci = bootstrap(v, a.seed);
-            entry[*metric] = json!(score);
-            entry[format!("{metric}_ci95")] = json!([ci.0, ci.1]);
-            line.push_str(&format!(" {metric} {score:.4} [{:.4}, {:.4}]", ci.0, ci.1));
+        for m in &metrics {
+            let (score, ci) = (m.score(), m.ci95(a.seed));
+            entry[&m.name] = json!(score);
+            entry[format!("{}_ci95", m.name)] = json!([ci.0, ci.1]);
+            line.push_str(&format!(" {} {score:.4} [{:.4}, {:.4}]", m.name, ci.0, ci.1));
         }
-        if let Some(per_subject) = subject_scores.get(&name) {
+        if let Some(per_subject) = subject_scores {
             // acc above is the micro average (over items); the macro average weighs subjects equally.
             let macro_acc = per_subject.values().sum::<f64>() / per_subject.len().max(1) as f64;
             entry["acc_macro"] = json!(macro_acc);
@@ -189,12 +267,77 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
             line.push_str(&format!(" acc_macro {macro_acc:.4} ({} subjects)", per_subject.len()));
         }
         println!("{line}  n={}  {secs:.1} s", samples.len());
+        if general_tasks.contains(&name.as_str()) {
+            general.push((name.clone(), entry[primary].as_f64().unwrap_or(0.0)));
+        }
         summary.insert(name, entry);
     }
-    let results = json!({"model": a.model.model, "adapter": a.adapter, "limit": a.limit, "seed": a.seed,
+    let mut results = json!({"model": a.model.model, "adapter": a.adapter, "limit": a.limit, "seed": a.seed,
         "keel_version": env!("CARGO_PKG_VERSION"), "tasks": summary});
+    if !general.is_empty() {
+        let mean = general.iter().map(|g| g.1).sum::<f64>() / general.len() as f64;
+        let tasks: Vec<&str> = general.iter().map(|g| g.0.as_str()).collect();
+        println!("general score {mean:.4}: mean of each task's primary metric over {}", tasks.join(", "));
+        results["general_score"] = json!({"mean": mean, "tasks": tasks});
+    }
+    if let (Some(base), Some(path)) = (&baseline, &a.baseline) {
+        results["baseline"] = json!({"path": path, "deltas": deltas(&results, base)});
+    }
     let path = a.out.join("results.json");
     std::fs::write(&path, serde_json::to_string_pretty(&results)?).with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("wrote {}", path.display());
     Ok(())
+}
+
+/// Each score's change against the baseline (tasks and metrics both have), printed and returned
+/// as {task: {metric: delta}}.
+fn deltas(ours: &serde_json::Value, base: &serde_json::Value) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    println!("change against the baseline (this − baseline):");
+    let ours_tasks = ours["tasks"].as_object().into_iter().flatten();
+    for (task, entry) in ours_tasks {
+        let Some(theirs) = base["tasks"].get(task) else {
+            println!("  {task:14} not in the baseline");
+            continue;
+        };
+        let mut line = format!("  {task:14}");
+        let mut d = serde_json::Map::new();
+        for (metric, value) in entry.as_object().into_iter().flatten() {
+            let skip = metric == "n" || metric == "seconds" || metric.ends_with("_ci95");
+            if let (false, Some(x), Some(y)) = (skip, value.as_f64(), theirs[metric].as_f64()) {
+                line.push_str(&format!(" {metric} {:+.4}", x - y));
+                d.insert(metric.clone(), json!(x - y));
+            }
+        }
+        println!("{line}");
+        out.insert(task.clone(), serde_json::Value::Object(d));
+    }
+    if let (Some(x), Some(y)) = (ours["general_score"]["mean"].as_f64(), base["general_score"]["mean"].as_f64()) {
+        println!("  general score {:+.4}", x - y);
+        out.insert("general_score".into(), json!(x - y));
+    }
+    serde_json::Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suites_expand_to_their_tasks_once_each_in_order() {
+        let asked: Vec<String> = ["domain:medcalc", "gsm8k", "general", "mmlu_5shot"].map(String::from).to_vec();
+        assert_eq!(
+            expand_suites(&asked),
+            ["medcalc", "gsm8k", "ifeval", "humaneval", "arc_easy", "arc_challenge", "boolq", "mmlu", "mmlu_5shot"]
+        );
+    }
+
+    #[test]
+    fn instruction_level_scores_pool_checks_across_items() {
+        // 1 of 1 and 1 of 3 instructions followed: 2 of 4 checks, not the mean of 1 and 1/3.
+        let m = MetricScores { name: "inst".into(), per_item: vec![(1, 1), (1, 3)] };
+        assert_eq!(m.score(), 0.5);
+        let (lo, hi) = m.ci95(0);
+        assert!(lo <= 0.5 && 0.5 <= hi && lo >= 0.25 && hi <= 1.0);
+    }
 }

@@ -71,6 +71,22 @@ fn eval_writes_results_and_samples_for_both_task_kinds() {
     let samples = std::fs::read_to_string(out.join("gsm8k.samples.jsonl")).unwrap();
     assert_eq!(samples.lines().count(), 2);
     assert!(samples.contains("\"output\"") && samples.contains("\"flexible_match_extracted\""));
+    // Both are general-suite tasks: the general score is the mean of their primary metrics.
+    let mean = (arc["acc"].as_f64().unwrap() + gsm["flexible_match"].as_f64().unwrap()) / 2.0;
+    assert_eq!(results["general_score"]["mean"].as_f64().unwrap(), mean);
+
+    // The same model against itself as the baseline: every delta is zero.
+    let again = out.join("again");
+    let run = keel().args(["eval", "--suite", "arc_easy", "--limit", "2", "--baseline"]).arg(out.join("results.json")).arg("--out").arg(&again).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("acc +0.0000"), "{stdout}");
+    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(again.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["baseline"]["deltas"]["arc_easy"]["acc"], 0.0);
+    // A baseline scored on other items is refused before any work.
+    let other = keel().args(["eval", "--suite", "arc_easy", "--limit", "3", "--baseline"]).arg(out.join("results.json")).output().unwrap();
+    assert!(!other.status.success());
+    assert!(String::from_utf8_lossy(&other.stderr).contains("different items"), "{}", String::from_utf8_lossy(&other.stderr));
 
     let bad = keel().args(["eval", "--tasks", "hellaswag"]).output().unwrap();
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown task \"hellaswag\""));
