@@ -1,6 +1,6 @@
-use keel_data::progress::Progress;
 //! Multiple-choice scoring against transformers computing lm-evaluation-harness's recipe
 //! (fixture from tools/make_eval_fixtures.py on the converted SmolLM2-135M-Instruct).
+use keel_data::progress::Progress;
 
 use keel_data::pretrained::Pretrained;
 use keel_eval::mc::{encode_pair, evaluate, McTask};
