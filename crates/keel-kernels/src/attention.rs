@@ -4,6 +4,10 @@
 //! nonzero segment id. Segment 0 is padding: a padding query outputs zeros and gets no gradient.
 //! Segments express both an attention mask (1 = real, 0 = pad) and packed sequences (1, 2, 3, …)
 //! that must not see each other. Query head `h` reads KV head `h / (heads / kv_heads)`.
+//!
+//! A shared prefix: a segment id `(k << 16) | c` with `c ≥ 1` also sees the earlier tokens of
+//! segment `k << 16`. Scoring lays out one context (`k << 16`) followed by each of its
+//! continuations (`c = 1, 2, …`), so the context is computed once for all of them.
 
 use crate::Real;
 use rayon::prelude::*;
@@ -70,9 +74,17 @@ pub fn attention_forward<T: Real>(
     });
 }
 
+/// The part of a segment id that names its shared prefix (see the module docs).
+const PREFIX_MASK: u32 = !0xFFFF;
+
+/// Whether a query of segment `query` may see an earlier key of segment `key`.
+pub fn segment_sees(query: u32, key: u32) -> bool {
+    query != 0 && key != 0 && (key == query || key == query & PREFIX_MASK)
+}
+
 /// Softmax of row `i` over the keys it may see; every other entry becomes 0.
 fn masked_softmax_row<T: Real>(row: &mut [T], seg: &[u32], i: usize) {
-    let visible = |j: usize| j <= i && seg[i] != 0 && seg[j] == seg[i];
+    let visible = |j: usize| j <= i && segment_sees(seg[i], seg[j]);
     let mut max = T::neg_infinity();
     for (j, &x) in row.iter().enumerate() {
         if visible(j) && x > max {

@@ -151,8 +151,15 @@ fn attention_case(batch: usize) {
     let mut rng = Rng(6 + batch as u64);
     let s = AttnShape { batch, seq: 6, heads: 4, kv_heads: 2, head_dim: 3 };
     let n = s.batch * s.seq;
-    // Row 0 full; row 1 right-padded; row 2 two packed sequences behind left padding.
-    let segments: Vec<u32> = [[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0], [0, 1, 1, 2, 2, 2]].iter().take(batch).flatten().copied().collect();
+    // Row 0 full; row 1 right-padded; row 2 two packed sequences behind left padding; row 3 a
+    // shared prefix (segment P) followed by two continuations of it.
+    let (p0, c1, c2) = (1 << 16, (1 << 16) | 1, (1 << 16) | 2);
+    let segments: Vec<u32> = [[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0], [0, 1, 1, 2, 2, 2], [p0, p0, c1, c1, c2, c2]]
+        .iter()
+        .take(batch)
+        .flatten()
+        .copied()
+        .collect();
     let (q, k, v) = (rng.vec(n * 12, 1.0), rng.vec(n * 6, 1.0), rng.vec(n * 6, 1.0));
     let r = rng.vec(n * 12, 1.0);
     let fwd = |q: &[f64], k: &[f64], v: &[f64]| {
@@ -167,7 +174,7 @@ fn attention_case(batch: usize) {
     check("attention dq", &q, &dq, |q| fwd(q, &k, &v).0);
     check("attention dk", &k, &dk, |k| fwd(&q, k, &v).0);
     check("attention dv", &v, &dv, |v| fwd(&q, &k, v).0);
-    if batch == 3 {
+    if batch >= 3 {
         // Padding queries output zeros; packed segment 2 never sees segment 1.
         let row = |b: usize, t: usize| &out[(b * s.seq + t) * 12..(b * s.seq + t + 1) * 12];
         assert!(row(2, 0).iter().all(|&x| x == 0.0) && row(1, 4).iter().all(|&x| x == 0.0));
@@ -175,11 +182,17 @@ fn attention_case(batch: usize) {
         assert!(p(2, 1, 3, 1) == 0.0 && p(2, 1, 3, 2) == 0.0 && p(2, 1, 3, 3) > 0.0);
         assert!(p(0, 0, 2, 3) == 0.0, "causal: token 2 must not see token 3");
     }
+    if batch == 4 {
+        // The second continuation sees the prefix and itself, never the first continuation.
+        let p = |h: usize, i: usize, j: usize| probs[((3 * s.heads + h) * s.seq + i) * s.seq + j];
+        assert!(p(2, 5, 0) > 0.0 && p(2, 5, 1) > 0.0 && p(2, 5, 4) > 0.0);
+        assert!(p(2, 5, 2) == 0.0 && p(2, 5, 3) == 0.0 && p(2, 1, 2) == 0.0);
+    }
 }
 
 #[test]
 fn attention_backward_matches_finite_differences() {
-    attention_case(3);
+    attention_case(4);
     attention_case(1);
 }
 

@@ -28,6 +28,35 @@ pub enum BenchCommand {
     /// The twin is bench/generate_torch.py on the same weights converted to f32
     /// (`keel convert`).
     Generate(GenerateBenchArgs),
+    /// Time multiple-choice scoring by log-likelihood (the first N items of a task, all their
+    /// choices) as `keel eval` does it.
+    ///
+    /// The twin is bench/loglik_torch.py: lm-evaluation-harness's recipe (requests sorted by
+    /// length, batches padded, log-softmax of the full logits) with transformers on the same
+    /// weights converted to f32.
+    Loglik(LoglikBenchArgs),
+}
+
+#[derive(Args)]
+pub struct LoglikBenchArgs {
+    #[command(flatten)]
+    model: crate::infer::ModelArgs,
+    /// A multiple-choice task (arc_easy, arc_challenge, boolq, mmlu) or task file.
+    #[arg(long, default_value = "arc_easy")]
+    task: String,
+    /// Items scored: the task's first N.
+    #[arg(long, default_value_t = 200)]
+    items: usize,
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch_rows: usize,
+    #[arg(long, default_value = "../shared/data")]
+    data_dir: std::path::PathBuf,
+    /// Repetitions; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -90,6 +119,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Train(a) => bench_train(a),
         BenchCommand::Gemm(a) => bench_gemm(a),
         BenchCommand::Generate(a) => bench_generate(a),
+        BenchCommand::Loglik(a) => bench_loglik(a),
     }
 }
 
@@ -295,6 +325,44 @@ fn bench_generate(a: GenerateBenchArgs) -> Result<()> {
         println!("  prompt   {} tokens in {p:.3} s: {:.0} tokens/s", ids.len(), ids.len() as f64 / p);
         println!("  decode   {} tokens in {d:.3} s: {:.1} tokens/s", a.new_tokens, a.new_tokens as f64 / d);
         println!("  peak RSS {peak:.0} MiB");
+    }
+    Ok(())
+}
+
+fn bench_loglik(a: LoglikBenchArgs) -> Result<()> {
+    use keel_data::progress::Progress;
+    anyhow::ensure!(a.items > 0 && a.repeat > 0, "--items and --repeat must be positive");
+    let pre = a.model.load()?;
+    let task = crate::eval::load_mc_task(&a.task)?;
+    let mut items = task.items(&a.data_dir)?;
+    items.truncate(a.items);
+    // The work measured in lm-evaluation-harness's terms: its distinct forward inputs (context +
+    // continuation minus the last token), which keel forwards more compactly.
+    let mut inputs = std::collections::HashSet::new();
+    for item in &items {
+        for choice in &item.choices {
+            let (ctx, cont) = keel_eval::mc::encode_pair(&pre.tokenizer, &item.context, &format!("{}{choice}", task.target_delimiter))?;
+            inputs.insert([ctx, cont[..cont.len() - 1].to_vec()].concat());
+        }
+    }
+    let request_tokens: usize = inputs.iter().map(Vec::len).sum();
+    let (mut secs, mut tokens, mut acc) = (Vec::new(), 0, 0.0);
+    for _ in 0..a.repeat {
+        let mut progress = Progress::quiet();
+        let t = Instant::now();
+        acc = keel_eval::mc::evaluate(&pre.model, &pre.tokenizer, &task, &items, a.batch_rows, &mut progress)?.1;
+        secs.push(t.elapsed().as_secs_f64());
+        tokens = progress.tokens();
+    }
+    let med = median(&secs);
+    let requests: usize = items.iter().map(|i| i.choices.len()).sum();
+    if a.json {
+        println!("{}", serde_json::json!({"impl": "keel", "task": task.name, "items": items.len(), "requests": requests,
+            "threads": a.model.threads, "batch_rows": a.batch_rows, "tokens": request_tokens, "forwarded_tokens": tokens,
+            "median_s": med, "tokens_per_s": request_tokens as f64 / med, "acc": acc, "peak_rss_mib": peak_rss_mib()?}));
+    } else {
+        println!("{} {} items ({requests} requests, {request_tokens} input tokens, {tokens} forwarded), {} threads", task.name, items.len(), a.model.threads);
+        println!("  {med:.3} s median of {}: {:.0} tokens/s, acc {acc:.4}", a.repeat, request_tokens as f64 / med);
     }
     Ok(())
 }

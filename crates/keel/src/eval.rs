@@ -109,7 +109,7 @@ fn load_task(name: &str) -> Result<Task> {
     load_mc_task(name).map(Task::Mc)
 }
 
-fn load_mc_task(name: &str) -> Result<McTask> {
+pub fn load_mc_task(name: &str) -> Result<McTask> {
     if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name) {
         return McTask::from_toml(text, name);
     }
