@@ -2,6 +2,7 @@
 //! response. GSM8K (0-shot chat; strict and flexible match), MedCalc-Bench (zero-shot on the
 //! held-out part of keel's split) and ESCI (label accuracy).
 
+use crate::ifeval::{self, parse_ifeval_line};
 use crate::scorers::{esci_answer, gsm8k_correct, gsm8k_flexible, gsm8k_strict, medcalc_answer_text, medcalc_correct};
 use anyhow::{Context, Result};
 use keel_data::chat::Message;
@@ -55,6 +56,9 @@ pub enum GenTask {
     MedcalcOneShot,
     /// HumanEval pass@1 with greedy decoding (the generated code runs in a sandboxed `python3`).
     HumanEval,
+    /// IFEval: the 541 prompts of `input_data.jsonl`, judged by the official checkers' rules
+    /// (strict and loose, prompt and instruction level).
+    IfEval,
     /// ESCI shopping relevance from `<data dir>/esci/esci.jsonl` in keel's ESCI format (the real
     /// data is not shipped here).
     Esci,
@@ -69,6 +73,7 @@ impl GenTask {
             "medcalc_1shot" => Some(GenTask::MedcalcOneShot),
             "esci" => Some(GenTask::Esci),
             "humaneval" => Some(GenTask::HumanEval),
+            "ifeval" => Some(GenTask::IfEval),
             _ => None,
         }
     }
@@ -81,6 +86,7 @@ impl GenTask {
             GenTask::MedcalcOneShot => "medcalc_1shot",
             GenTask::Esci => "esci",
             GenTask::HumanEval => "humaneval",
+            GenTask::IfEval => "ifeval",
         }
     }
 
@@ -90,6 +96,8 @@ impl GenTask {
             GenTask::Medcalc | GenTask::MedcalcOneShot => 512,
             GenTask::Esci => 128,
             GenTask::HumanEval => 384,
+            // lm-evaluation-harness's budget: essays of 300+ words must fit.
+            GenTask::IfEval => 1280,
         }
     }
 
@@ -151,6 +159,15 @@ impl GenTask {
                     shots: vec![],
                 })
                 .collect(),
+            GenTask::IfEval => read_jsonl(&data_dir.join("ifeval/input_data.jsonl"))?
+                .into_iter()
+                .enumerate()
+                .map(|(i, row)| -> Result<GenItem> {
+                    // Parsed here so that a bad row fails before any generation.
+                    let item = parse_ifeval_line(&row.to_string()).with_context(|| format!("ifeval/input_data.jsonl:{}", i + 1))?;
+                    Ok(GenItem { source: format!("ifeval:{}", item.key), prompt: item.prompt, reference: row, shots: vec![] })
+                })
+                .collect::<Result<_>>()?,
             GenTask::Esci => {
                 let path = data_dir.join("esci/esci.jsonl");
                 read_examples(&path, Format::Esci, Target::Label, &Fields::default())
@@ -174,6 +191,7 @@ impl GenTask {
             // Chat models rarely write "#### N" unprompted; the last number is their answer.
             GenTask::Gsm8k | GenTask::Gsm8kEightShot => "flexible_match",
             GenTask::Medcalc | GenTask::MedcalcOneShot | GenTask::Esci => "accuracy",
+            GenTask::IfEval => "prompt_level_strict",
         }
     }
 
@@ -200,6 +218,18 @@ impl GenTask {
                 let f = |k: &str| item.reference[k].as_str().unwrap_or_default().to_string();
                 let ok = medcalc_correct(&f("output_type"), &f("answer"), &f("lower"), &f("upper"), response);
                 vec![v("accuracy", json!(medcalc_answer_text(response)), ok)]
+            }
+            GenTask::IfEval => {
+                let row = parse_ifeval_line(&item.reference.to_string())?;
+                let verdict = ifeval::score(&row, response);
+                let count = |v: &[bool]| v.iter().filter(|&&b| b).count() as u32;
+                let n = row.instructions.len() as u32;
+                vec![
+                    v("prompt_level_strict", json!(verdict.strict), verdict.prompt_strict()),
+                    Verdict { metric: "inst_level_strict", extracted: Value::Null, passed: count(&verdict.strict), count: n },
+                    v("prompt_level_loose", json!(verdict.loose), verdict.prompt_loose()),
+                    Verdict { metric: "inst_level_loose", extracted: Value::Null, passed: count(&verdict.loose), count: n },
+                ]
             }
             GenTask::Esci => {
                 let label = esci_answer(response);

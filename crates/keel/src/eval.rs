@@ -233,7 +233,9 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
                 for (item, output) in items.iter().zip(&outputs) {
                     let mut sample = json!({"source": item.source, "prompt": item.prompt, "output": output, "reference": item.reference});
                     for (k, v) in task.score(item, output)?.into_iter().enumerate() {
-                        sample[format!("{}_extracted", v.metric)] = v.extracted;
+                        if !v.extracted.is_null() {
+                            sample[format!("{}_extracted", v.metric)] = v.extracted;
+                        }
                         sample[v.metric] = if v.count == 1 { json!(v.passed == 1) } else { json!([v.passed, v.count]) };
                         if metrics.len() <= k {
                             metrics.push(MetricScores { name: v.metric.to_string(), per_item: Vec::new() });
