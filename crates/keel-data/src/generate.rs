@@ -15,11 +15,13 @@ pub struct GenOptions {
     pub seed: u64,
     /// Generation ends before the first occurrence of any of these strings.
     pub stop: Vec<String>,
+    /// Prompts decoded together (continuous batching).
+    pub batch: usize,
 }
 
 impl Default for GenOptions {
     fn default() -> Self {
-        GenOptions { max_new_tokens: 256, temperature: 0.0, top_p: 1.0, seed: 0, stop: Vec::new() }
+        GenOptions { max_new_tokens: 256, temperature: 0.0, top_p: 1.0, seed: 0, stop: Vec::new(), batch: 8 }
     }
 }
 
@@ -82,51 +84,77 @@ impl Sampler {
     }
 }
 
-/// Generates a continuation of each prompt (token ids), in one batch. `on_text(row, text)` is
-/// called whenever a row's text grows (for streaming).
+/// Generates a continuation of each prompt (token ids), `o.batch` at a time with continuous
+/// batching: when one finishes, the next prompt takes its slot while the others keep decoding.
+/// `on_update(prompt, generation, finished)` is called whenever a generation's text grows and
+/// once when it ends (for streaming and progress).
 pub fn generate(
-    pre: &Pretrained, prompts: &[Vec<u32>], o: &GenOptions, mut on_text: impl FnMut(usize, &str),
+    pre: &Pretrained, prompts: &[Vec<u32>], o: &GenOptions, mut on_update: impl FnMut(usize, &Generation, bool),
 ) -> Result<Vec<Generation>> {
     ensure!(!prompts.is_empty(), "nothing to generate from");
+    ensure!(prompts.iter().all(|p| !p.is_empty()), "a prompt is empty");
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let context = pre.model.config.max_position_embeddings;
     ensure!(longest < context, "the prompt has {longest} tokens; the model's context is {context}");
-    let capacity = (longest + o.max_new_tokens).min(context);
-    let mut dec = Decoder::new(&pre.model, prompts.len(), capacity);
-    let stop_ids = pre.stop_ids();
-    let mut sampler = Sampler::new(o);
     let mut out: Vec<Generation> =
         prompts.iter().map(|_| Generation { ids: Vec::new(), text: String::new(), finish: Finish::Length }).collect();
-    let mut done = vec![false; prompts.len()];
+    if o.max_new_tokens == 0 {
+        return Ok(out);
+    }
+    let capacity = (longest + o.max_new_tokens).min(context);
+    let slots = o.batch.clamp(1, prompts.len());
+    let mut dec = Decoder::new(&pre.model, slots, capacity);
+    let stop_ids = pre.stop_ids();
+    let mut sampler = Sampler::new(o);
     let vocab = pre.model.config.vocab_size;
-    let mut logits = dec.prefill(prompts)?.to_vec();
-    for _ in 0..o.max_new_tokens {
-        let mut next = Vec::with_capacity(prompts.len());
-        for (row, g) in out.iter_mut().enumerate() {
-            if done[row] {
-                next.push(stop_ids.first().copied().unwrap_or(0));
-                continue;
+    // Which prompt each slot is generating, and what each slot is fed next.
+    let mut owner: Vec<Option<usize>> = vec![None; slots];
+    let mut feeds: Vec<(usize, Vec<u32>)> = Vec::with_capacity(slots);
+    let mut next_prompt = 0;
+    loop {
+        for (slot, owner) in owner.iter_mut().enumerate() {
+            if owner.is_none() && next_prompt < prompts.len() {
+                dec.reset(slot);
+                *owner = Some(next_prompt);
+                feeds.push((slot, prompts[next_prompt].clone()));
+                next_prompt += 1;
             }
-            let id = sampler.pick(&logits[row * vocab..(row + 1) * vocab]);
-            next.push(id);
-            if stop_ids.contains(&id) {
-                (done[row], g.finish) = (true, Finish::Eos);
-                continue;
-            }
-            g.ids.push(id);
-            let text = pre.tokenizer.decode(&g.ids, true)?;
-            if let Some(cut) = o.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
-                g.text = text[..cut].to_string();
-                (done[row], g.finish) = (true, Finish::Stop);
-            } else {
-                g.text = text;
-            }
-            on_text(row, &g.text);
         }
-        if done.iter().all(|&d| d) || dec.len() >= dec.capacity() {
+        if feeds.is_empty() {
             break;
         }
-        logits = dec.step(&next)?.to_vec();
+        let fed: Vec<(usize, &[u32])> = feeds.iter().map(|(s, t)| (*s, t.as_slice())).collect();
+        let logits = dec.feed(&fed)?.to_vec();
+        let mut next_feeds = Vec::with_capacity(slots);
+        for (k, &(slot, _)) in fed.iter().enumerate() {
+            let i = owner[slot].expect("fed slots have an owner");
+            let g = &mut out[i];
+            let id = sampler.pick(&logits[k * vocab..(k + 1) * vocab]);
+            let finish = if stop_ids.contains(&id) {
+                Some(Finish::Eos)
+            } else {
+                g.ids.push(id);
+                let text = pre.tokenizer.decode(&g.ids, true)?;
+                if let Some(cut) = o.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+                    g.text = text[..cut].to_string();
+                    Some(Finish::Stop)
+                } else {
+                    g.text = text;
+                    on_update(i, g, false);
+                    let full = g.ids.len() >= o.max_new_tokens || dec.len(slot) >= capacity;
+                    full.then_some(Finish::Length)
+                }
+            };
+            match finish {
+                Some(f) => {
+                    g.finish = f;
+                    owner[slot] = None;
+                    on_update(i, g, true);
+                }
+                None => next_feeds.push((slot, vec![id])),
+            }
+        }
+        feeds = next_feeds;
     }
     Ok(out)
 }

@@ -19,7 +19,7 @@ fn greedy_chat_answer_names_paris() {
     let pre = smollm2();
     let prompt = pre.chat_template.as_ref().unwrap().render(&[Message::new("user", "What is the capital of France?")], true).unwrap();
     let ids = pre.tokenizer.encode(&prompt, true).unwrap();
-    let out = generate(pre, &[ids], &GenOptions { max_new_tokens: 30, ..GenOptions::default() }, |_, _| {}).unwrap();
+    let out = generate(pre, &[ids], &GenOptions { max_new_tokens: 30, ..GenOptions::default() }, |_, _, _| {}).unwrap();
     assert!(out[0].text.contains("Paris"), "answer: {:?}", out[0].text);
     assert_eq!(out[0].finish, Finish::Eos);
 }
@@ -33,9 +33,9 @@ fn batched_generation_equals_one_at_a_time() {
         .map(|q| pre.tokenizer.encode(&template.render(&[Message::new("user", q)], true).unwrap(), true).unwrap())
         .collect();
     let opts = GenOptions { max_new_tokens: 12, ..GenOptions::default() };
-    let together = generate(pre, &prompts, &opts, |_, _| {}).unwrap();
+    let together = generate(pre, &prompts, &opts, |_, _, _| {}).unwrap();
     for (p, g) in prompts.iter().zip(&together) {
-        let alone = generate(pre, std::slice::from_ref(p), &opts, |_, _| {}).unwrap();
+        let alone = generate(pre, std::slice::from_ref(p), &opts, |_, _, _| {}).unwrap();
         assert_eq!(alone[0].ids, g.ids, "left padding must not change a greedy answer");
     }
 }
@@ -46,7 +46,7 @@ fn stop_strings_cut_the_text() {
     let prompt = pre.chat_template.as_ref().unwrap().render(&[Message::new("user", "What is the capital of France?")], true).unwrap();
     let ids = pre.tokenizer.encode(&prompt, true).unwrap();
     let opts = GenOptions { max_new_tokens: 30, stop: vec![" is".into()], ..GenOptions::default() };
-    let out = generate(pre, &[ids], &opts, |_, _| {}).unwrap();
+    let out = generate(pre, &[ids], &opts, |_, _, _| {}).unwrap();
     assert_eq!(out[0].text, "The capital of France");
     assert_eq!(out[0].finish, Finish::Stop);
 }

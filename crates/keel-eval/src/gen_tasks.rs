@@ -7,7 +7,7 @@ use crate::scorers::{esci_answer, gsm8k_correct, gsm8k_flexible, gsm8k_strict, m
 use anyhow::{Context, Result};
 use keel_data::chat::Message;
 use keel_data::dataset::{read_examples, Fields, Format, Target};
-use keel_data::generate::{generate, GenOptions};
+use keel_data::generate::{generate, GenOptions, Generation};
 use keel_data::medcalc::{read_medcalc, MedcalcRow};
 use std::collections::BTreeMap;
 use keel_data::pretrained::Pretrained;
@@ -242,7 +242,7 @@ impl GenTask {
 
 /// Generates greedy answers for `items`, `batch` prompts at a time; `max_new_tokens` of 0 uses
 /// the task's default.
-pub fn run(pre: &Pretrained, task: GenTask, items: &[GenItem], batch: usize, max_new_tokens: usize) -> Result<Vec<String>> {
+pub fn run(pre: &Pretrained, task: GenTask, items: &[GenItem], batch: usize, max_new_tokens: usize) -> Result<Vec<Generation>> {
     let template = pre.chat_template.as_ref().context("generation tasks need a chat model with a chat template")?;
     let mut opts = GenOptions { max_new_tokens: if max_new_tokens > 0 { max_new_tokens } else { task.max_new_tokens() }, ..GenOptions::default() };
     // Few-shot completion: the model's next "Question:" ends its answer.
@@ -250,25 +250,25 @@ pub fn run(pre: &Pretrained, task: GenTask, items: &[GenItem], batch: usize, max
     if plain {
         opts.stop = vec!["Question:".into(), "</s>".into(), "<|im_end|>".into()];
     }
-    let mut out = Vec::with_capacity(items.len());
+    let prompts: Vec<Vec<u32>> = items
+        .iter()
+        .map(|it| {
+            if plain {
+                return pre.tokenizer.encode(&it.prompt, true);
+            }
+            let mut messages = it.shots.clone();
+            messages.push(Message::new("user", &it.prompt));
+            pre.tokenizer.encode(&template.render(&messages, true)?, true)
+        })
+        .collect::<Result<_>>()?;
+    opts.batch = batch.max(1);
     let mut progress = Progress::new(task.name(), items.len());
-    for chunk in items.chunks(batch.max(1)) {
-        let prompts: Vec<Vec<u32>> = chunk
-            .iter()
-            .map(|it| {
-                if plain {
-                    return pre.tokenizer.encode(&it.prompt, true);
-                }
-                let mut messages = it.shots.clone();
-                messages.push(Message::new("user", &it.prompt));
-                pre.tokenizer.encode(&template.render(&messages, true)?, true)
-            })
-            .collect::<Result<_>>()?;
-        let answers = generate(pre, &prompts, &opts, |_, _| {})?;
-        progress.advance(answers.len(), answers.iter().map(|g| g.ids.len()).sum());
-        out.extend(answers.into_iter().map(|g| g.text));
-    }
-    Ok(out)
+    let answers = generate(pre, &prompts, &opts, |_, g, finished| {
+        if finished {
+            progress.advance(1, g.ids.len());
+        }
+    })?;
+    Ok(answers)
 }
 
 /// MedCalc-Bench's worked example per calculator id: (patient note, response written as keel's

@@ -139,54 +139,78 @@ pub fn attention_backward<T: Real>(
     });
 }
 
-/// Sizes of one cached-attention call: `new` query tokens per row attend to `past + new` cached
-/// keys, the first `pads[b]` of which are left padding.
+/// Cache layout of a cached-attention call: `slots` sequences of up to `capacity` tokens.
 #[derive(Clone, Copy, Debug)]
-pub struct CachedShape {
-    pub batch: usize,
-    pub new: usize,
-    pub past: usize,
-    /// Rows the cache holds per sequence.
+pub struct CacheShape {
     pub capacity: usize,
     pub heads: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
 }
 
-/// Attention for incremental decoding: `q` is `[batch × new × heads·d]`, the caches
-/// `[batch × capacity × kv_heads·d]` already hold the new tokens' keys and values at rows
-/// `past..past + new`. Query `i` sees cache rows `pads[b]..=past + i`. `scores` holds
-/// `[batch × new × (past + new)]` elements.
+/// One sequence's share of a cached-attention call: its `new` query tokens, packed in `q` from
+/// row `at`, belong to cache slot `slot`, which holds `past` earlier tokens followed by the new
+/// tokens' own keys and values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CachedSpan {
+    pub slot: usize,
+    pub at: usize,
+    pub new: usize,
+    pub past: usize,
+}
+
+/// Elements of the `scores` scratch that [`attention_cached`] needs for `spans`.
+pub fn cached_scores_len(spans: &[CachedSpan], heads: usize) -> usize {
+    spans.iter().map(|s| heads * s.new * (s.past + s.new)).sum()
+}
+
+/// Attention for incremental decoding: `q` is `[tokens × heads·d]` (the spans' new tokens,
+/// packed), the caches `[slots × capacity × kv_heads·d]`. Query `i` of a span sees its slot's
+/// cache rows `0..=past + i`. Every (span, head) pair is its own task, so one long prompt and
+/// many one-token rows both spread over the threads.
 pub fn attention_cached<T: Real>(
-    out: &mut [T], scores: &mut [T], q: &[T], k_cache: &[T], v_cache: &[T], pads: &[usize], s: CachedShape,
+    out: &mut [T], scores: &mut [T], q: &[T], k_cache: &[T], v_cache: &[T], spans: &[CachedSpan], s: CacheShape,
 ) {
-    let (d, qw, kw, len) = (s.head_dim, s.heads * s.head_dim, s.kv_heads * s.head_dim, s.past + s.new);
+    let (d, qw, kw) = (s.head_dim, s.heads * s.head_dim, s.kv_heads * s.head_dim);
     let group = s.heads / s.kv_heads;
     let scale = T::from_f64(1.0 / (d as f64).sqrt());
-    let rows: Vec<_> = out.chunks_mut(s.new * qw).zip(scores.chunks_mut(s.new * len)).collect();
-    for_each_row(rows, |b, (out_b, sc)| {
-        let (q_b, k_b, v_b) = (&q[b * s.new * qw..], &k_cache[b * s.capacity * kw..], &v_cache[b * s.capacity * kw..]);
+    assert!(scores.len() >= cached_scores_len(spans, s.heads), "scores scratch too small");
+    assert!(spans.iter().all(|sp| sp.new > 0 && (sp.at + sp.new) * qw <= out.len() && sp.past + sp.new <= s.capacity));
+    let mut tasks = Vec::with_capacity(spans.len() * s.heads);
+    let mut rest = scores;
+    for sp in spans {
         for h in 0..s.heads {
-            let kvh = h / group;
-            crate::gemm::gemm_strided_scaled(false, true, s.new, len, d, scale, &q_b[h * d..], qw, &k_b[kvh * d..], kw, T::zero(), sc, len);
-            for i in 0..s.new {
-                let row = &mut sc[i * len..(i + 1) * len];
-                let visible = pads[b]..=s.past + i;
-                if visible.is_empty() {
-                    // A padding query: it sees nothing and outputs zeros.
-                    row.fill(T::zero());
-                    continue;
-                }
-                let max = row[visible.clone()].iter().copied().fold(T::neg_infinity(), T::max);
-                let mut sum = T::zero();
-                for (j, x) in row.iter_mut().enumerate() {
-                    *x = if visible.contains(&j) { (*x - max).exp() } else { T::zero() };
-                    sum += *x;
-                }
-                let inv = T::one() / sum;
-                row.iter_mut().for_each(|x| *x = *x * inv);
-            }
-            crate::gemm::gemm_strided_scaled(false, false, s.new, d, len, T::one(), sc, len, &v_b[kvh * d..], kw, T::zero(), &mut out_b[h * d..], qw);
+            let (sc, tail) = rest.split_at_mut(sp.new * (sp.past + sp.new));
+            rest = tail;
+            tasks.push((*sp, h, sc));
         }
+    }
+    let out_ptr = &crate::gemm::SendPtr(out.as_mut_ptr());
+    tasks.into_par_iter().for_each(move |(sp, h, sc)| {
+        let (len, kvh) = (sp.past + sp.new, h / group);
+        let (k_b, v_b) = (&k_cache[sp.slot * s.capacity * kw..], &v_cache[sp.slot * s.capacity * kw..]);
+        let q_h = &q[sp.at * qw + h * d..];
+        crate::gemm::gemm_strided_scaled(false, true, sp.new, len, d, scale, q_h, qw, &k_b[kvh * d..], kw, T::zero(), sc, len);
+        for i in 0..sp.new {
+            softmax_prefix(&mut sc[i * len..(i + 1) * len], sp.past + i + 1);
+        }
+        // SAFETY: this task writes only head h's columns of its span's rows; the other tasks'
+        // elements inside this view are never touched by this call.
+        let out_h = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add(sp.at * qw + h * d), (sp.new - 1) * qw + d) };
+        crate::gemm::gemm_strided_scaled(false, false, sp.new, d, len, T::one(), sc, len, &v_b[kvh * d..], kw, T::zero(), out_h, qw);
     });
+}
+
+/// Softmax over the first `visible` entries of `row`; the rest become 0.
+fn softmax_prefix<T: Real>(row: &mut [T], visible: usize) {
+    let (seen, hidden) = row.split_at_mut(visible);
+    let max = seen.iter().copied().fold(T::neg_infinity(), T::max);
+    let mut sum = T::zero();
+    for x in seen.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    let inv = T::one() / sum;
+    seen.iter_mut().for_each(|x| *x = *x * inv);
+    hidden.fill(T::zero());
 }

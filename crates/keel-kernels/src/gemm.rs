@@ -134,7 +134,7 @@ fn gemv_rows<T: Real>(rows: usize, cols: usize, alpha: T, w: &[T], ldw: usize, x
     });
 }
 
-struct SendPtr<T>(*mut T);
+pub(crate) struct SendPtr<T>(pub(crate) *mut T);
 // SAFETY: used only to hand disjoint parts of one output buffer to scoped threads.
 unsafe impl<T> Send for SendPtr<T> {}
 unsafe impl<T> Sync for SendPtr<T> {}

@@ -1,30 +1,32 @@
-//! Inference with a KV cache: batched prefill of left-padded prompts, then one token per row per
-//! step, on the same `Transformer` weights that training updates.
+//! Inference with a KV cache on the same `Transformer` weights that training updates.
+//!
+//! The decoder holds `slots` sequences, each with its own length. One call feeds any set of
+//! slots any number of tokens (a new prompt for one, the next token for others), packed into a
+//! single forward without padding; a finished slot can be reset and refilled while the others
+//! keep decoding (continuous batching).
 
 use crate::transformer::{add_into, Transformer};
 use anyhow::{ensure, Result};
-use keel_kernels::attention::{attention_cached, CachedShape};
+use keel_kernels::attention::{attention_cached, cached_scores_len, CacheShape, CachedSpan};
 use keel_kernels::embedding::embedding_forward;
 use keel_kernels::linear::linear_forward;
 use keel_kernels::rmsnorm::rmsnorm_forward;
 use keel_kernels::rope::RopeTable;
 use keel_kernels::swiglu::swiglu_forward;
 
-/// Decoding state for a batch of sequences.
+/// Decoding state for up to `slots` sequences.
 pub struct Decoder<'m> {
     model: &'m Transformer,
-    batch: usize,
+    slots: usize,
     capacity: usize,
-    /// Per layer, `[batch × capacity × kv_heads·head_dim]`.
+    /// Per layer, `[slots × capacity × kv_heads·head_dim]`.
     k_cache: Vec<Vec<f32>>,
     v_cache: Vec<Vec<f32>>,
-    /// Cache rows filled (the same for every row: prompts are left-padded).
-    len: usize,
-    /// Left-padding rows of each sequence.
-    pads: Vec<usize>,
+    /// Tokens cached per slot.
+    lens: Vec<usize>,
     rope: RopeTable<f32>,
     scratch: Scratch,
-    /// Logits of each row's last token after the latest call, `[batch × vocab]`.
+    /// Next-token logits of each slot fed by the latest call, in feeding order, `[fed × vocab]`.
     logits: Vec<f32>,
 }
 
@@ -54,81 +56,82 @@ fn fit(v: &mut Vec<f32>, len: usize) {
 }
 
 impl<'m> Decoder<'m> {
-    /// Room for `capacity` tokens (prompt and generated) per sequence.
-    pub fn new(model: &'m Transformer, batch: usize, capacity: usize) -> Self {
+    /// Room for `slots` sequences of `capacity` tokens (prompt and generated) each.
+    pub fn new(model: &'m Transformer, slots: usize, capacity: usize) -> Self {
         let c = &model.config;
         let kw = c.num_kv_heads * c.head_dim;
         Decoder {
             model,
-            batch,
+            slots,
             capacity,
-            k_cache: (0..c.num_layers).map(|_| vec![0.0; batch * capacity * kw]).collect(),
-            v_cache: (0..c.num_layers).map(|_| vec![0.0; batch * capacity * kw]).collect(),
-            len: 0,
-            pads: vec![0; batch],
+            k_cache: (0..c.num_layers).map(|_| vec![0.0; slots * capacity * kw]).collect(),
+            v_cache: (0..c.num_layers).map(|_| vec![0.0; slots * capacity * kw]).collect(),
+            lens: vec![0; slots],
             rope: RopeTable::new(&c.rope_inv_freq(), capacity),
             scratch: Scratch::default(),
-            logits: vec![0.0; batch * c.vocab_size],
+            logits: Vec::new(),
         }
     }
 
-    /// Tokens held per sequence so far, padding included.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
+    /// Tokens held by `slot`.
+    pub fn len(&self, slot: usize) -> usize {
+        self.lens[slot]
     }
 
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
-    /// Starts over with new prompts (one per row), left-padded to the longest; returns each
-    /// row's next-token logits, `[batch × vocab]`.
+    /// Empties `slot` for a new sequence.
+    pub fn reset(&mut self, slot: usize) {
+        self.lens[slot] = 0;
+    }
+
+    /// Starts over with one prompt per slot; returns each slot's next-token logits,
+    /// `[slots × vocab]`.
     pub fn prefill(&mut self, prompts: &[Vec<u32>]) -> Result<&[f32]> {
-        ensure!(self.model.lora.is_none(), "the model carries an unmerged LoRA adapter; merge it (Transformer::merge_lora) before decoding");
-        ensure!(prompts.len() == self.batch, "{} prompts for a decoder of batch {}", prompts.len(), self.batch);
-        ensure!(prompts.iter().all(|p| !p.is_empty()), "a prompt is empty");
-        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-        ensure!(longest <= self.capacity, "a prompt of {longest} tokens does not fit the context of {}", self.capacity);
-        self.len = 0;
-        self.pads = prompts.iter().map(|p| longest - p.len()).collect();
-        let tokens: Vec<u32> = prompts
-            .iter()
-            .flat_map(|p| std::iter::repeat(p[0]).take(longest - p.len()).chain(p.iter().copied()))
-            .collect();
-        self.run(&tokens, longest)?;
-        Ok(&self.logits)
+        ensure!(prompts.len() == self.slots, "{} prompts for a decoder of {} slots", prompts.len(), self.slots);
+        self.lens.fill(0);
+        let feeds: Vec<(usize, &[u32])> = prompts.iter().enumerate().map(|(i, p)| (i, p.as_slice())).collect();
+        self.feed(&feeds)
     }
 
-    /// Appends one token to every row; returns the next-token logits, `[batch × vocab]`.
+    /// Appends one token to every slot; returns the next-token logits, `[slots × vocab]`.
     pub fn step(&mut self, tokens: &[u32]) -> Result<&[f32]> {
-        ensure!(tokens.len() == self.batch, "one token per row is needed");
-        ensure!(self.len < self.capacity, "the context of {} tokens is full", self.capacity);
-        self.run(tokens, 1)?;
-        Ok(&self.logits)
+        ensure!(tokens.len() == self.slots, "one token per slot is needed");
+        let feeds: Vec<(usize, &[u32])> = tokens.iter().enumerate().map(|(i, t)| (i, std::slice::from_ref(t))).collect();
+        self.feed(&feeds)
     }
 
-    /// Runs `new` tokens per row (`tokens` is `[batch × new]`) through the model, appending their
-    /// keys and values to the cache.
-    fn run(&mut self, tokens: &[u32], new: usize) -> Result<()> {
+    /// Appends `tokens` to each listed slot (each slot at most once) in one forward; returns
+    /// the next-token logits of each listed slot, in order, `[feeds × vocab]`.
+    pub fn feed(&mut self, feeds: &[(usize, &[u32])]) -> Result<&[f32]> {
         let model = self.model;
         let c = &model.config;
-        ensure!(self.len + new <= self.capacity, "the context of {} tokens is full", self.capacity);
-        if let Some(&id) = tokens.iter().find(|&&id| id as usize >= c.vocab_size) {
-            anyhow::bail!("token id {id} is outside the vocabulary of {} tokens", c.vocab_size);
+        ensure!(model.lora.is_none(), "the model carries an unmerged LoRA adapter; merge it (Transformer::merge_lora) before decoding");
+        ensure!(!feeds.is_empty(), "nothing to feed");
+        let mut spans = Vec::with_capacity(feeds.len());
+        let mut tokens = Vec::new();
+        for &(slot, ids) in feeds {
+            ensure!(slot < self.slots, "slot {slot} of a decoder with {} slots", self.slots);
+            ensure!(!ids.is_empty(), "an empty prompt or step for slot {slot}");
+            ensure!(spans.iter().all(|s: &CachedSpan| s.slot != slot), "slot {slot} fed twice in one call");
+            let past = self.lens[slot];
+            ensure!(past + ids.len() <= self.capacity, "the context of {} tokens is full ({past} held, {} more)", self.capacity, ids.len());
+            if let Some(&id) = ids.iter().find(|&&id| id as usize >= c.vocab_size) {
+                anyhow::bail!("token id {id} is outside the vocabulary of {} tokens", c.vocab_size);
+            }
+            spans.push(CachedSpan { slot, at: tokens.len(), new: ids.len(), past });
+            tokens.extend_from_slice(ids);
         }
-        let (b, past, n) = (self.batch, self.len, self.batch * new);
+        let n = tokens.len();
         let (h, qw, kw, f) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
-        let positions: Vec<u32> =
-            (0..n).map(|i| (past + i % new).saturating_sub(self.pads[i / new]) as u32).collect();
+        let positions: Vec<u32> = spans.iter().flat_map(|s| (s.past..s.past + s.new).map(|p| p as u32)).collect();
         let s = &mut self.scratch;
         for (buf, len) in [
             (&mut s.x, n * h), (&mut s.xn, n * h), (&mut s.rstd, n), (&mut s.q, n * qw), (&mut s.k, n * kw),
             (&mut s.v, n * kw), (&mut s.att, n * qw), (&mut s.tmp, n * h), (&mut s.gate, n * f), (&mut s.up, n * f),
-            (&mut s.act, n * f), (&mut s.scores, n * (past + new)),
+            (&mut s.act, n * f), (&mut s.scores, cached_scores_len(&spans, c.num_heads)),
         ] {
             fit(buf, len);
         }
@@ -139,10 +142,8 @@ impl<'m> Decoder<'m> {
         }
         let p = &model.params;
         let opt = |r: &Option<std::ops::Range<usize>>| r.clone().map(|r| &p[r]);
-        embedding_forward(&mut s.x, &p[model.layout.embed.clone()], tokens, h);
-        let shape = CachedShape {
-            batch: b, new, past, capacity: self.capacity, heads: c.num_heads, kv_heads: c.num_kv_heads, head_dim: c.head_dim,
-        };
+        embedding_forward(&mut s.x, &p[model.layout.embed.clone()], &tokens, h);
+        let shape = CacheShape { capacity: self.capacity, heads: c.num_heads, kv_heads: c.num_kv_heads, head_dim: c.head_dim };
         for (l, r) in model.layout.layers.iter().enumerate() {
             rmsnorm_forward(&mut s.xn, &mut s.rstd, &s.x, &p[r.attn_norm.clone()], c.rms_norm_eps);
             if let (Some(qn), Some(kn)) = (&r.q_norm, &r.k_norm) {
@@ -157,12 +158,12 @@ impl<'m> Decoder<'m> {
             linear_forward(&mut s.v, &s.xn, &p[r.v.clone()], opt(&r.v_bias), h, kw);
             self.rope.apply(&mut s.q, &positions, c.num_heads, false);
             self.rope.apply(&mut s.k, &positions, c.num_kv_heads, false);
-            for row in 0..b {
-                let at = (row * self.capacity + past) * kw;
-                self.k_cache[l][at..at + new * kw].copy_from_slice(&s.k[row * new * kw..(row + 1) * new * kw]);
-                self.v_cache[l][at..at + new * kw].copy_from_slice(&s.v[row * new * kw..(row + 1) * new * kw]);
+            for sp in &spans {
+                let at = (sp.slot * self.capacity + sp.past) * kw;
+                self.k_cache[l][at..at + sp.new * kw].copy_from_slice(&s.k[sp.at * kw..(sp.at + sp.new) * kw]);
+                self.v_cache[l][at..at + sp.new * kw].copy_from_slice(&s.v[sp.at * kw..(sp.at + sp.new) * kw]);
             }
-            attention_cached(&mut s.att, &mut s.scores, &s.q, &self.k_cache[l], &self.v_cache[l], &self.pads, shape);
+            attention_cached(&mut s.att, &mut s.scores, &s.q, &self.k_cache[l], &self.v_cache[l], &spans, shape);
             linear_forward(&mut s.tmp, &s.att, &p[r.o.clone()], None, qw, h);
             add_into(&mut s.x, &s.tmp);
             rmsnorm_forward(&mut s.xn, &mut s.rstd, &s.x, &p[r.mlp_norm.clone()], c.rms_norm_eps);
@@ -172,15 +173,19 @@ impl<'m> Decoder<'m> {
             linear_forward(&mut s.tmp, &s.act, &p[r.down.clone()], None, f, h);
             add_into(&mut s.x, &s.tmp);
         }
-        // Only each row's last token needs logits.
+        // Only each span's last token needs logits.
+        let b = spans.len();
         fit(&mut s.last, b * h);
-        for row in 0..b {
-            let src = ((row + 1) * new - 1) * h;
+        for (row, sp) in spans.iter().enumerate() {
+            let src = (sp.at + sp.new - 1) * h;
             s.last[row * h..(row + 1) * h].copy_from_slice(&s.x[src..src + h]);
         }
         rmsnorm_forward(&mut s.xn[..b * h], &mut s.rstd[..b], &s.last, &p[model.layout.final_norm.clone()], c.rms_norm_eps);
+        fit(&mut self.logits, b * c.vocab_size);
         linear_forward(&mut self.logits, &s.xn[..b * h], &p[model.layout.head()], None, h, c.vocab_size);
-        self.len += new;
-        Ok(())
+        for sp in &spans {
+            self.lens[sp.slot] += sp.new;
+        }
+        Ok(&self.logits)
     }
 }

@@ -33,7 +33,7 @@ fn assert_close(a: &[f32], b: &[f32], what: &str) {
 }
 
 #[test]
-fn cached_decoding_matches_the_full_forward_with_left_padding() {
+fn cached_decoding_matches_the_full_forward_for_rows_of_different_lengths() {
     for variant in ["llama_untied_rope3", "qwen2_bias_tied", "qwen3_qknorm", "mistral_hd24"] {
         let model = Transformer::load(&fixture(variant)).unwrap();
         let mut seqs: Vec<Vec<u32>> = vec![vec![5, 9, 17, 3, 40, 22, 8], vec![11, 4, 30, 6]];
@@ -49,8 +49,32 @@ fn cached_decoding_matches_the_full_forward_with_left_padding() {
             seqs.iter_mut().zip(&next).for_each(|(s, &t)| s.push(t));
             logits = dec.step(&next).unwrap().to_vec();
         }
-        assert_eq!(dec.len(), 7 + 4);
+        assert_eq!((dec.len(0), dec.len(1)), (7 + 4, 4 + 4));
     }
+}
+
+#[test]
+fn a_slot_refilled_mid_decoding_matches_a_fresh_sequence() {
+    let model = Transformer::load(&fixture("qwen3_qknorm")).unwrap();
+    let v = model.config.vocab_size;
+    let mut dec = Decoder::new(&model, 3, 16);
+    dec.prefill(&[vec![5, 9, 17], vec![11, 4], vec![8, 8, 8, 8]]).unwrap();
+    dec.step(&[1, 2, 3]).unwrap();
+    // Slot 1 finishes; a new prompt takes it while slots 0 and 2 take one more token each, in
+    // one packed call. Slot 2 then sits out a call.
+    dec.reset(1);
+    let logits = dec.feed(&[(0, &[21]), (1, &[30, 6, 12]), (2, &[22])]).unwrap().to_vec();
+    assert_close(&logits_row(&logits, 0, v), &full_forward_last(&model, &[5, 9, 17, 1, 21]), "slot 0");
+    assert_close(&logits_row(&logits, 1, v), &full_forward_last(&model, &[30, 6, 12]), "refilled slot 1");
+    assert_close(&logits_row(&logits, 2, v), &full_forward_last(&model, &[8, 8, 8, 8, 3, 22]), "slot 2");
+    let logits = dec.feed(&[(1, &[7]), (0, &[40])]).unwrap().to_vec();
+    assert_close(&logits_row(&logits, 0, v), &full_forward_last(&model, &[30, 6, 12, 7]), "slot 1, fed first");
+    assert_close(&logits_row(&logits, 1, v), &full_forward_last(&model, &[5, 9, 17, 1, 21, 40]), "slot 0, fed second");
+    assert_eq!((dec.len(0), dec.len(1), dec.len(2)), (6, 4, 6));
+    // Bad feeds are refused before anything changes.
+    assert!(dec.feed(&[(0, &[1]), (0, &[2])]).unwrap_err().to_string().contains("twice"));
+    assert!(dec.feed(&[(3, &[1])]).is_err());
+    assert_eq!(dec.len(0), 6);
 }
 
 fn logits_row(all: &[f32], row: usize, vocab: usize) -> Vec<f32> {

@@ -83,7 +83,7 @@ fn general_examples(base: &Pretrained, n: usize, data_dir: &Path, cache: &Path) 
     let mut pairs = Vec::new();
     for chunk in prompts.chunks(8) {
         let ids: Vec<Vec<u32>> = chunk.iter().map(|p| base.tokenizer.encode(&template.render(&[Message::new("user", p)], true)?, true)).collect::<Result<_>>()?;
-        let outs = generate(base, &ids, &GenOptions { max_new_tokens: 128, ..GenOptions::default() }, |_, _| {})?;
+        let outs = generate(base, &ids, &GenOptions { max_new_tokens: 128, ..GenOptions::default() }, |_, _, _| {})?;
         pairs.extend(chunk.iter().cloned().zip(outs.into_iter().map(|g| g.text)));
         eprintln!("general: {}/{n} base responses", pairs.len());
     }

@@ -200,6 +200,7 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     for task in &tasks {
         let started = std::time::Instant::now();
         let mut subject_scores = None;
+        let mut generated_tokens = None;
         // Per item: a JSON line for the samples file; per metric: each item's verdict.
         let (name, primary, samples, metrics): (String, &str, Vec<serde_json::Value>, Vec<MetricScores>) = match task {
             Task::Mc(task) => {
@@ -227,7 +228,9 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
                 let total = all.len();
                 let items = subsample(all, a.limit, a.seed);
                 eprintln!("{}: answering {} of {total} questions", task.name(), items.len());
-                let outputs = gen_tasks::run(&pre, *task, &items, a.batch_rows, a.max_new_tokens)?;
+                let generations = gen_tasks::run(&pre, *task, &items, a.batch_rows, a.max_new_tokens)?;
+                generated_tokens = Some(generations.iter().map(|g| g.ids.len()).sum::<usize>());
+                let outputs: Vec<String> = generations.into_iter().map(|g| g.text).collect();
                 let mut metrics: Vec<MetricScores> = Vec::new();
                 let mut samples = Vec::new();
                 for (item, output) in items.iter().zip(&outputs) {
@@ -254,6 +257,10 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
             writeln!(f, "{s}")?;
         }
         let mut entry = json!({"n": samples.len(), "seconds": secs, "primary_metric": primary});
+        if let Some(tokens) = generated_tokens {
+            entry["generated_tokens"] = json!(tokens);
+            entry["generated_tokens_per_s"] = json!(tokens as f64 / secs);
+        }
         let mut line = format!("{name:14}");
         for m in &metrics {
             let (score, ci) = (m.score(), m.ci95(a.seed));
@@ -305,7 +312,7 @@ fn deltas(ours: &serde_json::Value, base: &serde_json::Value) -> serde_json::Val
         let mut line = format!("  {task:14}");
         let mut d = serde_json::Map::new();
         for (metric, value) in entry.as_object().into_iter().flatten() {
-            let skip = metric == "n" || metric == "seconds" || metric.ends_with("_ci95");
+            let skip = ["n", "seconds", "generated_tokens", "generated_tokens_per_s"].contains(&metric.as_str()) || metric.ends_with("_ci95");
             if let (false, Some(x), Some(y)) = (skip, value.as_f64(), theirs[metric].as_f64()) {
                 line.push_str(&format!(" {metric} {:+.4}", x - y));
                 d.insert(metric.clone(), json!(x - y));

@@ -54,6 +54,7 @@ impl SamplingArgs {
             top_p: self.top_p,
             seed: self.seed,
             stop: self.stop.clone(),
+            batch: 1,
         })
     }
 }
@@ -89,7 +90,8 @@ pub fn run_generate(a: GenerateArgs) -> Result<()> {
     let ids = pre.tokenizer.encode(&text, true)?;
     let mut printed = 0;
     let stdout = std::io::stdout();
-    let out = generate(&pre, &[ids], &options, |_, text| {
+    let out = generate(&pre, &[ids], &options, |_, g, _| {
+        let text = &g.text;
         // Stream only text that can no longer change (a stop string may still cut the tail).
         let safe = text.len().saturating_sub(options.stop.iter().map(String::len).max().unwrap_or(0));
         let safe = (0..=safe).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
@@ -151,7 +153,7 @@ pub fn run_chat(a: ChatArgs) -> Result<()> {
         history.push(Message::new("user", line));
         let turn = (|| -> Result<String> {
             let ids = pre.tokenizer.encode(&template.render(&history, true)?, true)?;
-            Ok(generate(&pre, &[ids], &options, |_, _| {})?.remove(0).text)
+            Ok(generate(&pre, &[ids], &options, |_, _, _| {})?.remove(0).text)
         })();
         match turn {
             Ok(reply) => {
