@@ -159,15 +159,28 @@ pub struct CachedSpan {
     pub past: usize,
 }
 
+/// Queries of one cached-attention task: a long prompt is cut into blocks of this many, so that
+/// each block computes scores only for the keys it can see (causal) and the blocks spread over
+/// the threads.
+const QUERY_BLOCK: usize = 64;
+
+/// The tasks of a cached-attention call: (span, head, first query, queries), each block seeing
+/// keys `0..past + first + queries`.
+fn cached_tasks(spans: &[CachedSpan], heads: usize) -> impl Iterator<Item = (CachedSpan, usize, usize, usize)> + '_ {
+    spans.iter().flat_map(move |&sp| {
+        (0..heads).flat_map(move |h| (0..sp.new).step_by(QUERY_BLOCK).map(move |i| (sp, h, i, QUERY_BLOCK.min(sp.new - i))))
+    })
+}
+
 /// Elements of the `scores` scratch that [`attention_cached`] needs for `spans`.
 pub fn cached_scores_len(spans: &[CachedSpan], heads: usize) -> usize {
-    spans.iter().map(|s| heads * s.new * (s.past + s.new)).sum()
+    cached_tasks(spans, heads).map(|(sp, _, i, n)| n * (sp.past + i + n)).sum()
 }
 
 /// Attention for incremental decoding: `q` is `[tokens × heads·d]` (the spans' new tokens,
 /// packed), the caches `[slots × capacity × kv_heads·d]`. Query `i` of a span sees its slot's
-/// cache rows `0..=past + i`. Every (span, head) pair is its own task, so one long prompt and
-/// many one-token rows both spread over the threads.
+/// cache rows `0..=past + i`. Every (span, head, block of queries) is its own task, so one long
+/// prompt and many one-token rows both spread over the threads.
 pub fn attention_cached<T: Real>(
     out: &mut [T], scores: &mut [T], q: &[T], k_cache: &[T], v_cache: &[T], spans: &[CachedSpan], s: CacheShape,
 ) {
@@ -176,28 +189,26 @@ pub fn attention_cached<T: Real>(
     let scale = T::from_f64(1.0 / (d as f64).sqrt());
     assert!(scores.len() >= cached_scores_len(spans, s.heads), "scores scratch too small");
     assert!(spans.iter().all(|sp| sp.new > 0 && (sp.at + sp.new) * qw <= out.len() && sp.past + sp.new <= s.capacity));
-    let mut tasks = Vec::with_capacity(spans.len() * s.heads);
+    let mut tasks = Vec::new();
     let mut rest = scores;
-    for sp in spans {
-        for h in 0..s.heads {
-            let (sc, tail) = rest.split_at_mut(sp.new * (sp.past + sp.new));
-            rest = tail;
-            tasks.push((*sp, h, sc));
-        }
+    for (sp, h, first, n) in cached_tasks(spans, s.heads) {
+        let (sc, tail) = rest.split_at_mut(n * (sp.past + first + n));
+        rest = tail;
+        tasks.push((sp, h, first, n, sc));
     }
     let out_ptr = &crate::gemm::SendPtr(out.as_mut_ptr());
-    tasks.into_par_iter().for_each(move |(sp, h, sc)| {
-        let (len, kvh) = (sp.past + sp.new, h / group);
+    tasks.into_par_iter().for_each(move |(sp, h, first, n, sc)| {
+        let (len, kvh, row) = (sp.past + first + n, h / group, sp.at + first);
         let (k_b, v_b) = (&k_cache[sp.slot * s.capacity * kw..], &v_cache[sp.slot * s.capacity * kw..]);
-        let q_h = &q[sp.at * qw + h * d..];
-        crate::gemm::gemm_strided_scaled(false, true, sp.new, len, d, scale, q_h, qw, &k_b[kvh * d..], kw, T::zero(), sc, len);
-        for i in 0..sp.new {
-            softmax_prefix(&mut sc[i * len..(i + 1) * len], sp.past + i + 1);
+        let q_h = &q[row * qw + h * d..];
+        crate::gemm::gemm_strided_scaled(false, true, n, len, d, scale, q_h, qw, &k_b[kvh * d..], kw, T::zero(), sc, len);
+        for i in 0..n {
+            softmax_prefix(&mut sc[i * len..(i + 1) * len], sp.past + first + i + 1);
         }
-        // SAFETY: this task writes only head h's columns of its span's rows; the other tasks'
+        // SAFETY: this task writes only head h's columns of its block's rows; the other tasks'
         // elements inside this view are never touched by this call.
-        let out_h = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add(sp.at * qw + h * d), (sp.new - 1) * qw + d) };
-        crate::gemm::gemm_strided_scaled(false, false, sp.new, d, len, T::one(), sc, len, &v_b[kvh * d..], kw, T::zero(), out_h, qw);
+        let out_h = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add(row * qw + h * d), (n - 1) * qw + d) };
+        crate::gemm::gemm_strided_scaled(false, false, n, d, len, T::one(), sc, len, &v_b[kvh * d..], kw, T::zero(), out_h, qw);
     });
 }
 

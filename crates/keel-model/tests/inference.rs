@@ -77,6 +77,20 @@ fn a_slot_refilled_mid_decoding_matches_a_fresh_sequence() {
     assert_eq!(dec.len(0), 6);
 }
 
+#[test]
+fn a_prompt_longer_than_a_query_block_matches_the_full_forward() {
+    // The cached attention cuts long prompts into blocks of queries; 150 tokens make three.
+    let model = Transformer::load(&fixture("llama_untied_rope3")).unwrap();
+    let v = model.config.vocab_size;
+    let prompt: Vec<u32> = (0..150u32).map(|i| (i * 37 + 11) % v as u32).collect();
+    let mut dec = Decoder::new(&model, 2, 160);
+    let logits = dec.prefill(&[prompt.clone(), prompt[..70].to_vec()]).unwrap().to_vec();
+    assert_close(&logits_row(&logits, 0, v), &full_forward_last(&model, &prompt), "150-token prompt");
+    assert_close(&logits_row(&logits, 1, v), &full_forward_last(&model, &prompt[..70]), "70-token prompt");
+    let logits = dec.feed(&[(1, &prompt[70..140])]).unwrap().to_vec();
+    assert_close(&logits_row(&logits, 0, v), &full_forward_last(&model, &prompt[..140]), "70 more tokens after 70");
+}
+
 fn logits_row(all: &[f32], row: usize, vocab: usize) -> Vec<f32> {
     all[row * vocab..(row + 1) * vocab].to_vec()
 }
