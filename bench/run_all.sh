@@ -21,6 +21,7 @@ for i in 1 2 3; do
     $k bench train --steps 3 --lora-rank 16 --json
 done > "$out/objectives.log"
 bench/compare_generate.sh 3 > "$out/generate.log"
+bench/compare_loglik.sh 3 > "$out/loglik.log"
 python3 - "$out/objectives.log" <<'PY' > "$out/objectives_summary.log"
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
