@@ -117,16 +117,22 @@ impl LoraAdapter {
         let mut total = 0;
         let mut slots = Vec::new();
         for l in 0..model.num_layers {
-            let mut row: [Option<(Range<usize>, Range<usize>)>; 7] = Default::default();
-            for (i, m) in Module::ALL.into_iter().enumerate() {
-                if !config.targets.contains(&m) {
-                    continue;
-                }
-                let (n_in, n_out) = m.dims(model);
+            // A layer's `A` matrices first, in module order, then its `B`s: projections that read
+            // the same input (q/k/v, gate/up) then have their `A`s stacked, one product for all.
+            let targeted: Vec<(usize, Module)> = Module::ALL.into_iter().enumerate().filter(|(_, m)| config.targets.contains(m)).collect();
+            let mut a_ranges = Vec::new();
+            for &(_, m) in &targeted {
+                let (n_in, _) = m.dims(model);
                 let a = total..total + config.rank * n_in;
-                let b = a.end..a.end + n_out * config.rank;
-                total = b.end;
+                total = a.end;
                 tensors.push(TensorSpec { name: peft_name(l, m, "A"), shape: vec![config.rank, n_in], range: a.clone() });
+                a_ranges.push(a);
+            }
+            let mut row: [Option<(Range<usize>, Range<usize>)>; 7] = Default::default();
+            for (&(i, m), a) in targeted.iter().zip(a_ranges) {
+                let (_, n_out) = m.dims(model);
+                let b = total..total + n_out * config.rank;
+                total = b.end;
                 tensors.push(TensorSpec { name: peft_name(l, m, "B"), shape: vec![n_out, config.rank], range: b.clone() });
                 row[i] = Some((a, b));
             }

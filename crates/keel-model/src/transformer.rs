@@ -14,6 +14,7 @@ use keel_kernels::attention::{attention_backward, attention_forward, AttnShape};
 use keel_kernels::cross_entropy::{cross_entropy_backward, cross_entropy_forward, IGNORE};
 use keel_kernels::embedding::{embedding_backward, embedding_forward};
 use keel_kernels::linear::{linear_backward, linear_forward};
+use keel_kernels::gemm::gemm_strided_scaled;
 use keel_kernels::lora::{lora_backward, lora_forward};
 use keel_kernels::rmsnorm::{rmsnorm_backward, rmsnorm_forward};
 use keel_kernels::rope::RopeTable;
@@ -281,6 +282,50 @@ impl Transformer {
         lora_forward(y, u, input, &lora.params[a.clone()], &lora.params[b.clone()], n_in, n_out, rank, lora.config.scale());
     }
 
+    /// Projections of layer `l` that read the same input (q/k/v, gate/up) and whose adapters can
+    /// run as one: every one adapted, no dropout, and their `A` matrices back to back in the
+    /// adapter's buffer (as [`LoraAdapter::new`] lays them out). Then `x` is multiplied by the
+    /// stacked `A` once instead of once per projection.
+    fn lora_group(&self, l: usize, modules: &[Module]) -> Option<LoraGroup> {
+        let lora = self.lora.as_ref().filter(|a| a.config.dropout == 0.0)?;
+        let slots: Vec<_> = modules.iter().map(|&m| lora.slots[l][m as usize].clone()).collect::<Option<_>>()?;
+        let contiguous = slots.windows(2).all(|w| w[0].0.end == w[1].0.start);
+        contiguous.then(|| LoraGroup {
+            a: slots[0].0.start..slots[slots.len() - 1].0.end,
+            members: modules.iter().zip(slots).map(|(&m, (_, b))| (m.dims(&self.config).1, b)).collect(),
+            n_in: modules[0].dims(&self.config).0,
+        })
+    }
+
+    /// `u = x·[A₁; A₂; …]ᵀ` (kept for the backward) and `yᵢ += s · uᵢ·Bᵢᵀ`, `uᵢ` being `u`'s
+    /// columns of member `i`.
+    fn lora_group_forward(&self, g: &LoraGroup, ys: &mut [&mut [f32]], x: &[f32], u: &mut Vec<f32>) {
+        let lora = self.lora.as_ref().expect("a group implies an adapter");
+        let (rank, scale, width) = (lora.config.rank, lora.config.scale(), g.members.len() * lora.config.rank);
+        let rows = x.len() / g.n_in;
+        u.resize(rows * width, 0.0);
+        gemm_strided_scaled(false, true, rows, width, g.n_in, 1.0, x, g.n_in, &lora.params[g.a.clone()], g.n_in, 0.0, u, width);
+        for (i, ((n_out, b), y)) in g.members.iter().zip(ys.iter_mut()).enumerate() {
+            gemm_strided_scaled(false, true, rows, *n_out, rank, scale, &u[i * rank..], width, &lora.params[b.clone()], rank, 1.0, y, *n_out);
+        }
+    }
+
+    /// Backward of [`Self::lora_group_forward`]: `dBᵢ += s·dyᵢᵀ·uᵢ`, `du = s·[dy₁·B₁, …]`, then
+    /// one product each for `dA += duᵀ·x` and `dx += du·A`.
+    #[allow(clippy::too_many_arguments)]
+    fn lora_group_backward(&self, g: &LoraGroup, dx: &mut [f32], dys: &[&[f32]], x: &[f32], u: &[f32], grads: &mut [f32], du: &mut Vec<f32>) {
+        let lora = self.lora.as_ref().expect("a group implies an adapter");
+        let (rank, scale, width) = (lora.config.rank, lora.config.scale(), g.members.len() * lora.config.rank);
+        let rows = x.len() / g.n_in;
+        du.resize(rows * width, 0.0);
+        for (i, ((n_out, b), dy)) in g.members.iter().zip(dys).enumerate() {
+            gemm_strided_scaled(true, false, *n_out, rank, rows, scale, dy, *n_out, &u[i * rank..], width, 1.0, &mut grads[b.clone()], rank);
+            gemm_strided_scaled(false, false, rows, rank, *n_out, scale, dy, *n_out, &lora.params[b.clone()], rank, 0.0, &mut du[i * rank..], width);
+        }
+        gemm_strided_scaled(true, false, width, g.n_in, rows, 1.0, du, width, x, g.n_in, 1.0, &mut grads[g.a.clone()], g.n_in);
+        gemm_strided_scaled(false, false, rows, g.n_in, width, 1.0, du, width, &lora.params[g.a.clone()], g.n_in, 1.0, dx, g.n_in);
+    }
+
     /// Backward of [`Self::lora_forward_into`]: adapter gradients into `grads` (the adapter's
     /// layout) and the input gradient added to `dx`.
     #[allow(clippy::too_many_arguments)]
@@ -378,16 +423,20 @@ impl Transformer {
         {
             let (q, k) = if c.arch.qk_norm() { (&mut a.q_pre, &mut a.k_pre) } else { (&mut a.q, &mut a.k) };
             linear_forward(q, &a.xn1, &p[r.q.clone()], opt(&r.q_bias), h, qw);
-            self.lora_forward_into(l, Module::Q, q, &a.xn1, uq, &mut a.lora_x);
             linear_forward(k, &a.xn1, &p[r.k.clone()], opt(&r.k_bias), h, kw);
-            self.lora_forward_into(l, Module::K, k, &a.xn1, uk, &mut a.lora_x);
+            linear_forward(&mut a.v, &a.xn1, &p[r.v.clone()], opt(&r.v_bias), h, kw);
+            if let Some(group) = self.lora_group(l, &[Module::Q, Module::K, Module::V]) {
+                self.lora_group_forward(&group, &mut [&mut q[..], &mut k[..], &mut a.v[..]], &a.xn1, uq);
+            } else {
+                self.lora_forward_into(l, Module::Q, q, &a.xn1, uq, &mut a.lora_x);
+                self.lora_forward_into(l, Module::K, k, &a.xn1, uk, &mut a.lora_x);
+                self.lora_forward_into(l, Module::V, &mut a.v, &a.xn1, uv, &mut a.lora_x);
+            }
         }
         if let (Some(qn), Some(kn)) = (&r.q_norm, &r.k_norm) {
             rmsnorm_forward(&mut a.q, &mut a.q_rstd, &a.q_pre, &p[qn.clone()], c.rms_norm_eps);
             rmsnorm_forward(&mut a.k, &mut a.k_rstd, &a.k_pre, &p[kn.clone()], c.rms_norm_eps);
         }
-        linear_forward(&mut a.v, &a.xn1, &p[r.v.clone()], opt(&r.v_bias), h, kw);
-        self.lora_forward_into(l, Module::V, &mut a.v, &a.xn1, uv, &mut a.lora_x);
         rope.apply(&mut a.q, &batch.positions, c.num_heads, false);
         rope.apply(&mut a.k, &batch.positions, c.num_kv_heads, false);
         attention_forward(&mut a.att, &mut a.probs, &a.q, &a.k, &a.v, &batch.segments, s);
@@ -397,9 +446,13 @@ impl Transformer {
         // MLP block.
         rmsnorm_forward(&mut a.xn2, &mut a.rstd2, &a.x_mid, &p[r.mlp_norm.clone()], c.rms_norm_eps);
         linear_forward(&mut a.gate, &a.xn2, &p[r.gate.clone()], None, h, f);
-        self.lora_forward_into(l, Module::Gate, &mut a.gate, &a.xn2, ug, &mut a.lora_x);
         linear_forward(&mut a.up, &a.xn2, &p[r.up.clone()], None, h, f);
-        self.lora_forward_into(l, Module::Up, &mut a.up, &a.xn2, uu, &mut a.lora_x);
+        if let Some(group) = self.lora_group(l, &[Module::Gate, Module::Up]) {
+            self.lora_group_forward(&group, &mut [&mut a.gate[..], &mut a.up[..]], &a.xn2, ug);
+        } else {
+            self.lora_forward_into(l, Module::Gate, &mut a.gate, &a.xn2, ug, &mut a.lora_x);
+            self.lora_forward_into(l, Module::Up, &mut a.up, &a.xn2, uu, &mut a.lora_x);
+        }
         swiglu_forward(&mut a.act, &a.gate, &a.up);
         linear_forward(out, &a.act, &p[r.down.clone()], None, f, h);
         self.lora_forward_into(l, Module::Down, out, &a.act, ud, &mut a.lora_x);
@@ -465,9 +518,14 @@ impl Transformer {
         self.lora_backward_into(l, Module::Down, &mut ws.dact, &ws.dx, &a.act, &a.lora_u[Module::Down as usize], g.grads, &mut ls);
         swiglu_backward(&mut ws.dgate, &mut ws.dup, &ws.dact, &a.gate, &a.up);
         linear_backward(Some(&mut ws.dxn), false, g.base(&r.gate), None, &ws.dgate, &a.xn2, &p[r.gate.clone()], h, f);
-        self.lora_backward_into(l, Module::Gate, &mut ws.dxn, &ws.dgate, &a.xn2, &a.lora_u[Module::Gate as usize], g.grads, &mut ls);
         linear_backward(Some(&mut ws.dxn), true, g.base(&r.up), None, &ws.dup, &a.xn2, &p[r.up.clone()], h, f);
-        self.lora_backward_into(l, Module::Up, &mut ws.dxn, &ws.dup, &a.xn2, &a.lora_u[Module::Up as usize], g.grads, &mut ls);
+        if let Some(group) = self.lora_group(l, &[Module::Gate, Module::Up]) {
+            let u = &a.lora_u[Module::Gate as usize];
+            self.lora_group_backward(&group, &mut ws.dxn, &[&ws.dgate, &ws.dup], &a.xn2, u, g.grads, ls.du);
+        } else {
+            self.lora_backward_into(l, Module::Gate, &mut ws.dxn, &ws.dgate, &a.xn2, &a.lora_u[Module::Gate as usize], g.grads, &mut ls);
+            self.lora_backward_into(l, Module::Up, &mut ws.dxn, &ws.dup, &a.xn2, &a.lora_u[Module::Up as usize], g.grads, &mut ls);
+        }
         rmsnorm_backward(&mut ws.dx, g.base(&r.mlp_norm), &ws.dxn, &a.x_mid, &p[r.mlp_norm.clone()], &a.rstd2);
         // Attention block: x_mid = x + o(attention(rope(q), rope(k), v)).
         linear_backward(Some(&mut ws.datt), false, g.base(&r.o), None, &ws.dx, &a.att, &p[r.o.clone()], qw, h);
@@ -487,11 +545,16 @@ impl Transformer {
             (&ws.dq, &ws.dk)
         };
         linear_backward_into(g, &mut ws.dxn, false, r.q.clone(), r.q_bias.clone(), dq, &a.xn1, p, h, qw);
-        self.lora_backward_into(l, Module::Q, &mut ws.dxn, dq, &a.xn1, &a.lora_u[Module::Q as usize], g.grads, &mut ls);
         linear_backward_into(g, &mut ws.dxn, true, r.k.clone(), r.k_bias.clone(), dk, &a.xn1, p, h, kw);
-        self.lora_backward_into(l, Module::K, &mut ws.dxn, dk, &a.xn1, &a.lora_u[Module::K as usize], g.grads, &mut ls);
         linear_backward_into(g, &mut ws.dxn, true, r.v.clone(), r.v_bias.clone(), &ws.dv, &a.xn1, p, h, kw);
-        self.lora_backward_into(l, Module::V, &mut ws.dxn, &ws.dv, &a.xn1, &a.lora_u[Module::V as usize], g.grads, &mut ls);
+        if let Some(group) = self.lora_group(l, &[Module::Q, Module::K, Module::V]) {
+            let u = &a.lora_u[Module::Q as usize];
+            self.lora_group_backward(&group, &mut ws.dxn, &[dq, dk, &ws.dv], &a.xn1, u, g.grads, ls.du);
+        } else {
+            self.lora_backward_into(l, Module::Q, &mut ws.dxn, dq, &a.xn1, &a.lora_u[Module::Q as usize], g.grads, &mut ls);
+            self.lora_backward_into(l, Module::K, &mut ws.dxn, dk, &a.xn1, &a.lora_u[Module::K as usize], g.grads, &mut ls);
+            self.lora_backward_into(l, Module::V, &mut ws.dxn, &ws.dv, &a.xn1, &a.lora_u[Module::V as usize], g.grads, &mut ls);
+        }
         rmsnorm_backward(&mut ws.dx, g.base(&r.attn_norm), &ws.dxn, x, &p[r.attn_norm.clone()], &a.rstd1);
     }
 }
@@ -507,6 +570,14 @@ impl GradSink<'_> {
     fn base(&mut self, range: &std::ops::Range<usize>) -> Option<&mut [f32]> {
         (!self.frozen_base).then(|| &mut self.grads[range.clone()])
     }
+}
+
+/// Adapted projections that share an input: their stacked `A` (one range of the adapter's
+/// buffer), and per member its output width and `B` range.
+struct LoraGroup {
+    a: std::ops::Range<usize>,
+    members: Vec<(usize, std::ops::Range<usize>)>,
+    n_in: usize,
 }
 
 /// Scratch for the LoRA backward, borrowed from the workspace.

@@ -113,6 +113,24 @@ fn dropout_backward_matches_finite_differences() {
     let mut model = with_adapter();
     model.lora.as_mut().unwrap().config.dropout = 0.3;
     model.lora.as_mut().unwrap().dropout_key = 11;
+    assert_adapter_gradients_match_finite_differences(model);
+}
+
+#[test]
+fn adapters_on_some_projections_match_finite_differences() {
+    // Without k_proj and gate_proj no projections share a stacked product: the per-projection
+    // path (the full PEFT adapter above takes the stacked one).
+    use keel_model::lora::{LoraConfig, Module};
+    let mut model = Transformer::load(&fixture().join("base")).unwrap();
+    let targets = vec![Module::Q, Module::V, Module::Up, Module::Down];
+    let mut adapter = LoraAdapter::new(&model.config, LoraConfig { rank: 3, alpha: 6.0, dropout: 0.0, targets }, 5).unwrap();
+    let mut rng = keel_model::rng::Rng::new(9);
+    adapter.params.iter_mut().for_each(|p| *p = (rng.normal() * 0.2) as f32);
+    model.lora = Some(adapter);
+    assert_adapter_gradients_match_finite_differences(model);
+}
+
+fn assert_adapter_gradients_match_finite_differences(mut model: Transformer) {
     let (batch, _) = batch();
     let weights = batch.mean_weights();
     let mut ws = Workspace::new(&model.config, batch.batch, batch.seq, false).unwrap();
