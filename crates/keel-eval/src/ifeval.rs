@@ -627,24 +627,22 @@ fn is_titlecase(c: char) -> bool {
 
 /// Python's `str.isupper()`: no lowercase or titlecase character, at least one uppercase one.
 pub fn py_isupper(s: &str) -> bool {
-    let mut cased = false;
-    for c in s.chars() {
-        if c.is_lowercase() || is_titlecase(c) {
-            return false;
-        }
-        cased |= c.is_uppercase();
-    }
-    cased
+    only_cased_as(s, char::is_uppercase, char::is_lowercase)
 }
 
 /// Python's `str.islower()`: no uppercase or titlecase character, at least one lowercase one.
 pub fn py_islower(s: &str) -> bool {
+    only_cased_as(s, char::is_lowercase, char::is_uppercase)
+}
+
+/// At least one character of case `wanted`, and none of case `other` or titlecase.
+fn only_cased_as(s: &str, wanted: fn(char) -> bool, other: fn(char) -> bool) -> bool {
     let mut cased = false;
     for c in s.chars() {
-        if c.is_uppercase() || is_titlecase(c) {
+        if other(c) || is_titlecase(c) {
             return false;
         }
-        cased |= c.is_lowercase();
+        cased |= wanted(c);
     }
     cased
 }
