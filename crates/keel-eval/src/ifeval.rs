@@ -994,6 +994,14 @@ pub fn python_json_valid(s: &str) -> bool {
         debug_assert!(i > start);
         Some(i)
     };
+    // An object member's `"key" :` at i; returns where its value starts.
+    let member_key = |i: usize| -> Option<usize> {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let i = ws(string(i)?);
+        (b.get(i) == Some(&b':')).then(|| ws(i + 1))
+    };
     // A value starting at i; containers push onto the stack and come back through the loop.
     let mut stack: Vec<u8> = Vec::new();
     let mut i = ws(0);
@@ -1005,15 +1013,8 @@ pub fn python_json_valid(s: &str) -> bool {
                 if b.get(i) == Some(&b'}') {
                     i += 1;
                 } else {
-                    if b.get(i) != Some(&b'"') {
-                        return false;
-                    }
-                    let Some(j) = string(i) else { return false };
-                    i = ws(j);
-                    if b.get(i) != Some(&b':') {
-                        return false;
-                    }
-                    i = ws(i + 1);
+                    let Some(j) = member_key(i) else { return false };
+                    i = j;
                     stack.push(b'{');
                     continue 'value;
                 }
@@ -1057,16 +1058,8 @@ pub fn python_json_valid(s: &str) -> bool {
                     i += 1;
                 }
                 (b'{', Some(b',')) => {
-                    i = ws(i + 1);
-                    if b.get(i) != Some(&b'"') {
-                        return false;
-                    }
-                    let Some(j) = string(i) else { return false };
-                    i = ws(j);
-                    if b.get(i) != Some(&b':') {
-                        return false;
-                    }
-                    i = ws(i + 1);
+                    let Some(j) = member_key(ws(i + 1)) else { return false };
+                    i = j;
                     continue 'value;
                 }
                 (b'[', Some(b',')) => {
