@@ -6,10 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-3}"
-cargo build --release --quiet
-model=models/SmolLM2-135M-Instruct.Q4_1.gguf
-hf="${TMPDIR:-/tmp}/keel-bench-smollm2-hf"
-[ -f "$hf/model.safetensors" ] || ./target/release/keel convert "$model" "$hf"
+source bench/real_model.sh
 out="$(mktemp)"
 for i in $(seq "$rounds"); do
     ./target/release/keel bench generate --model "$model" --threads 2 --json | tee -a "$out"
