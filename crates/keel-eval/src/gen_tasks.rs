@@ -1,6 +1,7 @@
 //! Generation tasks: the model answers in its chat format (greedy), and a scorer judges the
-//! response. GSM8K (0-shot chat; strict and flexible match), MedCalc-Bench (zero-shot on the
-//! held-out part of keel's split) and ESCI (label accuracy).
+//! response. GSM8K (0-shot chat or 8-shot; strict and flexible match), IFEval (the official
+//! checkers), HumanEval (pass@1 in a sandbox), MedCalc-Bench (zero- or one-shot on the held-out
+//! part of keel's split) and ESCI (label accuracy).
 
 use crate::ifeval::{self, parse_ifeval_line};
 use crate::scorers::{esci_answer, gsm8k_correct, gsm8k_flexible, gsm8k_strict, medcalc_answer_text, medcalc_correct};

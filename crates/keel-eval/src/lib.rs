@@ -1,5 +1,6 @@
-//! keel's evaluation. So far: multiple-choice tasks scored by log-likelihood, defined by task
-//! files, with lm-evaluation-harness's `acc` and `acc_norm`.
+//! keel's evaluation: multiple-choice tasks scored by log-likelihood (task files, lm-eval's
+//! `acc`/`acc_norm`), generation tasks with faithful scorers (GSM8K, IFEval, HumanEval,
+//! MedCalc-Bench, ESCI), and the paper's code length.
 
 pub mod codelength;
 pub mod gen_tasks;

@@ -1,5 +1,5 @@
-//! `keel eval`: multiple-choice tasks by log-likelihood, and generation tasks (GSM8K, MedCalc)
-//! scored from greedy answers.
+//! `keel eval`: suites of multiple-choice tasks (by log-likelihood) and generation tasks (scored
+//! from greedy answers); results.json with intervals, the general score and baseline deltas.
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -115,7 +115,11 @@ pub fn load_mc_task(name: &str) -> Result<McTask> {
     }
     let path = PathBuf::from(name);
     if !path.exists() {
-        bail!("unknown task \"{name}\" (built in: {}, gsm8k, gsm8k_8shot, medcalc, medcalc_1shot, humaneval, esci; or give a task file)", BUILTIN.map(|b| b.0).join(", "));
+        bail!(
+            "unknown task \"{name}\" (suites: {}; tasks: {}, gsm8k, gsm8k_8shot, ifeval, medcalc, medcalc_1shot, humaneval, esci; or give a task file)",
+            SUITES.map(|s| s.0).join(", "),
+            BUILTIN.map(|b| b.0).join(", ")
+        );
     }
     McTask::from_toml(&std::fs::read_to_string(&path)?, &path.display().to_string())
 }
