@@ -36,7 +36,8 @@ def main():
     with torch.inference_mode():
         for _ in range(a.repeat):
             t0 = time.perf_counter()
-            out = model(ids, use_cache=True)
+            # What `generate` does: the prompt's forward computes logits at its last position only.
+            out = model(ids, use_cache=True, logits_to_keep=1)
             nxt = out.logits[:, -1].argmax(-1, keepdim=True)
             t1 = time.perf_counter()
             past = out.past_key_values

@@ -5,10 +5,11 @@
 //! single forward without padding; a finished slot can be reset and refilled while the others
 //! keep decoding (continuous batching).
 
-use crate::transformer::{add_into, Transformer};
+use crate::transformer::Transformer;
 use anyhow::{ensure, Result};
 use keel_kernels::attention::{attention_cached, cached_scores_len, CacheShape, CachedSpan};
 use keel_kernels::embedding::embedding_forward;
+use keel_kernels::gemm::gemm;
 use keel_kernels::linear::linear_forward;
 use keel_kernels::rmsnorm::rmsnorm_forward;
 use keel_kernels::rope::RopeTable;
@@ -43,7 +44,6 @@ struct Scratch {
     v: Vec<f32>,
     head_rstd: Vec<f32>,
     att: Vec<f32>,
-    tmp: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
     act: Vec<f32>,
@@ -130,7 +130,7 @@ impl<'m> Decoder<'m> {
         let s = &mut self.scratch;
         for (buf, len) in [
             (&mut s.x, n * h), (&mut s.xn, n * h), (&mut s.rstd, n), (&mut s.q, n * qw), (&mut s.k, n * kw),
-            (&mut s.v, n * kw), (&mut s.att, n * qw), (&mut s.tmp, n * h), (&mut s.gate, n * f), (&mut s.up, n * f),
+            (&mut s.v, n * kw), (&mut s.att, n * qw), (&mut s.gate, n * f), (&mut s.up, n * f),
             (&mut s.act, n * f), (&mut s.scores, cached_scores_len(&spans, c.num_heads)),
         ] {
             fit(buf, len);
@@ -164,14 +164,13 @@ impl<'m> Decoder<'m> {
                 self.v_cache[l][at..at + sp.new * kw].copy_from_slice(&s.v[sp.at * kw..(sp.at + sp.new) * kw]);
             }
             attention_cached(&mut s.att, &mut s.scores, &s.q, &self.k_cache[l], &self.v_cache[l], &spans, shape);
-            linear_forward(&mut s.tmp, &s.att, &p[r.o.clone()], None, qw, h);
-            add_into(&mut s.x, &s.tmp);
+            // The residual stream takes the output projections in the same product (beta = 1).
+            gemm(false, true, n, h, qw, &s.att, &p[r.o.clone()], 1.0, &mut s.x);
             rmsnorm_forward(&mut s.xn, &mut s.rstd, &s.x, &p[r.mlp_norm.clone()], c.rms_norm_eps);
             linear_forward(&mut s.gate, &s.xn, &p[r.gate.clone()], None, h, f);
             linear_forward(&mut s.up, &s.xn, &p[r.up.clone()], None, h, f);
             swiglu_forward(&mut s.act, &s.gate, &s.up);
-            linear_forward(&mut s.tmp, &s.act, &p[r.down.clone()], None, f, h);
-            add_into(&mut s.x, &s.tmp);
+            gemm(false, true, n, h, f, &s.act, &p[r.down.clone()], 1.0, &mut s.x);
         }
         // Only each span's last token needs logits.
         let b = spans.len();

@@ -303,8 +303,10 @@ fn bench_generate(a: GenerateBenchArgs) -> Result<()> {
     let vocab = pre.model.config.vocab_size;
     let argmax = |l: &[f32]| l.iter().enumerate().fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0 as u32;
     let (mut prefill_s, mut decode_s) = (vec![], vec![]);
+    // One decoder for all repetitions, as `keel generate` and `keel eval` keep theirs.
+    let mut dec = Decoder::new(&pre.model, 1, a.prompt_tokens + a.new_tokens);
     for _ in 0..a.repeat {
-        let mut dec = Decoder::new(&pre.model, 1, a.prompt_tokens + a.new_tokens);
+        dec.reset(0);
         let t0 = Instant::now();
         let mut next = argmax(&dec.prefill(&[ids.clone()])?[..vocab]);
         let t1 = Instant::now();
