@@ -53,6 +53,9 @@ fn for_each_row<A: Send, F: Fn(usize, A) + Sync + Send>(items: Vec<A>, f: F) {
 }
 
 /// `out = softmax(mask(q·kᵀ/√d))·v`, keeping the probabilities for the backward.
+///
+/// Causality is exploited: queries run in blocks of [`QUERY_BLOCK`], and a block scores only the
+/// keys up to its last query (the rest of its probability rows are zero).
 pub fn attention_forward<T: Real>(
     out: &mut [T], probs: &mut [T], q: &[T], k: &[T], v: &[T], segments: &[u32], s: AttnShape,
 ) {
@@ -65,13 +68,24 @@ pub fn attention_forward<T: Real>(
         for h in 0..s.heads {
             let kvh = h / s.group();
             let p = &mut probs_b[h * t * t..(h + 1) * t * t];
-            crate::gemm::gemm_strided_scaled(false, true, t, t, d, scale, &q_b[h * d..], qw, &k_b[kvh * d..], kw, T::zero(), p, t);
-            for i in 0..t {
-                masked_softmax_row(&mut p[i * t..(i + 1) * t], seg, i);
+            for (i0, n) in query_blocks(t) {
+                let len = i0 + n;
+                let p_blk = &mut p[i0 * t..];
+                crate::gemm::gemm_strided_scaled(false, true, n, len, d, scale, &q_b[i0 * qw + h * d..], qw, &k_b[kvh * d..], kw, T::zero(), p_blk, t);
+                for i in 0..n {
+                    let row = &mut p_blk[i * t..(i + 1) * t];
+                    masked_softmax_row(&mut row[..len], seg, i0 + i);
+                    row[len..].fill(T::zero());
+                }
+                crate::gemm::gemm_strided_scaled(false, false, n, d, len, T::one(), p_blk, t, &v_b[kvh * d..], kw, T::zero(), &mut out_b[i0 * qw + h * d..], qw);
             }
-            crate::gemm::gemm_strided_scaled(false, false, t, d, t, T::one(), p, t, &v_b[kvh * d..], kw, T::zero(), &mut out_b[h * d..], qw);
         }
     });
+}
+
+/// Blocks of queries `(first, count)` covering `0..t`.
+fn query_blocks(t: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..t).step_by(QUERY_BLOCK).map(move |i| (i, QUERY_BLOCK.min(t - i)))
 }
 
 /// The part of a segment id that names its shared prefix (see the module docs).
@@ -125,16 +139,21 @@ pub fn attention_backward<T: Real>(
         for h in 0..s.heads {
             let kvh = h / s.group();
             let p = &probs[(b * s.heads + h) * t * t..(b * s.heads + h + 1) * t * t];
-            // dP = dO·Vᵀ, then dS = P ⊙ (dP − rowsum(dP ⊙ P)).
-            crate::gemm::gemm_strided_scaled(false, true, t, t, d, T::one(), &do_b[h * d..], qw, &v_b[kvh * d..], kw, T::zero(), ds, t);
-            for i in 0..t {
-                let (pr, dr) = (&p[i * t..(i + 1) * t], &mut ds[i * t..(i + 1) * t]);
-                let dot: T = pr.iter().zip(dr.iter()).map(|(&a, &b)| a * b).sum();
-                dr.iter_mut().zip(pr).for_each(|(g, &pv)| *g = pv * (*g - dot));
+            // Per block of queries, over the keys it can see (as in the forward).
+            for (i0, n) in query_blocks(t) {
+                let len = i0 + n;
+                let (p_blk, ds_blk, do_blk) = (&p[i0 * t..], &mut ds[i0 * t..], &do_b[i0 * qw + h * d..]);
+                // dP = dO·Vᵀ, then dS = P ⊙ (dP − rowsum(dP ⊙ P)).
+                crate::gemm::gemm_strided_scaled(false, true, n, len, d, T::one(), do_blk, qw, &v_b[kvh * d..], kw, T::zero(), ds_blk, t);
+                for i in 0..n {
+                    let (pr, dr) = (&p_blk[i * t..i * t + len], &mut ds_blk[i * t..i * t + len]);
+                    let dot: T = pr.iter().zip(dr.iter()).map(|(&a, &b)| a * b).sum();
+                    dr.iter_mut().zip(pr).for_each(|(g, &pv)| *g = pv * (*g - dot));
+                }
+                crate::gemm::gemm_strided_scaled(false, false, n, d, len, scale, ds_blk, t, &k_b[kvh * d..], kw, T::zero(), &mut dq_b[i0 * qw + h * d..], qw);
+                crate::gemm::gemm_strided_scaled(true, false, len, d, n, scale, ds_blk, t, &q_b[i0 * qw + h * d..], qw, T::one(), &mut dk_b[kvh * d..], kw);
+                crate::gemm::gemm_strided_scaled(true, false, len, d, n, T::one(), p_blk, t, do_blk, qw, T::one(), &mut dv_b[kvh * d..], kw);
             }
-            crate::gemm::gemm_strided_scaled(false, false, t, d, t, scale, ds, t, &k_b[kvh * d..], kw, T::zero(), &mut dq_b[h * d..], qw);
-            crate::gemm::gemm_strided_scaled(true, false, t, d, t, scale, ds, t, &q_b[h * d..], qw, T::one(), &mut dk_b[kvh * d..], kw);
-            crate::gemm::gemm_strided_scaled(true, false, t, d, t, T::one(), p, t, &do_b[h * d..], qw, T::one(), &mut dv_b[kvh * d..], kw);
         }
     });
 }
@@ -159,9 +178,8 @@ pub struct CachedSpan {
     pub past: usize,
 }
 
-/// Queries of one cached-attention task: a long prompt is cut into blocks of this many, so that
-/// each block computes scores only for the keys it can see (causal) and the blocks spread over
-/// the threads.
+/// Queries per block: a block computes scores only for the keys it can see (causal). In cached
+/// attention the blocks are also the tasks spread over the threads.
 const QUERY_BLOCK: usize = 64;
 
 /// The tasks of a cached-attention call: (span, head, first query, queries), each block seeing

@@ -196,6 +196,45 @@ fn attention_backward_matches_finite_differences() {
     attention_case(1);
 }
 
+/// A sequence longer than one query block (64), ragged at the end, with two packed sequences:
+/// the blocks that score only the keys they can see give the plain masked softmax, and their
+/// backward matches finite differences.
+#[test]
+fn blocked_attention_matches_the_plain_formula_and_finite_differences() {
+    let mut rng = Rng(61);
+    let s = AttnShape { batch: 1, seq: 150, heads: 2, kv_heads: 1, head_dim: 2 };
+    let segments: Vec<u32> = (0..s.seq).map(|i| if i < 70 { 1 } else { 2 }).collect();
+    let (q, k, v) = (rng.vec(s.seq * 4, 1.0), rng.vec(s.seq * 2, 1.0), rng.vec(s.seq * 2, 1.0));
+    let r = rng.vec(s.seq * 4, 1.0);
+    let fwd = |q: &[f64], k: &[f64], v: &[f64]| {
+        let (mut out, mut probs) = (vec![0.0; s.seq * 4], vec![7.0; s.probs_len()]);
+        attention_forward(&mut out, &mut probs, q, k, v, &segments, s);
+        (dot(&out, &r), out, probs)
+    };
+    let (_, out, probs) = fwd(&q, &k, &v);
+    for h in 0..2 {
+        for i in 0..s.seq {
+            let seen: Vec<usize> = (0..=i).filter(|&j| segments[j] == segments[i]).collect();
+            let score = |j: usize| (q[i * 4 + h * 2] * k[j * 2] + q[i * 4 + h * 2 + 1] * k[j * 2 + 1]) / 2f64.sqrt();
+            let max = seen.iter().map(|&j| score(j)).fold(f64::MIN, f64::max);
+            let z: f64 = seen.iter().map(|&j| (score(j) - max).exp()).sum();
+            for c in 0..2 {
+                let want: f64 = seen.iter().map(|&j| (score(j) - max).exp() / z * v[j * 2 + c]).sum();
+                let got = out[i * 4 + h * 2 + c];
+                assert!((got - want).abs() < 1e-12, "head {h} query {i}: {got} vs {want}");
+            }
+            let p_row = &probs[(h * s.seq + i) * s.seq..(h * s.seq + i + 1) * s.seq];
+            assert!(p_row.iter().enumerate().all(|(j, &p)| (p > 0.0) == seen.contains(&j)), "probabilities of query {i}");
+        }
+    }
+    let (mut dq, mut dk, mut dv) = (vec![9.0; q.len()], vec![9.0; k.len()], vec![9.0; v.len()]);
+    let mut scratch = vec![0.0; s.scratch_len()];
+    attention_backward(&mut dq, &mut dk, &mut dv, &mut scratch, &r, &probs, &q, &k, &v, s);
+    check("blocked attention dq", &q, &dq, |q| fwd(q, &k, &v).0);
+    check("blocked attention dk", &k, &dk, |k| fwd(&q, k, &v).0);
+    check("blocked attention dv", &v, &dv, |v| fwd(&q, &k, v).0);
+}
+
 #[test]
 fn cross_entropy_backward_matches_finite_differences() {
     let mut rng = Rng(7);
