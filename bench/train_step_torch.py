@@ -15,7 +15,7 @@ the numbers can be set beside keel's in the same run. "Same work" means:
   0 on 1-D params);
 * the same measurement: W untimed warm-up steps, then N timed steps; median
   and min seconds/step, tokens/s = B*T/median, GFLOP/s = 6*params*B*T/median
-  (params = distinct trainable parameters, tied embedding counted once), peak
+  (params = the model's distinct parameters, tied embedding counted once), peak
   RSS from /proc/self/status VmHWM.
 
 Example:
@@ -59,6 +59,9 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa")
     p.add_argument("--grad-checkpointing", action="store_true")
+    p.add_argument("--lora-rank", type=int, default=0,
+                   help="train a PEFT LoRA adapter of this rank on all seven projections "
+                        "(alpha 2*rank, no dropout), as `keel bench train --lora-rank`")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
 
@@ -78,8 +81,14 @@ def main():
             model.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
-    params = [q for q in model.parameters() if q.requires_grad]  # deduplicates the tied weight
-    n_params = sum(q.numel() for q in params)
+    n_params = sum(q.numel() for q in model.parameters())  # deduplicates the tied weight
+    if a.lora_rank:
+        from peft import LoraConfig, get_peft_model
+        model = get_peft_model(model, LoraConfig(
+            r=a.lora_rank, lora_alpha=2 * a.lora_rank, lora_dropout=0.0,
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    params = [q for q in model.parameters() if q.requires_grad]
+    n_trainable = sum(q.numel() for q in params)
     opt = torch.optim.AdamW(
         [{"params": [q for q in params if q.ndim >= 2], "weight_decay": 0.1},
          {"params": [q for q in params if q.ndim < 2], "weight_decay": 0.0}],
@@ -119,6 +128,7 @@ def main():
         "tokens_per_s": tokens / med, "gflops": 6 * n_params * tokens / med / 1e9,
         "peak_rss_mib": rss_mib("VmHWM"), "baseline_rss_mib": baseline,
         "losses": losses, "grad_checkpointing": a.grad_checkpointing, "attn": a.attn,
+        "lora_rank": a.lora_rank, "trainable_params": n_trainable,
     }
     if a.json:
         print(json.dumps(out))

@@ -109,11 +109,11 @@ fn masked_softmax_row<T: Real>(row: &mut [T], seg: &[u32], i: usize) {
         row.iter_mut().for_each(|x| *x = T::zero());
         return;
     }
-    let mut sum = T::zero();
     for (j, x) in row.iter_mut().enumerate() {
-        *x = if visible(j) { (*x - max).exp() } else { T::zero() };
-        sum += *x;
+        *x = if visible(j) { *x - max } else { T::neg_infinity() };
     }
+    T::exp_in_place(row);
+    let sum = row.iter().fold(T::zero(), |s, &x| s + x);
     let inv = T::one() / sum;
     row.iter_mut().for_each(|x| *x = *x * inv);
 }
@@ -234,11 +234,9 @@ pub fn attention_cached<T: Real>(
 fn softmax_prefix<T: Real>(row: &mut [T], visible: usize) {
     let (seen, hidden) = row.split_at_mut(visible);
     let max = seen.iter().copied().fold(T::neg_infinity(), T::max);
-    let mut sum = T::zero();
-    for x in seen.iter_mut() {
-        *x = (*x - max).exp();
-        sum += *x;
-    }
+    seen.iter_mut().for_each(|x| *x = *x - max);
+    T::exp_in_place(seen);
+    let sum = seen.iter().fold(T::zero(), |s, &x| s + x);
     let inv = T::one() / sum;
     seen.iter_mut().for_each(|x| *x = *x * inv);
     hidden.fill(T::zero());

@@ -28,8 +28,16 @@ pub fn cross_entropy_forward<T: Real>(losses: &mut [T], lse: &mut [T], logits: &
 }
 
 fn log_sum_exp<T: Real>(z: &[T]) -> T {
+    const CHUNK: usize = 4096;
     let max = z.iter().copied().fold(T::neg_infinity(), T::max);
-    let sum: f64 = z.iter().map(|&x| (x - max).exp().to_f64()).sum();
+    let mut buf = [T::zero(); CHUNK];
+    let mut sum = 0.0f64;
+    for zc in z.chunks(CHUNK) {
+        let e = &mut buf[..zc.len()];
+        e.iter_mut().zip(zc).for_each(|(e, &x)| *e = x - max);
+        T::exp_in_place(e);
+        sum += e.iter().map(|&x| Real::to_f64(x)).sum::<f64>();
+    }
     max + T::from_f64(sum.ln())
 }
 
@@ -43,7 +51,9 @@ pub fn cross_entropy_backward<T: Real>(logits: &mut [T], lse: &[T], targets: &[u
                 return;
             }
             assert!(target != IGNORE, "a nonzero loss weight on a position without a target");
-            z.iter_mut().for_each(|x| *x = w * (*x - lse).exp());
+            z.iter_mut().for_each(|x| *x = *x - lse);
+            T::exp_in_place(z);
+            z.iter_mut().for_each(|x| *x = w * *x);
             z[target as usize] = z[target as usize] - w;
         },
     );

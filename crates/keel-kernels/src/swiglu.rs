@@ -5,14 +5,21 @@ use rayon::prelude::*;
 
 const CHUNK: usize = 4096;
 
-fn sigmoid<T: Real>(x: T) -> T {
-    T::one() / (T::one() + (-x).exp())
+/// `sigmoid(g)` of a chunk, through the vectorized exp.
+fn sigmoids<T: Real>(g: &[T], s: &mut [T; CHUNK]) -> usize {
+    let s = &mut s[..g.len()];
+    s.iter_mut().zip(g).for_each(|(s, &g)| *s = -g);
+    T::exp_in_place(s);
+    s.iter_mut().for_each(|s| *s = T::one() / (T::one() + *s));
+    g.len()
 }
 
 pub fn swiglu_forward<T: Real>(h: &mut [T], g: &[T], u: &[T]) {
     h.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(u.par_chunks(CHUNK)).for_each(|((h, g), u)| {
-        for ((h, &g), &u) in h.iter_mut().zip(g).zip(u) {
-            *h = g * sigmoid(g) * u;
+        let mut s = [T::zero(); CHUNK];
+        let n = sigmoids(g, &mut s);
+        for (((h, &g), &u), &s) in h.iter_mut().zip(g).zip(u).zip(&s[..n]) {
+            *h = g * s * u;
         }
     });
 }
@@ -24,8 +31,10 @@ pub fn swiglu_backward<T: Real>(dg: &mut [T], du: &mut [T], dh: &[T], g: &[T], u
         .zip(dh.par_chunks(CHUNK))
         .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
         .for_each(|(((dg, du), dh), (g, u))| {
+            let mut sig = [T::zero(); CHUNK];
+            sigmoids(g, &mut sig);
             for i in 0..dg.len() {
-                let s = sigmoid(g[i]);
+                let s = sig[i];
                 du[i] = dh[i] * g[i] * s;
                 dg[i] = dh[i] * u[i] * s * (T::one() + g[i] * (T::one() - s));
             }
