@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every benchmark of BENCHMARKS.md, one after another (about 20 minutes on 2 cores), each output
+# Every benchmark of BENCHMARKS.md, one after another (about 30 minutes on 2 cores), each output
 # saved under bench/results/. Run it on an otherwise idle machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,7 @@ for i in 1 2 3; do
     $k bench train --steps 3 --objective talr --json
     $k bench train --steps 3 --lora-rank 16 --json
 done > "$out/objectives.log"
+bench/compare_lora.sh 3 > "$out/lora.log"
 bench/compare_generate.sh 3 > "$out/generate.log"
 bench/compare_loglik.sh 3 > "$out/loglik.log"
 python3 - "$out/objectives.log" <<'PY' > "$out/objectives_summary.log"
