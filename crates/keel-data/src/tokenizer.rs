@@ -17,6 +17,7 @@ pub struct Tokenizer {
 }
 
 /// llama.cpp's token types (`tokenizer.ggml.token_type`).
+const TOKEN_UNKNOWN: i64 = 2;
 const TOKEN_CONTROL: i64 = 3;
 const TOKEN_USER_DEFINED: i64 = 4;
 
@@ -50,11 +51,12 @@ impl Tokenizer {
     }
 
     /// Builds the tokenizer a GGUF file describes (`tokenizer.ggml.*`): byte-level BPE
-    /// (`model = gpt2`) with the pre-tokenizer its `pre` names.
+    /// (`model = gpt2`) with the pre-tokenizer its `pre` names, or a SentencePiece vocabulary with
+    /// scores (`model = llama`: Llama 1/2, Mistral, TinyLlama).
     pub fn from_gguf(g: &GgufFile) -> Result<Self> {
         let meta = |k: &str| g.meta(k);
         let model = meta("tokenizer.ggml.model").and_then(MetaValue::as_str).context("no tokenizer.ggml.model in the GGUF file")?;
-        ensure!(model == "gpt2", "GGUF tokenizer model \"{model}\" is not supported (only gpt2 byte-level BPE)");
+        ensure!(model == "gpt2" || model == "llama", "GGUF tokenizer model \"{model}\" is not supported (gpt2 byte-level BPE and llama SentencePiece are)");
         let strings = |k: &str| -> Result<Vec<String>> {
             meta(k)
                 .and_then(MetaValue::as_array)
@@ -64,7 +66,6 @@ impl Tokenizer {
                 .collect()
         };
         let tokens = strings("tokenizer.ggml.tokens")?;
-        let merges = strings("tokenizer.ggml.merges")?;
         let types: Vec<i64> = match meta("tokenizer.ggml.token_type").and_then(MetaValue::as_array) {
             Some(a) => a.iter().map(|v| match v {
                 MetaValue::I64(x) => *x,
@@ -80,43 +81,42 @@ impl Tokenizer {
             .iter()
             .zip(&types)
             .enumerate()
-            .filter(|(_, (_, &t))| t == TOKEN_CONTROL || t == TOKEN_USER_DEFINED)
+            .filter(|(_, (_, &t))| t == TOKEN_CONTROL || t == TOKEN_USER_DEFINED || (model == "llama" && t == TOKEN_UNKNOWN))
             .map(|(id, (content, &t))| json!({"id": id, "content": content, "single_word": false, "lstrip": false,
-                "rstrip": false, "normalized": false, "special": t == TOKEN_CONTROL}))
+                "rstrip": false, "normalized": false, "special": t != TOKEN_USER_DEFINED}))
             .collect();
         let id_of = |k: &str| meta(k).and_then(MetaValue::as_u64).map(|id| id as u32);
         let named = |id: Option<u32>| id.and_then(|id| tokens.get(id as usize).map(|t| (id, t.clone())));
         let bos = named(id_of("tokenizer.ggml.bos_token_id"));
         let eos = named(id_of("tokenizer.ggml.eos_token_id"));
-        let add_bos = matches!(meta("tokenizer.ggml.add_bos_token"), Some(MetaValue::Bool(true)));
-        let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
-        let split = |regex: &str| json!({"type": "Sequence", "pretokenizers": [
-            {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false},
-            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]});
-        let pre_tokenizer = match pre {
-            "smollm" => json!({"type": "Sequence", "pretokenizers": [
-                {"type": "Digits", "individual_digits": true}, byte_level]}),
-            "default" | "gpt2" => byte_level,
-            "llama-bpe" | "llama3" => split(r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
-            "qwen2" => split(r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
-            other => bail!("GGUF pre-tokenizer \"{other}\" is not supported (smollm, gpt2, llama-bpe, qwen2)"),
+        // llama.cpp adds BOS for SentencePiece vocabularies unless told otherwise.
+        let add_bos = |model: &str| match meta("tokenizer.ggml.add_bos_token") {
+            Some(MetaValue::Bool(b)) => *b,
+            _ => model == "llama",
         };
-        let post_processor = match (&bos, add_bos) {
-            (Some((id, t)), true) => json!({"type": "TemplateProcessing",
+        let post_processor = match &bos {
+            Some((id, t)) if add_bos(model) => json!({"type": "TemplateProcessing",
                 "single": [{"SpecialToken": {"id": t, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
                 "pair": [{"SpecialToken": {"id": t, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
                          {"SpecialToken": {"id": t, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
                 "special_tokens": {t: {"id": t, "ids": [id], "tokens": [t]}}}),
+            _ if model == "llama" => Value::Null,
             _ => json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": true}),
         };
-        let json = json!({
-            "version": "1.0", "truncation": null, "padding": null, "added_tokens": added, "normalizer": null,
-            "pre_tokenizer": pre_tokenizer, "post_processor": post_processor,
-            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
-                "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-                "vocab": vocab, "merges": merges},
-        });
+        let add_bos = add_bos(model);
+        let json = if model == "llama" {
+            let scores: Vec<f64> = match meta("tokenizer.ggml.scores").and_then(MetaValue::as_array) {
+                Some(a) => a.iter().map(|v| v.as_f64().context("tokenizer.ggml.scores holds a non-number")).collect::<Result<_>>()?,
+                None => bail!("no tokenizer.ggml.scores in the GGUF file (a SentencePiece vocabulary needs them)"),
+            };
+            ensure!(scores.len() == tokens.len(), "tokenizer.ggml.scores has {} entries for {} tokens", scores.len(), tokens.len());
+            let unk = id_of("tokenizer.ggml.unknown_token_id").or_else(|| types.iter().position(|&t| t == TOKEN_UNKNOWN).map(|i| i as u32));
+            let add_space_prefix = !matches!(meta("tokenizer.ggml.add_space_prefix"), Some(MetaValue::Bool(false)));
+            sentencepiece_json(&tokens, &scores, &types, unk, add_space_prefix, added, post_processor)
+        } else {
+            let merges = strings("tokenizer.ggml.merges")?;
+            byte_level_json(pre, vocab, merges, added, post_processor)?
+        };
         let mut tok = Self::from_json(serde_json::to_string(&json)?).context("the GGUF vocabulary does not form a valid tokenizer")?;
         tok.bos = bos;
         tok.eos = eos;
@@ -152,4 +152,73 @@ impl Tokenizer {
     pub fn to_json(&self) -> &str {
         &self.json
     }
+}
+
+/// Hugging Face JSON for byte-level BPE with the pre-tokenizer llama.cpp names `pre`.
+fn byte_level_json(pre: &str, vocab: serde_json::Map<String, Value>, merges: Vec<String>, added: Vec<Value>, post_processor: Value) -> Result<Value> {
+    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+    let split = |regex: &str| json!({"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false},
+        {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]});
+    let pre_tokenizer = match pre {
+        "smollm" => json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": true}, byte_level]}),
+        "default" | "gpt2" => byte_level,
+        "llama-bpe" | "llama3" => split(r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
+        "qwen2" => split(r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
+        other => bail!("GGUF pre-tokenizer \"{other}\" is not supported (smollm, gpt2, llama-bpe, qwen2)"),
+    };
+    Ok(json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added, "normalizer": null,
+        "pre_tokenizer": pre_tokenizer, "post_processor": post_processor,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+            "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+            "vocab": vocab, "merges": merges},
+    }))
+}
+
+/// Hugging Face JSON for a SentencePiece BPE vocabulary with scores, tokenizing as SentencePiece
+/// and llama.cpp do: spaces become `▁`, one `▁` is prepended (`add_space_prefix`), and adjacent
+/// pieces merge highest score first, with unknown characters falling back to `<0xNN>` bytes.
+///
+/// Hugging Face BPE applies merges by rank, so the merges are derived from the scores: every way
+/// to split a piece into two pieces of the vocabulary is a merge ranked by the whole piece's
+/// score (ties by the parts' ids), which makes "lowest rank first" the same choice as "highest
+/// score first".
+fn sentencepiece_json(
+    tokens: &[String], scores: &[f64], types: &[i64], unk: Option<u32>, add_space_prefix: bool, added: Vec<Value>,
+    post_processor: Value,
+) -> Value {
+    const TOKEN_NORMAL: i64 = 1;
+    let id: std::collections::HashMap<&str, usize> = tokens.iter().enumerate().map(|(i, t)| (t.as_str(), i)).collect();
+    let mut merges: Vec<(f64, usize, usize, usize)> = Vec::new();
+    for (piece, t) in tokens.iter().enumerate() {
+        if types[piece] != TOKEN_NORMAL && types[piece] != TOKEN_USER_DEFINED {
+            continue;
+        }
+        for (cut, _) in t.char_indices().skip(1) {
+            if let (Some(&l), Some(&r)) = (id.get(&t[..cut]), id.get(&t[cut..])) {
+                merges.push((scores[piece], l, r, piece));
+            }
+        }
+    }
+    merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.3.cmp(&b.3)).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let merges: Vec<Value> = merges.iter().map(|&(_, l, r, _)| json!([tokens[l], tokens[r]])).collect();
+    let vocab: serde_json::Map<String, Value> = tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
+    let replace = |from: &str, to: &str| json!({"type": "Replace", "pattern": {"String": from}, "content": to});
+    let mut normalizers = vec![replace(" ", "▁")];
+    let mut decoders = vec![replace("▁", " "), json!({"type": "ByteFallback"}), json!({"type": "Fuse"})];
+    if add_space_prefix {
+        normalizers.insert(0, json!({"type": "Prepend", "prepend": "▁"}));
+        decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
+    }
+    json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+        "normalizer": {"type": "Sequence", "normalizers": normalizers}, "pre_tokenizer": null,
+        "post_processor": post_processor, "decoder": {"type": "Sequence", "decoders": decoders},
+        "model": {"type": "BPE", "dropout": null, "unk_token": unk.map(|u| tokens[u as usize].clone()),
+            "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true,
+            "ignore_merges": false, "vocab": vocab, "merges": merges},
+    })
 }

@@ -39,6 +39,33 @@ fn gguf_tokenizer_ids_equal_the_reference_and_decode_round_trips() {
     assert!(cases.as_array().unwrap().len() >= 30);
 }
 
+/// A SentencePiece vocabulary in GGUF (`tokenizer.ggml.model = llama`, scores instead of merges;
+/// fixtures from tools/make_spm_fixtures.py) tokenizes as SentencePiece itself does.
+#[test]
+fn sentencepiece_gguf_tokenizer_ids_equal_sentencepiece() {
+    let tok = Tokenizer::from_gguf(&GgufFile::open(&fixture("spm_tokenizer.gguf")).unwrap()).unwrap();
+    assert_eq!((tok.bos.as_ref().map(|b| b.0), tok.eos.as_ref().map(|e| e.0), tok.add_bos), (Some(1), Some(2), true));
+    let cases = json(fixture("spm_cases.json"));
+    let mut differs_from_transformers = 0;
+    for case in cases.as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let want = ids(&case["ids"]);
+        assert_eq!(tok.encode(text, false).unwrap(), want, "ids of {text:?}");
+        assert_eq!(tok.encode(text, true).unwrap(), [&[1], &want[..]].concat(), "BOS first for {text:?}");
+        assert_eq!(tok.decode(&want, false).unwrap(), case["decoded"].as_str().unwrap(), "decode of {text:?}");
+        differs_from_transformers += usize::from(ids(&case["ids_transformers_gguf"]) != want);
+    }
+    // transformers' GGUF conversion skips the space prefix when the text starts with a space;
+    // SentencePiece and llama.cpp do not, and keel follows them (three of the cases).
+    assert_eq!(differs_from_transformers, 3);
+    // Byte fallback: a character outside the vocabulary becomes its UTF-8 bytes.
+    let rocket = tok.encode("🚀", false).unwrap();
+    assert_eq!(rocket.len(), 5, "▁ and four bytes: {rocket:?}");
+    assert_eq!(tok.decode(&rocket, false).unwrap(), "🚀");
+    // Special tokens in the text become their ids, as in every keel tokenizer.
+    assert_eq!(tok.encode("<s>Hi</s>", false).unwrap()[0], 1);
+}
+
 #[test]
 fn chat_templates_render_like_transformers() {
     let templates = [
