@@ -60,17 +60,28 @@ impl Sampler {
         let mut probs: Vec<(u32, f64)> =
             logits.iter().enumerate().map(|(i, &x)| (i as u32, ((x as f64 - max) / self.temperature).exp())).collect();
         let total: f64 = probs.iter().map(|p| p.1).sum();
-        probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        // The nucleus: the most likely tokens whose mass first reaches top_p.
-        let mut kept = 0;
-        let mut mass = 0.0;
-        for p in &probs {
-            kept += 1;
-            mass += p.1 / total;
-            if mass >= self.top_p {
-                break;
+        // The nucleus: the most likely tokens whose mass first reaches top_p. Only those need
+        // ordering, so the top k are selected and sorted, k widening until they hold top_p
+        // (the order is total, so this equals sorting everything).
+        let order = |a: &(u32, f64), b: &(u32, f64)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        let mut k = 64.min(probs.len());
+        let kept = loop {
+            if k < probs.len() {
+                probs.select_nth_unstable_by(k - 1, order);
             }
-        }
+            probs[..k].sort_by(order);
+            let mut mass = 0.0;
+            if let Some(kept) = probs[..k].iter().position(|p| {
+                mass += p.1 / total;
+                mass >= self.top_p
+            }) {
+                break kept + 1;
+            }
+            if k == probs.len() {
+                break k;
+            }
+            k = (k * 8).min(probs.len());
+        };
         let nucleus = &probs[..kept];
         let nucleus_mass: f64 = nucleus.iter().map(|p| p.1).sum();
         let mut u = self.rng.uniform() * nucleus_mass;
@@ -179,5 +190,44 @@ mod tests {
         assert!(a.iter().all(|&t| t == 1 || t == 3) && a.contains(&1) && a.contains(&3));
         let wide = draws(&GenOptions { top_p: 1.0, ..opts.clone() });
         assert!(wide.contains(&2), "with top_p = 1 every token can be drawn");
+    }
+
+    /// The nucleus from a partial selection picks what sorting the whole vocabulary picks.
+    #[test]
+    fn partial_selection_draws_as_a_full_sort_does() {
+        let full_sort_pick = |logits: &[f32], o: &GenOptions, rng: &mut Rng| -> u32 {
+            let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let mut probs: Vec<(u32, f64)> = logits.iter().enumerate().map(|(i, &x)| (i as u32, ((x as f64 - max) / o.temperature).exp())).collect();
+            let total: f64 = probs.iter().map(|p| p.1).sum();
+            probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            let (mut kept, mut mass) = (0, 0.0);
+            for p in &probs {
+                kept += 1;
+                mass += p.1 / total;
+                if mass >= o.top_p {
+                    break;
+                }
+            }
+            let nucleus_mass: f64 = probs[..kept].iter().map(|p| p.1).sum();
+            let mut u = rng.uniform() * nucleus_mass;
+            for p in &probs[..kept] {
+                u -= p.1;
+                if u <= 0.0 {
+                    return p.0;
+                }
+            }
+            probs[kept - 1].0
+        };
+        let mut data = Rng::new(5);
+        // A flat distribution needs thousands of tokens for top_p (k widens several times); a
+        // peaked one needs a few; repeated values test the tie order.
+        for (spread, top_p) in [(0.05, 0.9), (8.0, 0.9), (1.0, 0.5), (1.0, 1.0), (0.0, 0.7)] {
+            let logits: Vec<f32> = (0..5000).map(|_| ((data.uniform() * 4.0).floor() * spread) as f32).collect();
+            let o = GenOptions { temperature: 0.8, top_p, seed: 11, ..GenOptions::default() };
+            let (mut sampler, mut reference) = (Sampler::new(&o), Rng::new(11));
+            for _ in 0..50 {
+                assert_eq!(sampler.pick(&logits), full_sort_pick(&logits, &o, &mut reference), "spread {spread}, top_p {top_p}");
+            }
+        }
     }
 }
