@@ -13,6 +13,7 @@ pub mod embedding;
 pub mod gemm;
 pub mod linear;
 pub mod lora;
+pub mod packed;
 pub mod parallel;
 pub mod real;
 pub mod rmsnorm;

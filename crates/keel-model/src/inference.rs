@@ -4,13 +4,18 @@
 //! slots any number of tokens (a new prompt for one, the next token for others), packed into a
 //! single forward without padding; a finished slot can be reset and refilled while the others
 //! keep decoding (continuous batching).
+//!
+//! A call of a few rows (one token for each of several sequences) goes through weights packed
+//! once (`keel_kernels::packed`): a general GEMM would repack every weight on every such call, at
+//! more cost than the product. The packed copy, as large as the layers' weights, is made on the
+//! first such call; one-row calls (GEMV) and prompts (OpenBLAS) never need it.
 
 use crate::transformer::Transformer;
 use anyhow::{ensure, Result};
 use keel_kernels::attention::{attention_cached, cached_scores_len, CacheShape, CachedSpan};
 use keel_kernels::embedding::embedding_forward;
 use keel_kernels::gemm::gemm;
-use keel_kernels::linear::linear_forward;
+use keel_kernels::packed::PackedLinear;
 use keel_kernels::rmsnorm::rmsnorm_forward;
 use keel_kernels::rope::RopeTable;
 use keel_kernels::swiglu::swiglu_forward;
@@ -18,6 +23,9 @@ use keel_kernels::swiglu::swiglu_forward;
 /// Decoding state for up to `slots` sequences.
 pub struct Decoder<'m> {
     model: &'m Transformer,
+    /// The projections and LM head packed for `x·Wᵀ`; made on the first call of
+    /// 2..=[`PACKED_MAX_ROWS`] rows.
+    packed: Option<PackedModel>,
     slots: usize,
     capacity: usize,
     /// Per layer, `[slots × capacity × kv_heads·head_dim]`.
@@ -29,6 +37,63 @@ pub struct Decoder<'m> {
     scratch: Scratch,
     /// Next-token logits of each slot fed by the latest call, in feeding order, `[fed × vocab]`.
     logits: Vec<f32>,
+}
+
+/// Calls of up to this many rows (and more than one) use the packed weights; longer ones are
+/// prompts, where OpenBLAS's packing is amortized (and measured faster, BENCHMARKS.md).
+const PACKED_MAX_ROWS: usize = 48;
+
+struct PackedLayer {
+    q: PackedLinear,
+    k: PackedLinear,
+    v: PackedLinear,
+    o: PackedLinear,
+    gate: PackedLinear,
+    up: PackedLinear,
+    down: PackedLinear,
+}
+
+/// Every weight a decoding step multiplies by, packed.
+struct PackedModel {
+    layers: Vec<PackedLayer>,
+    head: PackedLinear,
+}
+
+impl PackedModel {
+    fn pack(model: &Transformer) -> PackedModel {
+        let c = &model.config;
+        let (h, qw, kw, f) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
+        let p = &model.params;
+        let pack = |r: &std::ops::Range<usize>, n_in, n_out| PackedLinear::pack(&p[r.clone()], n_in, n_out);
+        let layers = model
+            .layout
+            .layers
+            .iter()
+            .map(|r| PackedLayer {
+                q: pack(&r.q, h, qw),
+                k: pack(&r.k, h, kw),
+                v: pack(&r.v, h, kw),
+                o: pack(&r.o, qw, h),
+                gate: pack(&r.gate, h, f),
+                up: pack(&r.up, h, f),
+                down: pack(&r.down, f, h),
+            })
+            .collect();
+        PackedModel { layers, head: pack(&model.layout.head(), h, c.vocab_size) }
+    }
+}
+
+/// `y[rows × n_out] = x·Wᵀ + b`, or `y += x·Wᵀ` for a residual, through the packed weight when
+/// the call has one.
+#[allow(clippy::too_many_arguments)]
+fn project(y: &mut [f32], x: &[f32], packed: Option<&PackedLinear>, w: &[f32], bias: Option<&[f32]>, n_in: usize, n_out: usize, accumulate: bool) {
+    match packed {
+        Some(pw) => pw.forward(y, x, w, accumulate),
+        None => gemm(false, true, x.len() / n_in, n_out, n_in, x, w, if accumulate { 1.0 } else { 0.0 }, y),
+    }
+    if let Some(b) = bias {
+        y.chunks_mut(n_out).for_each(|row| row.iter_mut().zip(b).for_each(|(y, &b)| *y += b));
+    }
 }
 
 /// Buffers for the tokens of one call, grown on demand (only a prefill grows them).
@@ -66,6 +131,7 @@ impl<'m> Decoder<'m> {
             capacity,
             k_cache: (0..c.num_layers).map(|_| vec![0.0; slots * capacity * kw]).collect(),
             v_cache: (0..c.num_layers).map(|_| vec![0.0; slots * capacity * kw]).collect(),
+            packed: None,
             lens: vec![0; slots],
             rope: RopeTable::new(&c.rope_inv_freq(), capacity),
             scratch: Scratch::default(),
@@ -144,18 +210,24 @@ impl<'m> Decoder<'m> {
         let opt = |r: &Option<std::ops::Range<usize>>| r.clone().map(|r| &p[r]);
         embedding_forward(&mut s.x, &p[model.layout.embed.clone()], &tokens, h);
         let shape = CacheShape { capacity: self.capacity, heads: c.num_heads, kv_heads: c.num_kv_heads, head_dim: c.head_dim };
+        let b = spans.len();
+        if self.packed.is_none() && (2..=PACKED_MAX_ROWS).contains(&n) {
+            self.packed = Some(PackedModel::pack(model));
+        }
+        let packed = self.packed.as_ref().filter(|_| (2..=PACKED_MAX_ROWS).contains(&n));
         for (l, r) in model.layout.layers.iter().enumerate() {
+            let w = packed.map(|pm| &pm.layers[l]);
             rmsnorm_forward(&mut s.xn, &mut s.rstd, &s.x, &p[r.attn_norm.clone()], c.rms_norm_eps);
             if let (Some(qn), Some(kn)) = (&r.q_norm, &r.k_norm) {
-                linear_forward(&mut s.q_pre, &s.xn, &p[r.q.clone()], opt(&r.q_bias), h, qw);
-                linear_forward(&mut s.k_pre, &s.xn, &p[r.k.clone()], opt(&r.k_bias), h, kw);
+                project(&mut s.q_pre, &s.xn, w.map(|w| &w.q), &p[r.q.clone()], opt(&r.q_bias), h, qw, false);
+                project(&mut s.k_pre, &s.xn, w.map(|w| &w.k), &p[r.k.clone()], opt(&r.k_bias), h, kw, false);
                 rmsnorm_forward(&mut s.q, &mut s.head_rstd, &s.q_pre, &p[qn.clone()], c.rms_norm_eps);
                 rmsnorm_forward(&mut s.k, &mut s.head_rstd[..n * c.num_kv_heads], &s.k_pre, &p[kn.clone()], c.rms_norm_eps);
             } else {
-                linear_forward(&mut s.q, &s.xn, &p[r.q.clone()], opt(&r.q_bias), h, qw);
-                linear_forward(&mut s.k, &s.xn, &p[r.k.clone()], opt(&r.k_bias), h, kw);
+                project(&mut s.q, &s.xn, w.map(|w| &w.q), &p[r.q.clone()], opt(&r.q_bias), h, qw, false);
+                project(&mut s.k, &s.xn, w.map(|w| &w.k), &p[r.k.clone()], opt(&r.k_bias), h, kw, false);
             }
-            linear_forward(&mut s.v, &s.xn, &p[r.v.clone()], opt(&r.v_bias), h, kw);
+            project(&mut s.v, &s.xn, w.map(|w| &w.v), &p[r.v.clone()], opt(&r.v_bias), h, kw, false);
             self.rope.apply(&mut s.q, &positions, c.num_heads, false);
             self.rope.apply(&mut s.k, &positions, c.num_kv_heads, false);
             for sp in &spans {
@@ -164,16 +236,15 @@ impl<'m> Decoder<'m> {
                 self.v_cache[l][at..at + sp.new * kw].copy_from_slice(&s.v[sp.at * kw..(sp.at + sp.new) * kw]);
             }
             attention_cached(&mut s.att, &mut s.scores, &s.q, &self.k_cache[l], &self.v_cache[l], &spans, shape);
-            // The residual stream takes the output projections in the same product (beta = 1).
-            gemm(false, true, n, h, qw, &s.att, &p[r.o.clone()], 1.0, &mut s.x);
+            // The residual stream takes the output projections in the same product.
+            project(&mut s.x, &s.att, w.map(|w| &w.o), &p[r.o.clone()], None, qw, h, true);
             rmsnorm_forward(&mut s.xn, &mut s.rstd, &s.x, &p[r.mlp_norm.clone()], c.rms_norm_eps);
-            linear_forward(&mut s.gate, &s.xn, &p[r.gate.clone()], None, h, f);
-            linear_forward(&mut s.up, &s.xn, &p[r.up.clone()], None, h, f);
+            project(&mut s.gate, &s.xn, w.map(|w| &w.gate), &p[r.gate.clone()], None, h, f, false);
+            project(&mut s.up, &s.xn, w.map(|w| &w.up), &p[r.up.clone()], None, h, f, false);
             swiglu_forward(&mut s.act, &s.gate, &s.up);
-            gemm(false, true, n, h, f, &s.act, &p[r.down.clone()], 1.0, &mut s.x);
+            project(&mut s.x, &s.act, w.map(|w| &w.down), &p[r.down.clone()], None, f, h, true);
         }
         // Only each span's last token needs logits.
-        let b = spans.len();
         fit(&mut s.last, b * h);
         for (row, sp) in spans.iter().enumerate() {
             let src = (sp.at + sp.new - 1) * h;
@@ -181,7 +252,8 @@ impl<'m> Decoder<'m> {
         }
         rmsnorm_forward(&mut s.xn[..b * h], &mut s.rstd[..b], &s.last, &p[model.layout.final_norm.clone()], c.rms_norm_eps);
         fit(&mut self.logits, b * c.vocab_size);
-        linear_forward(&mut self.logits, &s.xn[..b * h], &p[model.layout.head()], None, h, c.vocab_size);
+        let head = self.packed.as_ref().filter(|_| (2..=PACKED_MAX_ROWS).contains(&b)).map(|pm| &pm.head);
+        project(&mut self.logits, &s.xn[..b * h], head, &p[model.layout.head()], None, h, c.vocab_size, false);
         for sp in &spans {
             self.lens[sp.slot] += sp.new;
         }

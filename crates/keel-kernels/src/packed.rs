@@ -1,0 +1,213 @@
+//! Linear layers with weights packed once, for decoding a few rows at a time on frozen weights.
+//!
+//! A general GEMM (OpenBLAS) repacks the weight on every call. With a handful of rows (one token
+//! for each of 16 decoding sequences) that copy costs more than the product: in an IFEval run
+//! OpenBLAS's packing took 39% of the time against 32% in its kernel. A frozen weight can be
+//! packed once instead: columns of `Wᵀ` in panels of [`NR`], each panel `[in × NR]` contiguous, so
+//! the micro-kernel streams it while broadcasting activations straight from their rows.
+//!
+//! The micro-kernel keeps an `MR × NR` tile of the output in AVX2 registers (12 of the 16) and
+//! runs on x86-64 with AVX2 and FMA; elsewhere [`PackedLinear::forward`] falls back to the
+//! unpacked product. Each output element sums its inputs in fixed blocks of [`KC`], so the result
+//! does not depend on the thread count.
+
+use crate::gemm::gemm;
+use rayon::prelude::*;
+
+/// Output columns per panel (two AVX2 registers of f32).
+pub const NR: usize = 16;
+/// Rows per micro-kernel tile.
+const MR: usize = 6;
+/// Inputs per block: a panel's block is `KC × NR` floats (16 KiB), within L1.
+const KC: usize = 256;
+/// Rows per block: `MC × KC` floats of x (120 KiB) stay in L2 while the panels pass.
+const MC: usize = 120;
+
+/// A `[out × in]` weight (Hugging Face layout) packed for `x·Wᵀ`.
+pub struct PackedLinear {
+    n_in: usize,
+    n_out: usize,
+    /// `[⌈out/NR⌉ × in × NR]`: panel `p`, row `k` holds `W[p·NR + j][k]` for `j < NR`, zero past
+    /// `out`.
+    panels: Vec<f32>,
+}
+
+impl PackedLinear {
+    /// Packs `w`, `[n_out × n_in]` row-major.
+    pub fn pack(w: &[f32], n_in: usize, n_out: usize) -> Self {
+        assert_eq!(w.len(), n_in * n_out, "packing a {n_out}x{n_in} weight from {} values", w.len());
+        let mut panels = vec![0.0f32; n_out.div_ceil(NR) * n_in * NR];
+        panels.par_chunks_mut(n_in * NR).enumerate().for_each(|(p, panel)| {
+            for j in 0..NR.min(n_out - p * NR) {
+                let row = &w[(p * NR + j) * n_in..(p * NR + j + 1) * n_in];
+                for (k, &v) in row.iter().enumerate() {
+                    panel[k * NR + j] = v;
+                }
+            }
+        });
+        PackedLinear { n_in, n_out, panels }
+    }
+
+    /// `y[rows × out] = x[rows × in] · Wᵀ`, or `y += x · Wᵀ` when `accumulate` (a residual
+    /// connection added in the same pass). `w` is the unpacked weight, used where AVX2 is missing.
+    pub fn forward(&self, y: &mut [f32], x: &[f32], w: &[f32], accumulate: bool) {
+        let rows = x.len() / self.n_in;
+        assert!(
+            x.len() == rows * self.n_in && y.len() == rows * self.n_out && w.len() == self.n_in * self.n_out,
+            "packed linear {}→{}: x has {} values, y {}, w {}", self.n_in, self.n_out, x.len(), y.len(), w.len()
+        );
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return self.forward_avx2(y, x, rows, accumulate);
+        }
+        gemm(false, true, rows, self.n_out, self.n_in, x, w, if accumulate { 1.0 } else { 0.0 }, y);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn forward_avx2(&self, y: &mut [f32], x: &[f32], rows: usize, accumulate: bool) {
+        let (n_in, n_out) = (self.n_in, self.n_out);
+        let panels_n = n_out.div_ceil(NR);
+        // Each task owns a run of panels (a band of output columns) and all rows.
+        let serial = rows * n_in * n_out < 1 << 18 || rayon::current_thread_index().is_some();
+        let per_task = if serial { panels_n } else { panels_n.div_ceil(rayon::current_num_threads()) };
+        let y_ptr = &crate::gemm::SendPtr(y.as_mut_ptr());
+        (0..panels_n.div_ceil(per_task)).into_par_iter().for_each(|task| {
+            let panels = task * per_task..((task + 1) * per_task).min(panels_n);
+            for k0 in (0..n_in).step_by(KC) {
+                let kc = KC.min(n_in - k0);
+                for r0 in (0..rows).step_by(MC) {
+                    let mc = MC.min(rows - r0);
+                    for p in panels.clone() {
+                        let panel = &self.panels[(p * n_in + k0) * NR..(p * n_in + k0 + kc) * NR];
+                        // The first tile over a panel block also pulls the next panel's block
+                        // towards L1, a line per input, so the weights stream ahead of use.
+                        let next = if p + 1 < panels.end { p + 1 } else { p };
+                        let prefetch = self.panels[(next * n_in + k0) * NR..].as_ptr();
+                        let cols = NR.min(n_out - p * NR);
+                        for r in (r0..r0 + mc).step_by(MR) {
+                            let pf = if r == r0 { prefetch } else { std::ptr::null() };
+                            let add = accumulate || k0 > 0;
+                            // SAFETY: AVX2 and FMA were detected by the caller. The tile reads
+                            // rows r..r+MR (clipped to the block) of x at inputs k0..k0+kc, and
+                            // writes columns p·NR..p·NR+cols of those rows of y, which no other
+                            // task writes (tasks own disjoint panels).
+                            unsafe {
+                                let out = y_ptr.0.add(r * n_out + p * NR);
+                                let tile = Tile { x: x.as_ptr().add(r * n_in + k0), ld_x: n_in, kc, panel: panel.as_ptr(), prefetch: pf };
+                                tile.run(MR.min(r0 + mc - r), out, n_out, cols, add);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// One micro-kernel call: `rows` rows of x (stride `ld_x`) times a panel block, over `kc` inputs.
+#[cfg(target_arch = "x86_64")]
+struct Tile {
+    x: *const f32,
+    ld_x: usize,
+    kc: usize,
+    panel: *const f32,
+    /// A panel block to prefetch alongside, or null.
+    prefetch: *const f32,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Tile {
+    /// Writes the `rows × NR` tile (its first `cols` columns) to `out`, or adds it there.
+    ///
+    /// # Safety
+    /// AVX2 and FMA must be available; `x` must hold `rows` rows of `kc` values, `panel` (and a
+    /// non-null `prefetch`) `kc × NR` values, and `out` `rows` rows (stride `ld_out`) of `cols`.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn run(&self, rows: usize, out: *mut f32, ld_out: usize, cols: usize, accumulate: bool) {
+        match rows {
+            6 => self.rows::<6>(out, ld_out, cols, accumulate),
+            5 => self.rows::<5>(out, ld_out, cols, accumulate),
+            4 => self.rows::<4>(out, ld_out, cols, accumulate),
+            3 => self.rows::<3>(out, ld_out, cols, accumulate),
+            2 => self.rows::<2>(out, ld_out, cols, accumulate),
+            _ => self.rows::<1>(out, ld_out, cols, accumulate),
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn rows<const R: usize>(&self, out: *mut f32, ld_out: usize, cols: usize, accumulate: bool) {
+        use std::arch::x86_64::*;
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        for k in 0..self.kc {
+            if !self.prefetch.is_null() {
+                _mm_prefetch::<_MM_HINT_T0>(self.prefetch.add(k * NR) as *const i8);
+            }
+            let b0 = _mm256_loadu_ps(self.panel.add(k * NR));
+            let b1 = _mm256_loadu_ps(self.panel.add(k * NR + 8));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let a = _mm256_broadcast_ss(&*self.x.add(r * self.ld_x + k));
+                acc[0] = _mm256_fmadd_ps(a, b0, acc[0]);
+                acc[1] = _mm256_fmadd_ps(a, b1, acc[1]);
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            let dst = out.add(r * ld_out);
+            if cols == NR {
+                let (mut lo, mut hi) = (acc[0], acc[1]);
+                if accumulate {
+                    lo = _mm256_add_ps(lo, _mm256_loadu_ps(dst));
+                    hi = _mm256_add_ps(hi, _mm256_loadu_ps(dst.add(8)));
+                }
+                _mm256_storeu_ps(dst, lo);
+                _mm256_storeu_ps(dst.add(8), hi);
+            } else {
+                let mut buf = [0.0f32; NR];
+                _mm256_storeu_ps(buf.as_mut_ptr(), acc[0]);
+                _mm256_storeu_ps(buf.as_mut_ptr().add(8), acc[1]);
+                for (j, &v) in buf[..cols].iter().enumerate() {
+                    *dst.add(j) = if accumulate { *dst.add(j) + v } else { v };
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(x: &[f32], w: &[f32], n_in: usize, n_out: usize) -> Vec<f32> {
+        let rows = x.len() / n_in;
+        let mut y = vec![0.0f32; rows * n_out];
+        for r in 0..rows {
+            for o in 0..n_out {
+                y[r * n_out + o] = (0..n_in).map(|k| x[r * n_in + k] as f64 * w[o * n_in + k] as f64).sum::<f64>() as f32;
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn packed_forward_equals_the_plain_product_for_ragged_shapes() {
+        // Rows and outputs off the tile sizes, inputs over two KC blocks, rows over two MC blocks,
+        // and products big enough to split over the threads.
+        for (rows, n_in, n_out) in [(1, 5, 3), (7, 33, 17), (16, 576, 200), (13, 300, 48), (130, 96, 40)] {
+            let x: Vec<f32> = (0..rows * n_in).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+            let w: Vec<f32> = (0..n_out * n_in).map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0).collect();
+            let want = naive(&x, &w, n_in, n_out);
+            let packed = PackedLinear::pack(&w, n_in, n_out);
+            let mut y = vec![f32::NAN; rows * n_out];
+            packed.forward(&mut y, &x, &w, false);
+            for (i, (a, b)) in y.iter().zip(&want).enumerate() {
+                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{rows}x{n_in}x{n_out} [{i}]: {a} vs {b}");
+            }
+            // Accumulating adds the product to what y held.
+            let mut acc: Vec<f32> = (0..rows * n_out).map(|i| i as f32).collect();
+            packed.forward(&mut acc, &x, &w, true);
+            for (i, (a, b)) in acc.iter().zip(&want).enumerate() {
+                assert!((a - (b + i as f32)).abs() <= 1e-4 * (1.0 + a.abs()), "accumulate [{i}]: {a} vs {}", b + i as f32);
+            }
+        }
+    }
+}
