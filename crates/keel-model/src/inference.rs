@@ -8,7 +8,8 @@
 //! A call of a few rows (one token for each of several sequences) goes through weights packed
 //! once (`keel_kernels::packed`): a general GEMM would repack every weight on every such call, at
 //! more cost than the product. The packed copy, as large as the layers' weights, is made on the
-//! first such call; one-row calls (GEMV) and prompts (OpenBLAS) never need it.
+//! first such call to a decoder of several slots; one-row calls (GEMV) and prompts (OpenBLAS)
+//! never need it.
 
 use crate::transformer::Transformer;
 use anyhow::{ensure, Result};
@@ -24,7 +25,7 @@ use keel_kernels::swiglu::swiglu_forward;
 pub struct Decoder<'m> {
     model: &'m Transformer,
     /// The projections and LM head packed for `x·Wᵀ`; made on the first call of
-    /// 2..=[`PACKED_MAX_ROWS`] rows.
+    /// 2..=[`PACKED_MAX_ROWS`] rows to a decoder of several slots.
     packed: Option<PackedModel>,
     slots: usize,
     capacity: usize,
@@ -211,7 +212,9 @@ impl<'m> Decoder<'m> {
         embedding_forward(&mut s.x, &p[model.layout.embed.clone()], &tokens, h);
         let shape = CacheShape { capacity: self.capacity, heads: c.num_heads, kv_heads: c.num_kv_heads, head_dim: c.head_dim };
         let b = spans.len();
-        if self.packed.is_none() && (2..=PACKED_MAX_ROWS).contains(&n) {
+        // Only a decoder of several slots has decoding steps of several rows; a one-slot
+        // decoder's short prompt is not worth a copy of the weights.
+        if self.packed.is_none() && self.slots > 1 && (2..=PACKED_MAX_ROWS).contains(&n) {
             self.packed = Some(PackedModel::pack(model));
         }
         let packed = self.packed.as_ref().filter(|_| (2..=PACKED_MAX_ROWS).contains(&n));
