@@ -90,12 +90,12 @@ impl Tokenizer {
         let bos = named(id_of("tokenizer.ggml.bos_token_id"));
         let eos = named(id_of("tokenizer.ggml.eos_token_id"));
         // llama.cpp adds BOS for SentencePiece vocabularies unless told otherwise.
-        let add_bos = |model: &str| match meta("tokenizer.ggml.add_bos_token") {
+        let add_bos = match meta("tokenizer.ggml.add_bos_token") {
             Some(MetaValue::Bool(b)) => *b,
             _ => model == "llama",
         };
         let post_processor = match &bos {
-            Some((id, t)) if add_bos(model) => json!({"type": "TemplateProcessing",
+            Some((id, t)) if add_bos => json!({"type": "TemplateProcessing",
                 "single": [{"SpecialToken": {"id": t, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
                 "pair": [{"SpecialToken": {"id": t, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
                          {"SpecialToken": {"id": t, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
@@ -103,7 +103,6 @@ impl Tokenizer {
             _ if model == "llama" => Value::Null,
             _ => json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": true}),
         };
-        let add_bos = add_bos(model);
         let json = if model == "llama" {
             let scores: Vec<f64> = match meta("tokenizer.ggml.scores").and_then(MetaValue::as_array) {
                 Some(a) => a.iter().map(|v| v.as_f64().context("tokenizer.ggml.scores holds a non-number")).collect::<Result<_>>()?,
@@ -112,7 +111,7 @@ impl Tokenizer {
             ensure!(scores.len() == tokens.len(), "tokenizer.ggml.scores has {} entries for {} tokens", scores.len(), tokens.len());
             let unk = id_of("tokenizer.ggml.unknown_token_id").or_else(|| types.iter().position(|&t| t == TOKEN_UNKNOWN).map(|i| i as u32));
             let add_space_prefix = !matches!(meta("tokenizer.ggml.add_space_prefix"), Some(MetaValue::Bool(false)));
-            sentencepiece_json(&tokens, &scores, &types, unk, add_space_prefix, added, post_processor)
+            sentencepiece_json(&tokens, vocab, &scores, &types, unk, add_space_prefix, added, post_processor)
         } else {
             let merges = strings("tokenizer.ggml.merges")?;
             byte_level_json(pre, vocab, merges, added, post_processor)?
@@ -186,9 +185,10 @@ fn byte_level_json(pre: &str, vocab: serde_json::Map<String, Value>, merges: Vec
 /// to split a piece into two pieces of the vocabulary is a merge ranked by the whole piece's
 /// score (ties by the parts' ids), which makes "lowest rank first" the same choice as "highest
 /// score first".
+#[allow(clippy::too_many_arguments)]
 fn sentencepiece_json(
-    tokens: &[String], scores: &[f64], types: &[i64], unk: Option<u32>, add_space_prefix: bool, added: Vec<Value>,
-    post_processor: Value,
+    tokens: &[String], vocab: serde_json::Map<String, Value>, scores: &[f64], types: &[i64], unk: Option<u32>,
+    add_space_prefix: bool, added: Vec<Value>, post_processor: Value,
 ) -> Value {
     const TOKEN_NORMAL: i64 = 1;
     let id: std::collections::HashMap<&str, usize> = tokens.iter().enumerate().map(|(i, t)| (t.as_str(), i)).collect();
@@ -205,7 +205,6 @@ fn sentencepiece_json(
     }
     merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.3.cmp(&b.3)).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     let merges: Vec<Value> = merges.iter().map(|&(_, l, r, _)| json!([tokens[l], tokens[r]])).collect();
-    let vocab: serde_json::Map<String, Value> = tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
     let replace = |from: &str, to: &str| json!({"type": "Replace", "pattern": {"String": from}, "content": to});
     let mut normalizers = vec![replace(" ", "▁")];
     let mut decoders = vec![replace("▁", " "), json!({"type": "ByteFallback"}), json!({"type": "Fuse"})];

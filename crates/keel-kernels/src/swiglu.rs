@@ -6,19 +6,18 @@ use rayon::prelude::*;
 const CHUNK: usize = 4096;
 
 /// `sigmoid(g)` of a chunk, through the vectorized exp.
-fn sigmoids<T: Real>(g: &[T], s: &mut [T; CHUNK]) -> usize {
+fn sigmoids<T: Real>(g: &[T], s: &mut [T; CHUNK]) {
     let s = &mut s[..g.len()];
     s.iter_mut().zip(g).for_each(|(s, &g)| *s = -g);
     T::exp_in_place(s);
     s.iter_mut().for_each(|s| *s = T::one() / (T::one() + *s));
-    g.len()
 }
 
 pub fn swiglu_forward<T: Real>(h: &mut [T], g: &[T], u: &[T]) {
     h.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(u.par_chunks(CHUNK)).for_each(|((h, g), u)| {
         let mut s = [T::zero(); CHUNK];
-        let n = sigmoids(g, &mut s);
-        for (((h, &g), &u), &s) in h.iter_mut().zip(g).zip(u).zip(&s[..n]) {
+        sigmoids(g, &mut s);
+        for (((h, &g), &u), &s) in h.iter_mut().zip(g).zip(u).zip(&s) {
             *h = g * s * u;
         }
     });

@@ -214,10 +214,11 @@ impl<'m> Decoder<'m> {
         let b = spans.len();
         // Only a decoder of several slots has decoding steps of several rows; a one-slot
         // decoder's short prompt is not worth a copy of the weights.
-        if self.packed.is_none() && self.slots > 1 && (2..=PACKED_MAX_ROWS).contains(&n) {
+        let few_rows = |rows: usize| (2..=PACKED_MAX_ROWS).contains(&rows);
+        if self.packed.is_none() && self.slots > 1 && few_rows(n) {
             self.packed = Some(PackedModel::pack(model));
         }
-        let packed = self.packed.as_ref().filter(|_| (2..=PACKED_MAX_ROWS).contains(&n));
+        let packed = self.packed.as_ref().filter(|_| few_rows(n));
         for (l, r) in model.layout.layers.iter().enumerate() {
             let w = packed.map(|pm| &pm.layers[l]);
             rmsnorm_forward(&mut s.xn, &mut s.rstd, &s.x, &p[r.attn_norm.clone()], c.rms_norm_eps);
@@ -255,7 +256,7 @@ impl<'m> Decoder<'m> {
         }
         rmsnorm_forward(&mut s.xn[..b * h], &mut s.rstd[..b], &s.last, &p[model.layout.final_norm.clone()], c.rms_norm_eps);
         fit(&mut self.logits, b * c.vocab_size);
-        let head = self.packed.as_ref().filter(|_| (2..=PACKED_MAX_ROWS).contains(&b)).map(|pm| &pm.head);
+        let head = self.packed.as_ref().filter(|_| few_rows(b)).map(|pm| &pm.head);
         project(&mut self.logits, &s.xn[..b * h], head, &p[model.layout.head()], None, h, c.vocab_size, false);
         for sp in &spans {
             self.lens[sp.slot] += sp.new;
