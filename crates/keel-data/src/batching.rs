@@ -42,12 +42,22 @@ pub struct Prepared {
 }
 
 pub fn prepare(
-    examples: &[Example], tok: &Tokenizer, template: &ChatTemplate, max_seq_len: usize, policy: Truncation,
+    examples: &[Example],
+    tok: &Tokenizer,
+    template: &ChatTemplate,
+    max_seq_len: usize,
+    policy: Truncation,
 ) -> Result<Prepared> {
     ensure!(max_seq_len >= 2, "max_seq_len must be at least 2");
-    let mut out = Prepared { examples: Vec::new(), source: Vec::new(), stats: PrepStats { examples: examples.len(), ..Default::default() } };
+    let mut out = Prepared {
+        examples: Vec::new(),
+        source: Vec::new(),
+        stats: PrepStats { examples: examples.len(), ..Default::default() },
+    };
     for (i, ex) in examples.iter().enumerate() {
-        let Some(mut t) = tokenize_conversation(tok, template, &ex.messages).map_err(|e| e.context(ex.source.clone()))? else {
+        let Some(mut t) =
+            tokenize_conversation(tok, template, &ex.messages).map_err(|e| e.context(ex.source.clone()))?
+        else {
             out.stats.no_assistant_turn += 1;
             continue;
         };
@@ -137,7 +147,14 @@ pub fn collate(rows: &[Row], data: &[TokenizedExample], pad_id: u32) -> Collated
     let seq = rows.iter().map(|r| r.iter().map(|&i| data[i].len()).sum::<usize>()).max().unwrap_or(1).max(1);
     let n = rows.len() * seq;
     let mut c = Collated {
-        batch: Batch { batch: rows.len(), seq, ids: vec![pad_id; n], positions: vec![0; n], segments: vec![0; n], targets: vec![IGNORE; n] },
+        batch: Batch {
+            batch: rows.len(),
+            seq,
+            ids: vec![pad_id; n],
+            positions: vec![0; n],
+            segments: vec![0; n],
+            targets: vec![IGNORE; n],
+        },
         example_of: vec![usize::MAX; n],
     };
     for (r, row) in rows.iter().enumerate() {
@@ -164,7 +181,10 @@ mod tests {
     use super::*;
 
     fn ex(len: usize, supervised_from: usize) -> TokenizedExample {
-        TokenizedExample { ids: (10..10 + len as u32).collect(), supervised: (0..len).map(|j| j >= supervised_from).collect() }
+        TokenizedExample {
+            ids: (10..10 + len as u32).collect(),
+            supervised: (0..len).map(|j| j >= supervised_from).collect(),
+        }
     }
 
     #[test]

@@ -49,7 +49,8 @@ impl ChatTemplate {
     /// The conversation as the model sees it; with `add_generation_prompt`, followed by the
     /// opening of an assistant turn.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
-        let mut ctx: std::collections::BTreeMap<String, Value> = self.special.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
+        let mut ctx: std::collections::BTreeMap<String, Value> =
+            self.special.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
         ctx.insert("messages".into(), Value::from_serialize(messages));
         ctx.insert("add_generation_prompt".into(), Value::from(add_generation_prompt));
         let tmpl = self.env.get_template("chat").expect("compiled in new()");
@@ -60,7 +61,8 @@ impl ChatTemplate {
 /// Python's `json.dumps(x, ensure_ascii=False, indent=indent)`: ", " and ": " separators,
 /// non-ASCII kept, nothing HTML-escaped (unlike minijinja's own `tojson`).
 fn tojson(value: Value, indent: Option<usize>) -> Result<Value, Error> {
-    let v: serde_json::Value = serde_json::to_value(&value).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
+    let v: serde_json::Value =
+        serde_json::to_value(&value).map_err(|e| Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
     let mut out = String::new();
     write_py_json(&v, indent, 0, &mut out);
     Ok(Value::from_safe_string(out))
@@ -125,7 +127,20 @@ fn strftime_now(fmt: &str) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    const MONTHS: [&str; 12] = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
     let mut out = String::new();
     let mut chars = fmt.chars();
     while let Some(ch) = chars.next() {
@@ -158,7 +173,11 @@ mod tests {
 
     #[test]
     fn raise_exception_is_an_error_with_the_templates_message() {
-        let t = ChatTemplate::new("{% if messages[0].role != 'user' %}{{ raise_exception('first must be user') }}{% endif %}ok", &[]).unwrap();
+        let t = ChatTemplate::new(
+            "{% if messages[0].role != 'user' %}{{ raise_exception('first must be user') }}{% endif %}ok",
+            &[],
+        )
+        .unwrap();
         let err = t.render(&[Message::new("assistant", "x")], false).unwrap_err().to_string();
         assert!(err.contains("first must be user"), "{err}");
         assert_eq!(t.render(&[Message::new("user", "x")], false).unwrap(), "ok");
@@ -166,7 +185,11 @@ mod tests {
 
     #[test]
     fn python_string_methods_and_json_work() {
-        let t = ChatTemplate::new("{{ messages[0].content.strip().upper() }}|{{ {'a': [1, 2.0], 'é': '<b>'} | tojson }}", &[]).unwrap();
+        let t = ChatTemplate::new(
+            "{{ messages[0].content.strip().upper() }}|{{ {'a': [1, 2.0], 'é': '<b>'} | tojson }}",
+            &[],
+        )
+        .unwrap();
         assert_eq!(t.render(&[Message::new("user", "  hi ")], false).unwrap(), "HI|{\"a\": [1, 2.0], \"é\": \"<b>\"}");
     }
 

@@ -66,9 +66,18 @@ impl Default for Fields {
     fn default() -> Self {
         let s = String::from;
         Fields {
-            messages: s("messages"), role: s("role"), content: s("content"), prompt: s("prompt"),
-            completion: s("completion"), instruction: s("instruction"), input: s("input"), output: s("output"),
-            system: s("system"), conversations: s("conversations"), from: s("from"), value: s("value"),
+            messages: s("messages"),
+            role: s("role"),
+            content: s("content"),
+            prompt: s("prompt"),
+            completion: s("completion"),
+            instruction: s("instruction"),
+            input: s("input"),
+            output: s("output"),
+            system: s("system"),
+            conversations: s("conversations"),
+            from: s("from"),
+            value: s("value"),
         }
     }
 }
@@ -82,8 +91,9 @@ pub fn read_examples(path: &Path, format: Format, target: Target, fields: &Field
             .map(|r| Example { messages: r.messages(target), source: r.source.clone() })
             .collect());
     }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the data file {} (see ../shared/data/README.md for the shared data)", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!("cannot read the data file {} (see ../shared/data/README.md for the shared data)", path.display())
+    })?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -122,10 +132,11 @@ fn with_system(system: Option<&str>, mut rest: Vec<Message>) -> Vec<Message> {
 fn convert(v: &Value, format: Format, target: Target, f: &Fields) -> Result<Vec<Message>> {
     Ok(match format {
         Format::Messages => {
-            let list = v.get(&f.messages).and_then(Value::as_array).with_context(|| format!("missing array \"{}\"", f.messages))?;
-            list.iter()
-                .map(|m| Ok(Message::new(field(m, &f.role)?, field(m, &f.content)?)))
-                .collect::<Result<_>>()?
+            let list = v
+                .get(&f.messages)
+                .and_then(Value::as_array)
+                .with_context(|| format!("missing array \"{}\"", f.messages))?;
+            list.iter().map(|m| Ok(Message::new(field(m, &f.role)?, field(m, &f.content)?))).collect::<Result<_>>()?
         }
         Format::PromptCompletion => with_system(
             opt_field(v, &f.system)?,
@@ -137,10 +148,16 @@ fn convert(v: &Value, format: Format, target: Target, f: &Fields) -> Result<Vec<
                 Some(input) => format!("{instruction}\n\n{input}"),
                 None => instruction.to_string(),
             };
-            with_system(opt_field(v, &f.system)?, vec![Message::new("user", &user), Message::new("assistant", field(v, &f.output)?)])
+            with_system(
+                opt_field(v, &f.system)?,
+                vec![Message::new("user", &user), Message::new("assistant", field(v, &f.output)?)],
+            )
         }
         Format::Sharegpt => {
-            let list = v.get(&f.conversations).and_then(Value::as_array).with_context(|| format!("missing array \"{}\"", f.conversations))?;
+            let list = v
+                .get(&f.conversations)
+                .and_then(Value::as_array)
+                .with_context(|| format!("missing array \"{}\"", f.conversations))?;
             list.iter()
                 .map(|m| {
                     let role = match field(m, &f.from)? {

@@ -52,7 +52,10 @@ impl Sampler {
     }
 
     pub fn pick(&mut self, logits: &[f32]) -> u32 {
-        let argmax = || logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0 as u32;
+        let argmax = || {
+            logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0
+                as u32
+        };
         if self.temperature <= 0.0 {
             return argmax();
         }
@@ -100,7 +103,10 @@ impl Sampler {
 /// `on_update(prompt, generation, finished)` is called whenever a generation's text grows and
 /// once when it ends (for streaming and progress).
 pub fn generate(
-    pre: &Pretrained, prompts: &[Vec<u32>], o: &GenOptions, mut on_update: impl FnMut(usize, &Generation, bool),
+    pre: &Pretrained,
+    prompts: &[Vec<u32>],
+    o: &GenOptions,
+    mut on_update: impl FnMut(usize, &Generation, bool),
 ) -> Result<Vec<Generation>> {
     ensure!(!prompts.is_empty(), "nothing to generate from");
     ensure!(prompts.iter().all(|p| !p.is_empty()), "a prompt is empty");
@@ -197,7 +203,8 @@ mod tests {
     fn partial_selection_draws_as_a_full_sort_does() {
         let full_sort_pick = |logits: &[f32], o: &GenOptions, rng: &mut Rng| -> u32 {
             let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let mut probs: Vec<(u32, f64)> = logits.iter().enumerate().map(|(i, &x)| (i as u32, ((x as f64 - max) / o.temperature).exp())).collect();
+            let mut probs: Vec<(u32, f64)> =
+                logits.iter().enumerate().map(|(i, &x)| (i as u32, ((x as f64 - max) / o.temperature).exp())).collect();
             let total: f64 = probs.iter().map(|p| p.1).sum();
             probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             let (mut kept, mut mass) = (0, 0.0);
@@ -226,7 +233,11 @@ mod tests {
             let o = GenOptions { temperature: 0.8, top_p, seed: 11, ..GenOptions::default() };
             let (mut sampler, mut reference) = (Sampler::new(&o), Rng::new(11));
             for _ in 0..50 {
-                assert_eq!(sampler.pick(&logits), full_sort_pick(&logits, &o, &mut reference), "spread {spread}, top_p {top_p}");
+                assert_eq!(
+                    sampler.pick(&logits),
+                    full_sort_pick(&logits, &o, &mut reference),
+                    "spread {spread}, top_p {top_p}"
+                );
             }
         }
     }

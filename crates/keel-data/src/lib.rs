@@ -3,9 +3,9 @@
 pub mod batching;
 pub mod chat;
 pub mod dataset;
-pub mod medcalc;
 pub mod generate;
 pub mod mask;
+pub mod medcalc;
 pub mod pretrained;
 pub mod progress;
 pub mod tokenizer;

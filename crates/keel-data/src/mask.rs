@@ -32,7 +32,11 @@ impl TokenizedExample {
 }
 
 /// Renders and tokenizes `messages`; `Ok(None)` when there is no assistant turn to learn from.
-pub fn tokenize_conversation(tok: &Tokenizer, template: &ChatTemplate, messages: &[Message]) -> Result<Option<TokenizedExample>> {
+pub fn tokenize_conversation(
+    tok: &Tokenizer,
+    template: &ChatTemplate,
+    messages: &[Message],
+) -> Result<Option<TokenizedExample>> {
     let text = template.render(messages, false)?;
     let mut spans = Vec::new();
     for (i, m) in messages.iter().enumerate() {
@@ -52,7 +56,8 @@ pub fn tokenize_conversation(tok: &Tokenizer, template: &ChatTemplate, messages:
         return Ok(None);
     }
     let (mut ids, offsets) = tok.encode_with_offsets(&text)?;
-    let mut supervised: Vec<bool> = offsets.iter().map(|&(start, _)| spans.iter().any(|s| s.contains(&start))).collect();
+    let mut supervised: Vec<bool> =
+        offsets.iter().map(|&(start, _)| spans.iter().any(|s| s.contains(&start))).collect();
     if tok.add_bos {
         let Some((bos, _)) = &tok.bos else { bail!("the tokenizer adds BOS but has none") };
         ids.insert(0, *bos);

@@ -57,15 +57,23 @@ fn fnv1a(s: &str) -> u64 {
 
 /// Reads every row of `test_data.csv` and marks the held-out part.
 pub fn read_medcalc(path: &Path) -> Result<Vec<MedcalcRow>> {
-    let mut reader = csv::Reader::from_path(path)
-        .with_context(|| format!("cannot read {} (MedCalc-Bench test_data.csv; see ../shared/data/README.md)", path.display()))?;
+    let mut reader = csv::Reader::from_path(path).with_context(|| {
+        format!("cannot read {} (MedCalc-Bench test_data.csv; see ../shared/data/README.md)", path.display())
+    })?;
     let headers = reader.headers().with_context(|| format!("{}: no header row", path.display()))?.clone();
     let col = |name: &str| -> Result<usize> {
         headers.iter().position(|h| h == name).with_context(|| format!("{}: no column \"{name}\"", path.display()))
     };
     let cols = [
-        col("Calculator ID")?, col("Calculator Name")?, col("Output Type")?, col("Note ID")?, col("Patient Note")?,
-        col("Question")?, col("Ground Truth Answer")?, col("Lower Limit")?, col("Upper Limit")?,
+        col("Calculator ID")?,
+        col("Calculator Name")?,
+        col("Output Type")?,
+        col("Note ID")?,
+        col("Patient Note")?,
+        col("Question")?,
+        col("Ground Truth Answer")?,
+        col("Lower Limit")?,
+        col("Upper Limit")?,
         col("Ground Truth Explanation")?,
     ];
     let mut rows = Vec::new();
@@ -74,9 +82,18 @@ pub fn read_medcalc(path: &Path) -> Result<Vec<MedcalcRow>> {
         let r = record.with_context(|| format!("{source}: malformed CSV"))?;
         let get = |c: usize| r.get(c).unwrap_or("").to_string();
         let row = MedcalcRow {
-            calculator_id: get(cols[0]), calculator_name: get(cols[1]), output_type: get(cols[2]), note_id: get(cols[3]),
-            note: get(cols[4]), question: get(cols[5]), answer: get(cols[6]), lower: get(cols[7]), upper: get(cols[8]),
-            explanation: get(cols[9]), held_out: false, source,
+            calculator_id: get(cols[0]),
+            calculator_name: get(cols[1]),
+            output_type: get(cols[2]),
+            note_id: get(cols[3]),
+            note: get(cols[4]),
+            question: get(cols[5]),
+            answer: get(cols[6]),
+            lower: get(cols[7]),
+            upper: get(cols[8]),
+            explanation: get(cols[9]),
+            held_out: false,
+            source,
         };
         if !["decimal", "integer", "date"].contains(&row.output_type.as_str()) {
             bail!("{}: unknown Output Type \"{}\"", row.source, row.output_type);
@@ -94,7 +111,8 @@ fn held_out_notes(rows: &[MedcalcRow]) -> BTreeSet<String> {
     let mut held = BTreeSet::new();
     for calc_rows in by_calc.values() {
         let want = (calc_rows.len() as f64 * HELD_OUT_FRACTION).ceil() as usize;
-        let mut notes: Vec<&str> = calc_rows.iter().map(|r| r.note_id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
+        let mut notes: Vec<&str> =
+            calc_rows.iter().map(|r| r.note_id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
         notes.sort_by_key(|n| (fnv1a(n), n.to_string()));
         let mut count = calc_rows.iter().filter(|r| held.contains(&r.note_id)).count();
         for note in notes {

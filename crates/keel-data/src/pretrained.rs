@@ -14,7 +14,10 @@ pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 /// Where scripts/fetch-model.sh puts the default model: `$KEEL_MODELS`, else `<root>/models`.
 pub fn default_model_path(root: &Path) -> std::path::PathBuf {
-    std::env::var_os("KEEL_MODELS").map(std::path::PathBuf::from).unwrap_or_else(|| root.join("models")).join(DEFAULT_MODEL_FILE)
+    std::env::var_os("KEEL_MODELS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("models"))
+        .join(DEFAULT_MODEL_FILE)
 }
 
 pub struct Pretrained {
@@ -58,7 +61,8 @@ impl Pretrained {
 
     /// Token ids that end generation: the tokenizer's EOS, and the config's if different.
     pub fn stop_ids(&self) -> Vec<u32> {
-        let mut ids: Vec<u32> = self.tokenizer.eos.iter().map(|(id, _)| *id).chain(self.model.config.eos_token_id).collect();
+        let mut ids: Vec<u32> =
+            self.tokenizer.eos.iter().map(|(id, _)| *id).chain(self.model.config.eos_token_id).collect();
         ids.sort();
         ids.dedup();
         ids

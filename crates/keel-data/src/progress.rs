@@ -17,7 +17,16 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(label: &str, total: usize) -> Self {
-        Progress { label: label.to_string(), total, done: 0, tokens: 0, started: Instant::now(), last_print: None, every: Duration::from_secs(5), quiet: false }
+        Progress {
+            label: label.to_string(),
+            total,
+            done: 0,
+            tokens: 0,
+            started: Instant::now(),
+            last_print: None,
+            every: Duration::from_secs(5),
+            quiet: false,
+        }
     }
 
     /// Counts without printing (tests, library callers).
@@ -48,15 +57,26 @@ impl Progress {
     fn line(&self) -> String {
         let secs = self.started.elapsed().as_secs_f64().max(1e-9);
         let left = (self.total.saturating_sub(self.done)) as f64 * secs / self.done.max(1) as f64;
-        format!("{}  {}/{}  {:.0} tok/s  {}  ETA {}", self.label, self.done, self.total, self.tokens as f64 / secs,
-            format_duration(secs), format_duration(left))
+        format!(
+            "{}  {}/{}  {:.0} tok/s  {}  ETA {}",
+            self.label,
+            self.done,
+            self.total,
+            self.tokens as f64 / secs,
+            format_duration(secs),
+            format_duration(left)
+        )
     }
 }
 
 /// `1m05s` or `2h03m`.
 pub fn format_duration(secs: f64) -> String {
     let s = secs.max(0.0) as u64;
-    if s >= 3600 { format!("{}h{:02}m", s / 3600, s % 3600 / 60) } else { format!("{}m{:02}s", s / 60, s % 60) }
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
 }
 
 #[cfg(test)]

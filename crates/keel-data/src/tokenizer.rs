@@ -30,7 +30,8 @@ impl Tokenizer {
         let mut tok = Self::from_json(json).with_context(|| format!("{} is not a valid tokenizer", file.display()))?;
         let config_path = file.with_file_name("tokenizer_config.json");
         if let Ok(text) = std::fs::read_to_string(&config_path) {
-            let cfg: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", config_path.display()))?;
+            let cfg: Value =
+                serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", config_path.display()))?;
             let token = |key: &str| -> Option<(u32, String)> {
                 let s = match cfg.get(key)? {
                     Value::String(s) => s.clone(),
@@ -55,8 +56,13 @@ impl Tokenizer {
     /// scores (`model = llama`: Llama 1/2, Mistral, TinyLlama).
     pub fn from_gguf(g: &GgufFile) -> Result<Self> {
         let meta = |k: &str| g.meta(k);
-        let model = meta("tokenizer.ggml.model").and_then(MetaValue::as_str).context("no tokenizer.ggml.model in the GGUF file")?;
-        ensure!(model == "gpt2" || model == "llama", "GGUF tokenizer model \"{model}\" is not supported (gpt2 byte-level BPE and llama SentencePiece are)");
+        let model = meta("tokenizer.ggml.model")
+            .and_then(MetaValue::as_str)
+            .context("no tokenizer.ggml.model in the GGUF file")?;
+        ensure!(
+            model == "gpt2" || model == "llama",
+            "GGUF tokenizer model \"{model}\" is not supported (gpt2 byte-level BPE and llama SentencePiece are)"
+        );
         let strings = |k: &str| -> Result<Vec<String>> {
             meta(k)
                 .and_then(MetaValue::as_array)
@@ -67,23 +73,36 @@ impl Tokenizer {
         };
         let tokens = strings("tokenizer.ggml.tokens")?;
         let types: Vec<i64> = match meta("tokenizer.ggml.token_type").and_then(MetaValue::as_array) {
-            Some(a) => a.iter().map(|v| match v {
-                MetaValue::I64(x) => *x,
-                MetaValue::U64(x) => *x as i64,
-                _ => 1,
-            }).collect(),
+            Some(a) => a
+                .iter()
+                .map(|v| match v {
+                    MetaValue::I64(x) => *x,
+                    MetaValue::U64(x) => *x as i64,
+                    _ => 1,
+                })
+                .collect(),
             None => vec![1; tokens.len()],
         };
-        ensure!(types.len() == tokens.len(), "tokenizer.ggml.token_type has {} entries for {} tokens", types.len(), tokens.len());
+        ensure!(
+            types.len() == tokens.len(),
+            "tokenizer.ggml.token_type has {} entries for {} tokens",
+            types.len(),
+            tokens.len()
+        );
         let pre = meta("tokenizer.ggml.pre").and_then(MetaValue::as_str).unwrap_or("default");
-        let vocab: serde_json::Map<String, Value> = tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
+        let vocab: serde_json::Map<String, Value> =
+            tokens.iter().enumerate().map(|(i, t)| (t.clone(), json!(i))).collect();
         let added: Vec<Value> = tokens
             .iter()
             .zip(&types)
             .enumerate()
-            .filter(|(_, (_, &t))| t == TOKEN_CONTROL || t == TOKEN_USER_DEFINED || (model == "llama" && t == TOKEN_UNKNOWN))
-            .map(|(id, (content, &t))| json!({"id": id, "content": content, "single_word": false, "lstrip": false,
-                "rstrip": false, "normalized": false, "special": t != TOKEN_USER_DEFINED}))
+            .filter(|(_, (_, &t))| {
+                t == TOKEN_CONTROL || t == TOKEN_USER_DEFINED || (model == "llama" && t == TOKEN_UNKNOWN)
+            })
+            .map(|(id, (content, &t))| {
+                json!({"id": id, "content": content, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": t != TOKEN_USER_DEFINED})
+            })
             .collect();
         let id_of = |k: &str| meta(k).and_then(MetaValue::as_u64).map(|id| id as u32);
         let named = |id: Option<u32>| id.and_then(|id| tokens.get(id as usize).map(|t| (id, t.clone())));
@@ -105,18 +124,28 @@ impl Tokenizer {
         };
         let json = if model == "llama" {
             let scores: Vec<f64> = match meta("tokenizer.ggml.scores").and_then(MetaValue::as_array) {
-                Some(a) => a.iter().map(|v| v.as_f64().context("tokenizer.ggml.scores holds a non-number")).collect::<Result<_>>()?,
+                Some(a) => a
+                    .iter()
+                    .map(|v| v.as_f64().context("tokenizer.ggml.scores holds a non-number"))
+                    .collect::<Result<_>>()?,
                 None => bail!("no tokenizer.ggml.scores in the GGUF file (a SentencePiece vocabulary needs them)"),
             };
-            ensure!(scores.len() == tokens.len(), "tokenizer.ggml.scores has {} entries for {} tokens", scores.len(), tokens.len());
-            let unk = id_of("tokenizer.ggml.unknown_token_id").or_else(|| types.iter().position(|&t| t == TOKEN_UNKNOWN).map(|i| i as u32));
+            ensure!(
+                scores.len() == tokens.len(),
+                "tokenizer.ggml.scores has {} entries for {} tokens",
+                scores.len(),
+                tokens.len()
+            );
+            let unk = id_of("tokenizer.ggml.unknown_token_id")
+                .or_else(|| types.iter().position(|&t| t == TOKEN_UNKNOWN).map(|i| i as u32));
             let add_space_prefix = !matches!(meta("tokenizer.ggml.add_space_prefix"), Some(MetaValue::Bool(false)));
             sentencepiece_json(&tokens, vocab, &scores, &types, unk, add_space_prefix, added, post_processor)
         } else {
             let merges = strings("tokenizer.ggml.merges")?;
             byte_level_json(pre, vocab, merges, added, post_processor)?
         };
-        let mut tok = Self::from_json(serde_json::to_string(&json)?).context("the GGUF vocabulary does not form a valid tokenizer")?;
+        let mut tok = Self::from_json(serde_json::to_string(&json)?)
+            .context("the GGUF vocabulary does not form a valid tokenizer")?;
         tok.bos = bos;
         tok.eos = eos;
         tok.add_bos = add_bos;
@@ -154,17 +183,29 @@ impl Tokenizer {
 }
 
 /// Hugging Face JSON for byte-level BPE with the pre-tokenizer llama.cpp names `pre`.
-fn byte_level_json(pre: &str, vocab: serde_json::Map<String, Value>, merges: Vec<String>, added: Vec<Value>, post_processor: Value) -> Result<Value> {
+fn byte_level_json(
+    pre: &str,
+    vocab: serde_json::Map<String, Value>,
+    merges: Vec<String>,
+    added: Vec<Value>,
+    post_processor: Value,
+) -> Result<Value> {
     let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
-    let split = |regex: &str| json!({"type": "Sequence", "pretokenizers": [
+    let split = |regex: &str| {
+        json!({"type": "Sequence", "pretokenizers": [
         {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false},
-        {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]});
+        {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]})
+    };
     let pre_tokenizer = match pre {
         "smollm" => json!({"type": "Sequence", "pretokenizers": [
             {"type": "Digits", "individual_digits": true}, byte_level]}),
         "default" | "gpt2" => byte_level,
-        "llama-bpe" | "llama3" => split(r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
-        "qwen2" => split(r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"),
+        "llama-bpe" | "llama3" => split(
+            r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+        ),
+        "qwen2" => split(
+            r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+        ),
         other => bail!("GGUF pre-tokenizer \"{other}\" is not supported (smollm, gpt2, llama-bpe, qwen2)"),
     };
     Ok(json!({
@@ -187,8 +228,14 @@ fn byte_level_json(pre: &str, vocab: serde_json::Map<String, Value>, merges: Vec
 /// score first".
 #[allow(clippy::too_many_arguments)]
 fn sentencepiece_json(
-    tokens: &[String], vocab: serde_json::Map<String, Value>, scores: &[f64], types: &[i64], unk: Option<u32>,
-    add_space_prefix: bool, added: Vec<Value>, post_processor: Value,
+    tokens: &[String],
+    vocab: serde_json::Map<String, Value>,
+    scores: &[f64],
+    types: &[i64],
+    unk: Option<u32>,
+    add_space_prefix: bool,
+    added: Vec<Value>,
+    post_processor: Value,
 ) -> Value {
     const TOKEN_NORMAL: i64 = 1;
     let id: std::collections::HashMap<&str, usize> = tokens.iter().enumerate().map(|(i, t)| (t.as_str(), i)).collect();

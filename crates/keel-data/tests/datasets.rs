@@ -30,7 +30,10 @@ fn roles(m: &[Message]) -> Vec<&str> {
 #[test]
 fn generic_formats_become_conversations() {
     let f = Fields::default();
-    let msgs = write("m.jsonl", r#"{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}"#);
+    let msgs = write(
+        "m.jsonl",
+        r#"{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}"#,
+    );
     let ex = read_examples(&msgs, Format::Messages, Target::Cot, &f).unwrap();
     assert_eq!(roles(&ex[0].messages), ["system", "user", "assistant"]);
 
@@ -40,33 +43,51 @@ fn generic_formats_become_conversations() {
     assert_eq!(roles(&ex[1].messages), ["system", "user", "assistant"]);
     assert!(ex[1].source.ends_with("pc.jsonl:3"));
 
-    let alpaca = write("a.jsonl", r#"{"instruction": "Translate to French.", "input": "cat", "output": "chat"}
-{"instruction": "Say hi.", "input": "", "output": "hi"}"#);
+    let alpaca = write(
+        "a.jsonl",
+        r#"{"instruction": "Translate to French.", "input": "cat", "output": "chat"}
+{"instruction": "Say hi.", "input": "", "output": "hi"}"#,
+    );
     let ex = read_examples(&alpaca, Format::Alpaca, Target::Cot, &f).unwrap();
     assert_eq!(ex[0].messages[0].content, "Translate to French.\n\ncat");
     assert_eq!(ex[1].messages[0].content, "Say hi.");
 
-    let sg = write("s.jsonl", r#"{"conversations": [{"from": "human", "value": "Q1"}, {"from": "gpt", "value": "A1"}, {"from": "human", "value": "Q2"}, {"from": "gpt", "value": "A2"}]}"#);
+    let sg = write(
+        "s.jsonl",
+        r#"{"conversations": [{"from": "human", "value": "Q1"}, {"from": "gpt", "value": "A1"}, {"from": "human", "value": "Q2"}, {"from": "gpt", "value": "A2"}]}"#,
+    );
     let ex = read_examples(&sg, Format::Sharegpt, Target::Cot, &f).unwrap();
     assert_eq!(roles(&ex[0].messages), ["user", "assistant", "user", "assistant"]);
 
     // Field names are configurable.
     let renamed = write("r.jsonl", r#"{"question": "Why?", "reply": "Because."}"#);
     let f2 = Fields { prompt: "question".into(), completion: "reply".into(), ..Fields::default() };
-    assert_eq!(read_examples(&renamed, Format::PromptCompletion, Target::Cot, &f2).unwrap()[0].messages[1].content, "Because.");
+    assert_eq!(
+        read_examples(&renamed, Format::PromptCompletion, Target::Cot, &f2).unwrap()[0].messages[1].content,
+        "Because."
+    );
 }
 
 #[test]
 fn malformed_lines_name_the_file_and_line() {
     let f = Fields::default();
-    let err = |name: &str, text: &str, format: Format| format!("{:#}", read_examples(&write(name, text), format, Target::Cot, &f).unwrap_err());
-    let e = err("bad.jsonl", "{\"prompt\": \"a\", \"completion\": \"b\"}\n{\"prompt\": 1, \"completion\": \"b\"}\n", Format::PromptCompletion);
+    let err = |name: &str, text: &str, format: Format| {
+        format!("{:#}", read_examples(&write(name, text), format, Target::Cot, &f).unwrap_err())
+    };
+    let e = err(
+        "bad.jsonl",
+        "{\"prompt\": \"a\", \"completion\": \"b\"}\n{\"prompt\": 1, \"completion\": \"b\"}\n",
+        Format::PromptCompletion,
+    );
     assert!(e.contains("bad.jsonl:2") && e.contains("\"prompt\" must be a string"), "{e}");
     let e = err("trunc.jsonl", "{\"prompt\": \"a\", \"compl", Format::PromptCompletion);
     assert!(e.contains("trunc.jsonl:1") && e.contains("not valid JSON"), "{e}");
     let e = err("who.jsonl", r#"{"conversations": [{"from": "robot", "value": "x"}]}"#, Format::Sharegpt);
     assert!(e.contains("who.jsonl:1") && e.contains("robot"), "{e}");
-    let e = format!("{:#}", read_examples(&PathBuf::from("/nonexistent/x.jsonl"), Format::Gsm8k, Target::Cot, &f).unwrap_err());
+    let e = format!(
+        "{:#}",
+        read_examples(&PathBuf::from("/nonexistent/x.jsonl"), Format::Gsm8k, Target::Cot, &f).unwrap_err()
+    );
     assert!(e.contains("/nonexistent/x.jsonl") && e.contains("shared/data/README.md"), "{e}");
 }
 
@@ -119,13 +140,20 @@ fn esci_reader_on_the_documented_format() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/esci_sample.jsonl");
     let label = read_examples(&path, Format::Esci, Target::Label, &Fields::default()).unwrap();
     let answers: Vec<&str> = label.iter().map(|e| e.messages[1].content.as_str()).collect();
-    assert_eq!(answers, ["Answer: Exact", "Answer: Substitute", "Answer: Complement", "Answer: Irrelevant", "Answer: Exact"]);
-    assert!(label[0].messages[0].content.contains("wireless earbuds for running") && label[0].messages[0].content.contains("ear hooks"));
+    assert_eq!(
+        answers,
+        ["Answer: Exact", "Answer: Substitute", "Answer: Complement", "Answer: Irrelevant", "Answer: Exact"]
+    );
+    assert!(
+        label[0].messages[0].content.contains("wireless earbuds for running")
+            && label[0].messages[0].content.contains("ear hooks")
+    );
     // Chain-of-thought targets need the rationale, which the last line lacks.
     let err = format!("{:#}", read_examples(&path, Format::Esci, Target::Cot, &Fields::default()).unwrap_err());
     assert!(err.contains("esci_sample.jsonl:5") && err.contains("rationale"), "{err}");
     let bad = write("esci_bad.jsonl", r#"{"query": "q", "product_title": "p", "label": "X"}"#);
-    assert!(format!("{:#}", read_examples(&bad, Format::Esci, Target::Label, &Fields::default()).unwrap_err()).contains("unknown ESCI label"));
+    assert!(format!("{:#}", read_examples(&bad, Format::Esci, Target::Label, &Fields::default()).unwrap_err())
+        .contains("unknown ESCI label"));
 }
 
 #[test]
@@ -141,7 +169,13 @@ fn loss_masks_cover_every_assistant_turn_and_nothing_else() {
         Message::new("assistant", "Pear."),
     ];
     let ex = tokenize_conversation(&tok, &template, &conv).unwrap().unwrap();
-    let supervised: String = ex.ids.iter().zip(&ex.supervised).filter(|(_, &s)| s).map(|(&id, _)| tok.decode(&[id], false).unwrap()).collect();
+    let supervised: String = ex
+        .ids
+        .iter()
+        .zip(&ex.supervised)
+        .filter(|(_, &s)| s)
+        .map(|(&id, _)| tok.decode(&[id], false).unwrap())
+        .collect();
     assert_eq!(supervised, "Apple.<|im_end|>\nPear.<|im_end|>\n");
     assert!(tokenize_conversation(&tok, &template, &conv[..1]).unwrap().is_none(), "no assistant turn: skipped");
 }

@@ -17,7 +17,12 @@ fn smollm2() -> &'static Pretrained {
 #[test]
 fn greedy_chat_answer_names_paris() {
     let pre = smollm2();
-    let prompt = pre.chat_template.as_ref().unwrap().render(&[Message::new("user", "What is the capital of France?")], true).unwrap();
+    let prompt = pre
+        .chat_template
+        .as_ref()
+        .unwrap()
+        .render(&[Message::new("user", "What is the capital of France?")], true)
+        .unwrap();
     let ids = pre.tokenizer.encode(&prompt, true).unwrap();
     let out = generate(pre, &[ids], &GenOptions { max_new_tokens: 30, ..GenOptions::default() }, |_, _, _| {}).unwrap();
     assert!(out[0].text.contains("Paris"), "answer: {:?}", out[0].text);
@@ -43,7 +48,12 @@ fn batched_generation_equals_one_at_a_time() {
 #[test]
 fn stop_strings_cut_the_text() {
     let pre = smollm2();
-    let prompt = pre.chat_template.as_ref().unwrap().render(&[Message::new("user", "What is the capital of France?")], true).unwrap();
+    let prompt = pre
+        .chat_template
+        .as_ref()
+        .unwrap()
+        .render(&[Message::new("user", "What is the capital of France?")], true)
+        .unwrap();
     let ids = pre.tokenizer.encode(&prompt, true).unwrap();
     let opts = GenOptions { max_new_tokens: 30, stop: vec![" is".into()], ..GenOptions::default() };
     let out = generate(pre, &[ids], &opts, |_, _, _| {}).unwrap();

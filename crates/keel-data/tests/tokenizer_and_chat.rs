@@ -34,7 +34,11 @@ fn gguf_tokenizer_ids_equal_the_reference_and_decode_round_trips() {
         let text = case["text"].as_str().unwrap();
         assert_eq!(tok.encode(text, true).unwrap(), ids(&case["ids"]), "ids of {text:?}");
         assert_eq!(tok.encode(text, false).unwrap(), ids(&case["ids_no_special"]), "ids of {text:?} without specials");
-        assert_eq!(tok.decode(&ids(&case["ids"]), false).unwrap(), case["decoded"].as_str().unwrap(), "decode of {text:?}");
+        assert_eq!(
+            tok.decode(&ids(&case["ids"]), false).unwrap(),
+            case["decoded"].as_str().unwrap(),
+            "decode of {text:?}"
+        );
     }
     assert!(cases.as_array().unwrap().len() >= 30);
 }
@@ -81,7 +85,12 @@ fn chat_templates_render_like_transformers() {
         let template = ChatTemplate::new(source, &special).unwrap();
         let messages: Vec<Message> = serde_json::from_value(case["messages"].clone()).unwrap();
         let gen = case["add_generation_prompt"].as_bool().unwrap();
-        assert_eq!(template.render(&messages, gen).unwrap(), case["rendered"].as_str().unwrap(), "{name}, {} messages, generation prompt {gen}", messages.len());
+        assert_eq!(
+            template.render(&messages, gen).unwrap(),
+            case["rendered"].as_str().unwrap(),
+            "{name}, {} messages, generation prompt {gen}",
+            messages.len()
+        );
         seen.insert((name, messages.len(), gen));
     }
     assert!(seen.len() >= 12, "both templates, several conversations, with and without the generation prompt");
@@ -90,11 +99,20 @@ fn chat_templates_render_like_transformers() {
 #[test]
 fn gguf_model_logits_equal_transformers() {
     let pre = Pretrained::load(&common::default_model_path()).unwrap();
-    let reference = SafeTensors::open(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../keel-model/tests/fixtures/smollm2/france.safetensors")).unwrap();
+    let reference = SafeTensors::open(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../keel-model/tests/fixtures/smollm2/france.safetensors"),
+    )
+    .unwrap();
     let input: Vec<u32> = reference.read_i64("input_ids").unwrap().iter().map(|&x| x as u32).collect();
-    let greedy = json(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../keel-model/tests/fixtures/smollm2/greedy.json"));
+    let greedy =
+        json(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../keel-model/tests/fixtures/smollm2/greedy.json"));
     // The chat template and tokenizer give transformers' ids for the prompt.
-    let prompt = pre.chat_template.as_ref().unwrap().render(&[Message::new("user", "What is the capital of France?")], true).unwrap();
+    let prompt = pre
+        .chat_template
+        .as_ref()
+        .unwrap()
+        .render(&[Message::new("user", "What is the capital of France?")], true)
+        .unwrap();
     assert_eq!(prompt, greedy["prompt"].as_str().unwrap());
     assert_eq!(pre.tokenizer.encode(&prompt, true).unwrap(), input);
     let mut dec = Decoder::new(&pre.model, 1, input.len());

@@ -67,7 +67,12 @@ pub struct HardToken {
     pub example: usize,
 }
 
-pub fn probability_report(tl: &TokenLosses, examples: &[TokenizedExample], tok: &Tokenizer, hardest: usize) -> Result<ProbabilityReport> {
+pub fn probability_report(
+    tl: &TokenLosses,
+    examples: &[TokenizedExample],
+    tok: &Tokenizer,
+    hardest: usize,
+) -> Result<ProbabilityReport> {
     let mut histogram = [0usize; 10];
     let mut probs: Vec<f64> = tl.losses.iter().map(|l| (-l.2).exp()).collect();
     probs.iter().for_each(|&p| histogram[((p * 10.0) as usize).min(9)] += 1);

@@ -10,10 +10,10 @@ use keel_data::chat::Message;
 use keel_data::dataset::{read_examples, Fields, Format, Target};
 use keel_data::generate::{generate, GenOptions, Generation};
 use keel_data::medcalc::{read_medcalc, MedcalcRow};
-use std::collections::BTreeMap;
 use keel_data::pretrained::Pretrained;
 use keel_data::progress::Progress;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// One question of a generation task.
@@ -109,7 +109,13 @@ impl GenTask {
                 let shots: String = read_jsonl(&data_dir.join("gsm8k/train.jsonl"))?
                     .iter()
                     .take(8)
-                    .map(|v| format!("Question: {}\nAnswer: {}\n\n", v["question"].as_str().unwrap_or_default(), v["answer"].as_str().unwrap_or_default()))
+                    .map(|v| {
+                        format!(
+                            "Question: {}\nAnswer: {}\n\n",
+                            v["question"].as_str().unwrap_or_default(),
+                            v["answer"].as_str().unwrap_or_default()
+                        )
+                    })
                     .collect();
                 read_jsonl(&data_dir.join("gsm8k/test.jsonl"))?
                     .into_iter()
@@ -126,16 +132,25 @@ impl GenTask {
                 let path = data_dir.join("gsm8k/test.jsonl");
                 read_examples(&path, Format::Gsm8k, Target::Cot, &Fields::default())?
                     .into_iter()
-                    .map(|e| GenItem { source: e.source, prompt: e.messages[0].content.clone(), reference: json!(e.messages[1].content), shots: vec![] })
+                    .map(|e| GenItem {
+                        source: e.source,
+                        prompt: e.messages[0].content.clone(),
+                        reference: json!(e.messages[1].content),
+                        shots: vec![],
+                    })
                     .collect()
             }
             GenTask::Medcalc | GenTask::MedcalcOneShot => {
-                let shots = if self == GenTask::MedcalcOneShot { one_shot_examples(data_dir)? } else { Default::default() };
+                let shots =
+                    if self == GenTask::MedcalcOneShot { one_shot_examples(data_dir)? } else { Default::default() };
                 let mut items = Vec::new();
-                for r in read_medcalc(&data_dir.join("medcalc_bench/test_data.csv"))?.into_iter().filter(|r| r.held_out) {
+                for r in read_medcalc(&data_dir.join("medcalc_bench/test_data.csv"))?.into_iter().filter(|r| r.held_out)
+                {
                     let shot = match self {
                         GenTask::MedcalcOneShot => {
-                            let (note, response) = shots.get(&r.calculator_id).with_context(|| format!("no worked example for calculator {}", r.calculator_id))?;
+                            let (note, response) = shots
+                                .get(&r.calculator_id)
+                                .with_context(|| format!("no worked example for calculator {}", r.calculator_id))?;
                             let example = MedcalcRow { note: note.clone(), ..r.clone() };
                             vec![Message::new("user", &example.prompt()), Message::new("assistant", response)]
                         }
@@ -165,8 +180,14 @@ impl GenTask {
                 .enumerate()
                 .map(|(i, row)| -> Result<GenItem> {
                     // Parsed here so that a bad row fails before any generation.
-                    let item = parse_ifeval_line(&row.to_string()).with_context(|| format!("ifeval/input_data.jsonl:{}", i + 1))?;
-                    Ok(GenItem { source: format!("ifeval:{}", item.key), prompt: item.prompt, reference: row, shots: vec![] })
+                    let item = parse_ifeval_line(&row.to_string())
+                        .with_context(|| format!("ifeval/input_data.jsonl:{}", i + 1))?;
+                    Ok(GenItem {
+                        source: format!("ifeval:{}", item.key),
+                        prompt: item.prompt,
+                        reference: row,
+                        shots: vec![],
+                    })
                 })
                 .collect::<Result<_>>()?,
             GenTask::Esci => {
@@ -202,7 +223,12 @@ impl GenTask {
         Ok(match self {
             GenTask::HumanEval => {
                 let f = |k: &str| item.reference[k].as_str().unwrap_or_default().to_string();
-                let task = crate::humaneval::HumanEvalTask { task_id: item.source.clone(), prompt: f("prompt"), entry_point: f("entry_point"), test: f("test") };
+                let task = crate::humaneval::HumanEvalTask {
+                    task_id: item.source.clone(),
+                    prompt: f("prompt"),
+                    entry_point: f("entry_point"),
+                    test: f("test"),
+                };
                 let program = crate::humaneval::program(&task, response);
                 let ok = crate::humaneval::passes(&program, std::time::Duration::from_secs(10))?;
                 vec![v("pass_at_1", json!(program), ok)]
@@ -227,9 +253,19 @@ impl GenTask {
                 let n = row.instructions.len() as u32;
                 vec![
                     v("prompt_level_strict", json!(verdict.strict), verdict.prompt_strict()),
-                    Verdict { metric: "inst_level_strict", extracted: Value::Null, passed: count(&verdict.strict), count: n },
+                    Verdict {
+                        metric: "inst_level_strict",
+                        extracted: Value::Null,
+                        passed: count(&verdict.strict),
+                        count: n,
+                    },
                     v("prompt_level_loose", json!(verdict.loose), verdict.prompt_loose()),
-                    Verdict { metric: "inst_level_loose", extracted: Value::Null, passed: count(&verdict.loose), count: n },
+                    Verdict {
+                        metric: "inst_level_loose",
+                        extracted: Value::Null,
+                        passed: count(&verdict.loose),
+                        count: n,
+                    },
                 ]
             }
             GenTask::Esci => {
@@ -243,9 +279,18 @@ impl GenTask {
 
 /// Generates greedy answers for `items`, `batch` prompts at a time; `max_new_tokens` of 0 uses
 /// the task's default.
-pub fn run(pre: &Pretrained, task: GenTask, items: &[GenItem], batch: usize, max_new_tokens: usize) -> Result<Vec<Generation>> {
+pub fn run(
+    pre: &Pretrained,
+    task: GenTask,
+    items: &[GenItem],
+    batch: usize,
+    max_new_tokens: usize,
+) -> Result<Vec<Generation>> {
     let template = pre.chat_template.as_ref().context("generation tasks need a chat model with a chat template")?;
-    let mut opts = GenOptions { max_new_tokens: if max_new_tokens > 0 { max_new_tokens } else { task.max_new_tokens() }, ..GenOptions::default() };
+    let mut opts = GenOptions {
+        max_new_tokens: if max_new_tokens > 0 { max_new_tokens } else { task.max_new_tokens() },
+        ..GenOptions::default()
+    };
     // Few-shot completion: the model's next "Question:" ends its answer.
     let plain = task == GenTask::Gsm8kEightShot;
     if plain {
@@ -276,12 +321,16 @@ pub fn run(pre: &Pretrained, task: GenTask, items: &[GenItem], batch: usize, max
 /// target: the step-by-step thinking, then `Answer: <value>`).
 fn one_shot_examples(data_dir: &Path) -> Result<BTreeMap<String, (String, String)>> {
     let path = data_dir.join("medcalc_bench/one_shot_finalized_explanation.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {} (see ../shared/data/README.md)", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {} (see ../shared/data/README.md)", path.display()))?;
     let v: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
-    let obj = v.as_object().with_context(|| format!("{}: expected an object keyed by calculator id", path.display()))?;
+    let obj =
+        v.as_object().with_context(|| format!("{}: expected an object keyed by calculator id", path.display()))?;
     obj.iter()
         .map(|(id, e)| {
-            let note = e["Patient Note"].as_str().with_context(|| format!("{}: calculator {id} has no \"Patient Note\"", path.display()))?;
+            let note = e["Patient Note"]
+                .as_str()
+                .with_context(|| format!("{}: calculator {id} has no \"Patient Note\"", path.display()))?;
             let thinking = e["Response"]["step_by_step_thinking"].as_str().unwrap_or_default();
             let answer = match &e["Response"]["answer"] {
                 Value::String(s) => s.clone(),
@@ -294,7 +343,8 @@ fn one_shot_examples(data_dir: &Path) -> Result<BTreeMap<String, (String, String
 }
 
 fn read_jsonl(path: &Path) -> Result<Vec<Value>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {} (see ../shared/data/README.md)", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {} (see ../shared/data/README.md)", path.display()))?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())

@@ -22,16 +22,27 @@ pub struct HumanEvalTask {
 /// Reads `humaneval/HumanEval.jsonl.gz`.
 pub fn read_tasks(data_dir: &Path) -> Result<Vec<HumanEvalTask>> {
     let path = data_dir.join("humaneval/HumanEval.jsonl.gz");
-    let file = std::fs::File::open(&path).with_context(|| format!("cannot read {} (see ../shared/data/README.md)", path.display()))?;
+    let file = std::fs::File::open(&path)
+        .with_context(|| format!("cannot read {} (see ../shared/data/README.md)", path.display()))?;
     let mut text = String::new();
-    flate2::read::GzDecoder::new(file).read_to_string(&mut text).with_context(|| format!("{} is not valid gzip", path.display()))?;
+    flate2::read::GzDecoder::new(file)
+        .read_to_string(&mut text)
+        .with_context(|| format!("{} is not valid gzip", path.display()))?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            let v: Value = serde_json::from_str(l).with_context(|| format!("{}:{}: not valid JSON", path.display(), i + 1))?;
-            let f = |k: &str| v[k].as_str().map(String::from).with_context(|| format!("{}:{}: no \"{k}\"", path.display(), i + 1));
-            Ok(HumanEvalTask { task_id: f("task_id")?, prompt: f("prompt")?, entry_point: f("entry_point")?, test: f("test")? })
+            let v: Value =
+                serde_json::from_str(l).with_context(|| format!("{}:{}: not valid JSON", path.display(), i + 1))?;
+            let f = |k: &str| {
+                v[k].as_str().map(String::from).with_context(|| format!("{}:{}: no \"{k}\"", path.display(), i + 1))
+            };
+            Ok(HumanEvalTask {
+                task_id: f("task_id")?,
+                prompt: f("prompt")?,
+                entry_point: f("entry_point")?,
+                test: f("test")?,
+            })
         })
         .collect()
 }
@@ -41,13 +52,18 @@ pub fn instruction(task: &HumanEvalTask) -> String {
     format!("Complete the following Python function. Reply with the whole function in a ```python code block.\n\n```python\n{}```", task.prompt)
 }
 
-static CODE_BLOCK: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?s)```(?:python|py)?\s*\n(.*?)(?:```|$)").expect("valid regex"));
+static CODE_BLOCK: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?s)```(?:python|py)?\s*\n(.*?)(?:```|$)").expect("valid regex"));
 
 /// The program to run: the response's first code block (else the response), preceded by the
 /// task's prompt when the response does not define the function itself, then the tests.
 pub fn program(task: &HumanEvalTask, response: &str) -> String {
     let code = CODE_BLOCK.captures(response).map_or(response, |c| c.get(1).map_or("", |m| m.as_str()));
-    let body = if code.contains(&format!("def {}", task.entry_point)) { code.to_string() } else { format!("{}{code}", task.prompt) };
+    let body = if code.contains(&format!("def {}", task.entry_point)) {
+        code.to_string()
+    } else {
+        format!("{}{code}", task.prompt)
+    };
     format!("{body}\n\n{}\n\ncheck({})\n", task.test, task.entry_point)
 }
 
@@ -57,11 +73,24 @@ pub fn passes(program: &str, limit: Duration) -> Result<bool> {
     if Command::new("python3").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
         bail!("HumanEval needs python3 on PATH to run the generated code, and none was found");
     }
-    let dir = std::env::temp_dir().join(format!("keel-humaneval-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos()));
+    let dir = std::env::temp_dir().join(format!(
+        "keel-humaneval-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    ));
     std::fs::create_dir_all(&dir)?;
-    let marker = format!("keel-passed-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    let marker = format!(
+        "keel-passed-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+    );
     std::fs::write(dir.join("program.py"), format!("{program}\nprint({marker:?})\n"))?;
-    let isolated = Command::new("unshare").args(["-n", "true"]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+    let isolated = Command::new("unshare")
+        .args(["-n", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
     let mut cmd = if isolated {
         let mut c = Command::new("unshare");
         c.args(["-n", "python3", "-I", "program.py"]);
@@ -120,7 +149,11 @@ mod tests {
         assert!(!passes(&program(&t, ""), limit).unwrap(), "empty output is wrong");
         assert!(!passes(&program(&t, "this is not python at all ((("), limit).unwrap());
         let started = Instant::now();
-        assert!(!passes(&program(&t, "```python\ndef add(a, b):\n    while True:\n        pass\n```"), Duration::from_secs(1)).unwrap());
+        assert!(!passes(
+            &program(&t, "```python\ndef add(a, b):\n    while True:\n        pass\n```"),
+            Duration::from_secs(1)
+        )
+        .unwrap());
         assert!(started.elapsed() < Duration::from_secs(4), "an endless program is killed at the limit");
         let exits_early = "```python\nimport sys\nsys.exit(0)\n```";
         assert!(!passes(&program(&t, exits_early), limit).unwrap(), "exiting before the tests is not passing");

@@ -204,8 +204,8 @@ pub const INSTRUCTION_IDS: [&str; 25] = [
 /// The ISO 639-1 codes the official code accepts for `language:response_language`
 /// (`instructions_util.LANGUAGE_CODES`; any other code makes it fail to build the instruction).
 const LANGUAGE_CODES: [&str; 30] = [
-    "en", "es", "pt", "ar", "hi", "fr", "ru", "de", "ja", "it", "bn", "uk", "th", "ur", "ta", "te",
-    "bg", "ko", "pl", "he", "fa", "vi", "ne", "sw", "kn", "mr", "gu", "pa", "ml", "fi",
+    "en", "es", "pt", "ar", "hi", "fr", "ru", "de", "ja", "it", "bn", "uk", "th", "ur", "ta", "te", "bg", "ko", "pl",
+    "he", "fa", "vi", "ne", "sw", "kn", "mr", "gu", "pa", "ml", "fi",
 ];
 
 /// The accepted answers of `detectable_format:constrained_response`.
@@ -250,7 +250,9 @@ impl Args<'_> {
     fn count(&self, name: &str) -> Result<usize> {
         let v = self.value(name)?;
         let n = match v {
-            Value::Number(n) => n.as_u64().or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0 && *f < 9.0e15).map(|f| f as u64)),
+            Value::Number(n) => n
+                .as_u64()
+                .or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0 && *f < 9.0e15).map(|f| f as u64)),
             _ => None,
         };
         let n = n.with_context(|| format!("argument `{name}` must be a non-negative integer, not {v}"))?;
@@ -282,11 +284,14 @@ impl Args<'_> {
         let list = v.as_array().with_context(|| format!("argument `{name}` must be a list of strings, not {v}"))?;
         ensure!(!list.is_empty(), "argument `{name}` is an empty list");
         list.iter()
-            .map(|w| w.as_str().map(str::to_string).with_context(|| format!("argument `{name}` must be a list of strings, not {v}")))
+            .map(|w| {
+                w.as_str()
+                    .map(str::to_string)
+                    .with_context(|| format!("argument `{name}` must be a list of strings, not {v}"))
+            })
             .collect()
     }
 }
-
 
 fn ensure_nonempty(s: &str, name: &str) -> Result<()> {
     ensure!(!s.is_empty(), "argument `{name}` is empty");
@@ -315,7 +320,9 @@ impl Instruction {
                 let mut words = a.words("forbidden_words")?;
                 words.sort();
                 words.dedup();
-                Instruction::ForbiddenWords { words: words.iter().map(|w| Pattern::bounded_word(w)).collect::<Result<_>>()? }
+                Instruction::ForbiddenWords {
+                    words: words.iter().map(|w| Pattern::bounded_word(w)).collect::<Result<_>>()?,
+                }
             }
             "keywords:letter_frequency" => {
                 let raw = a.text("letter")?;
@@ -326,18 +333,30 @@ impl Instruction {
                 // Python: `letter.strip().lower()`; a non-letter is counted as given (module notes).
                 ensure!(!py_isspace(c), "argument `letter` is blank");
                 let letter = if c.is_ascii_alphabetic() { c.to_ascii_lowercase() } else { c };
-                Instruction::LetterFrequency { letter, frequency: a.count("let_frequency")?, relation: a.relation("let_relation")? }
+                Instruction::LetterFrequency {
+                    letter,
+                    frequency: a.count("let_frequency")?,
+                    relation: a.relation("let_relation")?,
+                }
             }
             "language:response_language" => {
                 let language = a.text("language")?;
-                ensure!(LANGUAGE_CODES.contains(&language), "argument `language`: {language:?} is not one of IFEval's language codes");
+                ensure!(
+                    LANGUAGE_CODES.contains(&language),
+                    "argument `language`: {language:?} is not one of IFEval's language codes"
+                );
                 Instruction::ResponseLanguage { language: language.to_string() }
             }
-            "length_constraints:number_sentences" => {
-                Instruction::NumberSentences { num_sentences: a.count("num_sentences")?, relation: a.relation("relation")? }
+            "length_constraints:number_sentences" => Instruction::NumberSentences {
+                num_sentences: a.count("num_sentences")?,
+                relation: a.relation("relation")?,
+            },
+            "length_constraints:number_paragraphs" => {
+                Instruction::NumberParagraphs { num_paragraphs: a.count("num_paragraphs")? }
             }
-            "length_constraints:number_paragraphs" => Instruction::NumberParagraphs { num_paragraphs: a.count("num_paragraphs")? },
-            "length_constraints:number_words" => Instruction::NumberWords { num_words: a.count("num_words")?, relation: a.relation("relation")? },
+            "length_constraints:number_words" => {
+                Instruction::NumberWords { num_words: a.count("num_words")?, relation: a.relation("relation")? }
+            }
             "length_constraints:nth_paragraph_first_word" => {
                 let num_paragraphs = a.count("num_paragraphs")?;
                 let nth_paragraph = a.count("nth_paragraph")?;
@@ -348,9 +367,15 @@ impl Instruction {
                 let first_word = a.text("first_word")?.to_lowercase();
                 Instruction::NthParagraphFirstWord { num_paragraphs, nth_paragraph, first_word }
             }
-            "detectable_content:number_placeholders" => Instruction::NumberPlaceholders { num_placeholders: a.count("num_placeholders")? },
-            "detectable_content:postscript" => Instruction::Postscript { marker: Pattern::postscript(&a.stripped("postscript_marker")?)? },
-            "detectable_format:number_bullet_lists" => Instruction::NumberBulletLists { num_bullets: a.count("num_bullets")? },
+            "detectable_content:number_placeholders" => {
+                Instruction::NumberPlaceholders { num_placeholders: a.count("num_placeholders")? }
+            }
+            "detectable_content:postscript" => {
+                Instruction::Postscript { marker: Pattern::postscript(&a.stripped("postscript_marker")?)? }
+            }
+            "detectable_format:number_bullet_lists" => {
+                Instruction::NumberBulletLists { num_bullets: a.count("num_bullets")? }
+            }
             "detectable_format:constrained_response" => Instruction::ConstrainedResponse,
             "detectable_format:number_highlighted_sections" => {
                 Instruction::NumberHighlightedSections { num_highlights: a.count("num_highlights")? }
@@ -418,19 +443,25 @@ impl Instruction {
         let value = response;
         match self {
             Instruction::KeywordsExistence { keywords } => keywords.iter().all(|k| k.regex.is_match(value)),
-            Instruction::KeywordsFrequency { keyword, frequency, relation } => relation.holds(keyword.regex.find_iter(value).count(), *frequency),
+            Instruction::KeywordsFrequency { keyword, frequency, relation } => {
+                relation.holds(keyword.regex.find_iter(value).count(), *frequency)
+            }
             Instruction::ForbiddenWords { words } => !words.iter().any(|w| w.found_between_boundaries(value)),
             Instruction::LetterFrequency { letter, frequency, relation } => {
                 relation.holds(value.to_lowercase().chars().filter(|c| c == letter).count(), *frequency)
             }
             Instruction::ResponseLanguage { language } => detect_language(value).is_none_or(|l| l == *language),
-            Instruction::NumberSentences { num_sentences, relation } => relation.holds(count_sentences(value), *num_sentences),
+            Instruction::NumberSentences { num_sentences, relation } => {
+                relation.holds(count_sentences(value), *num_sentences)
+            }
             Instruction::NumberParagraphs { num_paragraphs } => check_paragraphs(value, *num_paragraphs),
             Instruction::NumberWords { num_words, relation } => relation.holds(count_words(value), *num_words),
             Instruction::NthParagraphFirstWord { num_paragraphs, nth_paragraph, first_word } => {
                 check_nth_paragraph(value, *num_paragraphs, *nth_paragraph, first_word)
             }
-            Instruction::NumberPlaceholders { num_placeholders } => re().placeholder.find_iter(value).count() >= *num_placeholders,
+            Instruction::NumberPlaceholders { num_placeholders } => {
+                re().placeholder.find_iter(value).count() >= *num_placeholders
+            }
             Instruction::Postscript { marker } => marker.regex.is_match(&value.to_lowercase()),
             Instruction::NumberBulletLists { num_bullets } => {
                 re().bullet_star.find_iter(value).count() + re().bullet_dash.find_iter(value).count() == *num_bullets
@@ -440,9 +471,14 @@ impl Instruction {
                 CONSTRAINED_RESPONSES.iter().any(|r| v.contains(r))
             }
             Instruction::NumberHighlightedSections { num_highlights } => count_highlights(value) >= *num_highlights,
-            Instruction::MultipleSections { section_spliter, num_sections } => section_spliter.regex.find_iter(value).count() >= *num_sections,
+            Instruction::MultipleSections { section_spliter, num_sections } => {
+                section_spliter.regex.find_iter(value).count() >= *num_sections
+            }
             Instruction::JsonFormat => check_json(value),
-            Instruction::Title => re().title.find_iter(value).any(|m| !py_strip(m.as_str().trim_start_matches('<').trim_end_matches('>')).is_empty()),
+            Instruction::Title => re()
+                .title
+                .find_iter(value)
+                .any(|m| !py_strip(m.as_str().trim_start_matches('<').trim_end_matches('>')).is_empty()),
             Instruction::TwoResponses => check_two_responses(value),
             Instruction::RepeatPrompt { prompt_to_repeat } => {
                 py_strip(value).to_lowercase().starts_with(&py_strip(prompt_to_repeat).to_lowercase())
@@ -567,7 +603,9 @@ impl IfevalScores {
         let prompts = verdicts.len();
         let instructions: usize = verdicts.iter().map(|v| v.strict.len()).sum();
         let count = |f: fn(&IfevalVerdict) -> bool| verdicts.iter().filter(|v| f(v)).count();
-        let inst = |f: fn(&IfevalVerdict) -> &Vec<bool>| verdicts.iter().map(|v| f(v).iter().filter(|&&b| b).count()).sum::<usize>();
+        let inst = |f: fn(&IfevalVerdict) -> &Vec<bool>| {
+            verdicts.iter().map(|v| f(v).iter().filter(|&&b| b).count()).sum::<usize>()
+        };
         IfevalScores {
             prompts,
             instructions,
@@ -826,7 +864,10 @@ fn re() -> &'static Regexes {
             tb_whitespace: r(r"\s+"),
             tb_clitics1: r(r"([^' ])('[sS]|'[mM]|'[dD]|') "),
             tb_clitics2: r(r"([^' ])('ll|'LL|'re|'RE|'ve|'VE|n't|N'T) "),
-            tb_contractions: CONTRACTIONS.iter().map(|(a, b, _, _)| r(&literal_ignorecase(&format!("{a}{b}")))).collect(),
+            tb_contractions: CONTRACTIONS
+                .iter()
+                .map(|(a, b, _, _)| r(&literal_ignorecase(&format!("{a}{b}"))))
+                .collect(),
         }
     })
 }
@@ -1034,7 +1075,9 @@ pub fn python_json_valid(s: &str) -> bool {
             },
             Some(_) => {
                 let rest = &b[i..];
-                let literal = ["null", "true", "false", "NaN", "Infinity", "-Infinity"].iter().find(|l| rest.starts_with(l.as_bytes()));
+                let literal = ["null", "true", "false", "NaN", "Infinity", "-Infinity"]
+                    .iter()
+                    .find(|l| rest.starts_with(l.as_bytes()));
                 if let Some(l) = literal {
                     i += l.len();
                 } else {
@@ -1082,7 +1125,9 @@ pub fn detect_language(text: &str) -> Option<String> {
     static FACTORY: OnceLock<langdetect::DetectorFactory> = OnceLock::new();
     let factory = FACTORY.get_or_init(|| {
         let mut f = langdetect::DetectorFactory::new(langdetect::Compat::python(11));
-        f.load_builtin(&langdetect::DetectorFactory::builtin_files()).map_err(|(_, e)| e).expect("langdetect's built-in profiles load");
+        f.load_builtin(&langdetect::DetectorFactory::builtin_files())
+            .map_err(|(_, e)| e)
+            .expect("langdetect's built-in profiles load");
         f.seed = langdetect::Seed::Int(0);
         f
     });
@@ -1236,7 +1281,10 @@ fn split_opening_single_quotes(t: &str) -> String {
         ["re", "ve", "ll", "m", "t", "s", "d", "n"].iter().any(|clitic| {
             let n = clitic.len();
             i + n <= chars.len()
-                && chars[i..i + n].iter().zip(clitic.chars()).all(|(&c, p)| c.to_ascii_lowercase() == p || (p == 's' && c == 'ſ'))
+                && chars[i..i + n]
+                    .iter()
+                    .zip(clitic.chars())
+                    .all(|(&c, p)| c.to_ascii_lowercase() == p || (p == 's' && c == 'ſ'))
                 && chars.get(i + n).is_none_or(|&c| !is_rx_word(c))
         })
     };
@@ -1301,11 +1349,18 @@ struct PunktModel {
 
 fn punkt_model() -> &'static PunktModel {
     static MODEL: OnceLock<PunktModel> = OnceLock::new();
-    MODEL.get_or_init(|| parse_punkt_model(include_str!("ifeval_punkt_english.txt")).expect("the bundled Punkt model parses"))
+    MODEL.get_or_init(|| {
+        parse_punkt_model(include_str!("ifeval_punkt_english.txt")).expect("the bundled Punkt model parses")
+    })
 }
 
 fn parse_punkt_model(text: &str) -> Result<PunktModel> {
-    let mut m = PunktModel { abbrev_types: HashSet::new(), collocations: HashSet::new(), sent_starters: HashSet::new(), ortho_context: HashMap::new() };
+    let mut m = PunktModel {
+        abbrev_types: HashSet::new(),
+        collocations: HashSet::new(),
+        sent_starters: HashSet::new(),
+        ortho_context: HashMap::new(),
+    };
     let mut section = "";
     let json = |s: &str| serde_json::from_str::<String>(s).with_context(|| format!("bad entry {s:?}"));
     for line in text.lines() {
@@ -1342,7 +1397,28 @@ fn is_rx_space(c: char) -> bool {
 
 /// `PunktLanguageVars._re_non_word_chars`: characters that cannot appear within words.
 fn is_non_word(c: char) -> bool {
-    matches!(c, ')' | '"' | ';' | '}' | ']' | '*' | ':' | '@' | '\'' | '(' | '{' | '[' | '‘' | '’' | '“' | '”' | '«' | '»' | '?' | '!')
+    matches!(
+        c,
+        ')' | '"'
+            | ';'
+            | '}'
+            | ']'
+            | '*'
+            | ':'
+            | '@'
+            | '\''
+            | '('
+            | '{'
+            | '['
+            | '‘'
+            | '’'
+            | '“'
+            | '”'
+            | '«'
+            | '»'
+            | '?'
+            | '!'
+    )
 }
 
 /// `PunktLanguageVars._re_word_start` (as a lookahead on a non-space character).
@@ -1397,7 +1473,8 @@ fn punkt_word_tokenize(line: &[char]) -> Vec<String> {
         if is_rx_space(c) || is_non_word(c) || multi_char_starts(line, j) {
             return true;
         }
-        c == ',' && (j + 1 >= n || is_rx_space(line[j + 1]) || is_non_word(line[j + 1]) || multi_char_starts(line, j + 1))
+        c == ','
+            && (j + 1 >= n || is_rx_space(line[j + 1]) || is_non_word(line[j + 1]) || multi_char_starts(line, j + 1))
     };
     let mut out = Vec::new();
     let mut i = 0;
@@ -1553,7 +1630,11 @@ fn annotate(m: &PunktModel, toks: &mut [PunktToken]) {
                 t1.abbr = true;
                 continue;
             }
-            if o == Ortho::Unknown && is_initial && t2.first_upper() && m.ortho_context.get(next_typ).copied().unwrap_or(0) & ORTHO_LC == 0 {
+            if o == Ortho::Unknown
+                && is_initial
+                && t2.first_upper()
+                && m.ortho_context.get(next_typ).copied().unwrap_or(0) & ORTHO_LC == 0
+            {
                 t1.sentbreak = false;
                 t1.abbr = true;
             }
@@ -1631,7 +1712,8 @@ fn punkt_spans(c: &[char]) -> Vec<(usize, usize)> {
     let mut previous_slice = (0usize, 0usize);
     for pm in period_contexts(c) {
         let before = py_slice(c, previous_slice.1, pm.start);
-        let last_ws = before.iter().rposition(|&ch| matches!(ch, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')).unwrap_or(0);
+        let last_ws =
+            before.iter().rposition(|&ch| matches!(ch, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')).unwrap_or(0);
         let word_start = if last_ws != 0 { previous_slice.1 + last_ws + 1 } else { previous_slice.0 };
         let word = (word_start, pm.start);
         if let Some((prev_pm, prev_word)) = previous.take() {

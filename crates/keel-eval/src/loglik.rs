@@ -37,7 +37,12 @@ impl Group<'_> {
 
 /// Scores every (context, continuation) pair of token ids, `rows` contexts per forward.
 /// `progress` counts forwarded contexts and input tokens.
-pub fn loglikelihoods(model: &Transformer, pairs: &[(Vec<u32>, Vec<u32>)], rows: usize, progress: &mut Progress) -> Result<Vec<LogLik>> {
+pub fn loglikelihoods(
+    model: &Transformer,
+    pairs: &[(Vec<u32>, Vec<u32>)],
+    rows: usize,
+    progress: &mut Progress,
+) -> Result<Vec<LogLik>> {
     ensure!(rows > 0, "at least one row per batch");
     ensure!(pairs.iter().all(|(c, x)| !c.is_empty() && !x.is_empty()), "empty context or continuation");
     // Group pairs by context; identical pairs are scored once.
@@ -71,7 +76,12 @@ fn log_prob(row: &[f32], token: u32) -> (f64, bool) {
 }
 
 /// Each group's continuation scores, in the group's order.
-fn score_groups(model: &Transformer, groups: &[Group], rows: usize, progress: &mut Progress) -> Result<Vec<Vec<LogLik>>> {
+fn score_groups(
+    model: &Transformer,
+    groups: &[Group],
+    rows: usize,
+    progress: &mut Progress,
+) -> Result<Vec<Vec<LogLik>>> {
     // Longest first, so the workspace is sized by the first batch and later ones fit in it.
     let mut order: Vec<usize> = (0..groups.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(groups[i].len()));
@@ -93,14 +103,22 @@ fn score_groups(model: &Transformer, groups: &[Group], rows: usize, progress: &m
         let chunk = &order[at..(at + take).min(order.len())];
         at += chunk.len();
         let n = chunk.len() * seq;
-        let mut batch = Batch { batch: chunk.len(), seq, ids: vec![0; n], positions: vec![0; n], segments: vec![0; n], targets: vec![IGNORE; n] };
+        let mut batch = Batch {
+            batch: chunk.len(),
+            seq,
+            ids: vec![0; n],
+            positions: vec![0; n],
+            segments: vec![0; n],
+            targets: vec![IGNORE; n],
+        };
         // Per row and continuation: the batch positions whose targets are its tokens 2, 3, ….
         let mut spans: Vec<Vec<std::ops::Range<usize>>> = Vec::with_capacity(chunk.len());
         for (r, &g) in chunk.iter().enumerate() {
             let Group { context, continuations } = &groups[g];
             let base = r * seq;
             for (t, &id) in context.iter().enumerate() {
-                (batch.ids[base + t], batch.positions[base + t], batch.segments[base + t]) = (id, t as u32, CONTEXT_SEGMENT);
+                (batch.ids[base + t], batch.positions[base + t], batch.segments[base + t]) =
+                    (id, t as u32, CONTEXT_SEGMENT);
             }
             // The context's last position predicts every continuation's first token; any target
             // there makes the forward compute its logits row.

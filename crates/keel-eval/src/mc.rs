@@ -112,7 +112,9 @@ impl McTask {
             Some(s) => {
                 let dir = data_dir.join(&s.dir);
                 let mut names: Vec<String> = std::fs::read_dir(&dir)
-                    .with_context(|| format!("cannot list {} (see ../shared/data/README.md, or pass --data-dir)", dir.display()))?
+                    .with_context(|| {
+                        format!("cannot list {} (see ../shared/data/README.md, or pass --data-dir)", dir.display())
+                    })?
                     .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(s.suffix.as_str()).map(String::from))
                     .collect();
                 names.sort();
@@ -127,7 +129,10 @@ impl McTask {
             if let Some(f) = &self.fewshot {
                 for (source, rec) in read_records(&data_dir.join(with_subject(&f.data)))?.iter().take(f.k) {
                     let shot = self.item(rec, source.clone(), "", None)?;
-                    prefix.push_str(&format!("{}{}{}{}", shot.context, self.target_delimiter, shot.choices[shot.gold], f.delimiter));
+                    prefix.push_str(&format!(
+                        "{}{}{}{}",
+                        shot.context, self.target_delimiter, shot.choices[shot.gold], f.delimiter
+                    ));
                 }
             }
             for (source, rec) in read_records(&data_dir.join(with_subject(&self.data)))? {
@@ -137,7 +142,13 @@ impl McTask {
         Ok(items)
     }
 
-    fn item(&self, rec: &BTreeMap<String, Value>, source: String, prefix: &str, subject: Option<String>) -> Result<McItem> {
+    fn item(
+        &self,
+        rec: &BTreeMap<String, Value>,
+        source: String,
+        prefix: &str,
+        subject: Option<String>,
+    ) -> Result<McItem> {
         let context = format!("{prefix}{}", render(&self.context, rec).with_context(|| source.clone())?);
         let choices: Vec<String> = match &self.choices {
             Choices::Field(f) => rec
@@ -147,7 +158,10 @@ impl McTask {
                 .iter()
                 .map(as_text)
                 .collect(),
-            Choices::Fields(fs) => fs.iter().map(|f| rec.get(f).map(as_text).with_context(|| format!("{source}: no field \"{f}\""))).collect::<Result<_>>()?,
+            Choices::Fields(fs) => fs
+                .iter()
+                .map(|f| rec.get(f).map(as_text).with_context(|| format!("{source}: no field \"{f}\"")))
+                .collect::<Result<_>>()?,
             Choices::List(l) => l.clone(),
         };
         ensure!(!choices.is_empty(), "{source}: no choices");
@@ -157,7 +171,8 @@ impl McTask {
             Value::String(s) => s.trim().parse().ok(),
             _ => None,
         }
-        .with_context(|| format!("{source}: gold index {gold} is not a non-negative integer"))? as usize;
+        .with_context(|| format!("{source}: gold index {gold} is not a non-negative integer"))?
+            as usize;
         ensure!(gold < choices.len(), "{source}: gold index {gold} is out of range for {} choices", choices.len());
         Ok(McItem { context, choices, gold, source, subject })
     }
@@ -182,7 +197,8 @@ fn render(template: &str, rec: &BTreeMap<String, Value>) -> Result<String> {
             None => (name, false),
         };
         out.push_str(&rest[..start]);
-        let text = as_text(rec.get(field).with_context(|| format!("the template uses {{{name}}}, which the item lacks"))?);
+        let text =
+            as_text(rec.get(field).with_context(|| format!("the template uses {{{name}}}, which the item lacks"))?);
         out.push_str(if strip { text.trim() } else { &text });
         rest = &rest[end + 1..];
     }
@@ -202,7 +218,14 @@ fn read_records(path: &Path) -> Result<Vec<(String, BTreeMap<String, Value>)>> {
             .map(|(i, rec)| {
                 let source = format!("{}:{}", path.display(), i + 2);
                 let rec = rec.with_context(|| format!("{source}: malformed CSV"))?;
-                Ok((source, headers.iter().zip(rec.iter()).map(|(h, v)| (h.to_string(), Value::String(v.to_string()))).collect()))
+                Ok((
+                    source,
+                    headers
+                        .iter()
+                        .zip(rec.iter())
+                        .map(|(h, v)| (h.to_string(), Value::String(v.to_string())))
+                        .collect(),
+                ))
             })
             .collect();
     }
@@ -235,7 +258,12 @@ pub fn encode_pair(tok: &Tokenizer, context: &str, continuation: &str) -> Result
 
 /// Scores `items`; returns each item's result and (acc, acc_norm).
 pub fn evaluate(
-    model: &Transformer, tok: &Tokenizer, task: &McTask, items: &[McItem], rows: usize, progress: &mut Progress,
+    model: &Transformer,
+    tok: &Tokenizer,
+    task: &McTask,
+    items: &[McItem],
+    rows: usize,
+    progress: &mut Progress,
 ) -> Result<(Vec<McResult>, f64, f64)> {
     let mut pairs = Vec::new();
     for item in items {

@@ -6,7 +6,8 @@ use regex::Regex;
 use std::sync::LazyLock;
 
 static GSM8K_STRICT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"#### (\-?[0-9\.\,]+)").expect("valid regex"));
-static GSM8K_FLEXIBLE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(-?[$0-9.,]{2,})|(-?[0-9]+)").expect("valid regex"));
+static GSM8K_FLEXIBLE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(-?[$0-9.,]{2,})|(-?[0-9]+)").expect("valid regex"));
 
 /// lm-eval's normalization before exact match: drop `,` and `$`, everything through `#### `, and
 /// one trailing `.`.
@@ -26,7 +27,11 @@ pub fn gsm8k_strict(response: &str) -> Option<String> {
 
 /// The last number of a response (flexible).
 pub fn gsm8k_flexible(response: &str) -> Option<String> {
-    GSM8K_FLEXIBLE.captures_iter(response).last().and_then(|c| c.get(1).or_else(|| c.get(2))).map(|m| m.as_str().to_string())
+    GSM8K_FLEXIBLE
+        .captures_iter(response)
+        .last()
+        .and_then(|c| c.get(1).or_else(|| c.get(2)))
+        .map(|m| m.as_str().to_string())
 }
 
 /// Whether an extracted GSM8K answer equals the reference answer (the worked solution ending in
@@ -56,7 +61,8 @@ pub fn medcalc_answer_text(response: &str) -> &str {
 pub fn medcalc_correct(output_type: &str, truth: &str, lower: &str, upper: &str, response: &str) -> bool {
     let text = medcalc_answer_text(response);
     if output_type == "date" {
-        let norm = |s: &str| DATE.captures(s).map(|c| (c[1].parse::<u32>().ok(), c[2].parse::<u32>().ok(), c[3].to_string()));
+        let norm =
+            |s: &str| DATE.captures(s).map(|c| (c[1].parse::<u32>().ok(), c[2].parse::<u32>().ok(), c[3].to_string()));
         return matches!((norm(text), norm(truth)), (Some(a), Some(b)) if a == b);
     }
     if let Some(t) = WEEKS_DAYS.captures(truth) {
@@ -95,10 +101,16 @@ mod tests {
         assert!(gsm8k_correct(gsm8k_flexible("She ends with 1000.").as_deref(), "#### 1,000"));
         assert!(gsm8k_correct(gsm8k_flexible("The change is -5 degrees").as_deref(), "#### -5"));
         assert!(gsm8k_correct(gsm8k_strict("#### -5").as_deref(), "#### -5"));
-        assert!(!gsm8k_correct(gsm8k_flexible("It is 7, not 8").as_deref(), "#### 7"), "flexible takes the last number");
+        assert!(
+            !gsm8k_correct(gsm8k_flexible("It is 7, not 8").as_deref(), "#### 7"),
+            "flexible takes the last number"
+        );
         assert!(!gsm8k_correct(gsm8k_flexible("").as_deref(), "#### 7"));
         assert!(!gsm8k_correct(gsm8k_flexible("no digits at all, just words").as_deref(), "#### 7"));
-        assert!(!gsm8k_correct(gsm8k_flexible(&"9".repeat(10_000)).as_deref(), "#### 7"), "endless output is just wrong");
+        assert!(
+            !gsm8k_correct(gsm8k_flexible(&"9".repeat(10_000)).as_deref(), "#### 7"),
+            "endless output is just wrong"
+        );
     }
 
     #[test]
@@ -126,7 +138,9 @@ mod tests {
         assert!(date("Answer: 09/23/2014") && date("Answer: 9/23/2014"));
         assert!(!date("Answer: 09/24/2014") && !date("Answer: 2014-09-23"));
         // gestational age: weeks and days.
-        let ga = |r: &str| medcalc_correct("integer", "('14 weeks', '1 days')", "('14 weeks', '1 days')", "('14 weeks', '1 days')", r);
+        let ga = |r: &str| {
+            medcalc_correct("integer", "('14 weeks', '1 days')", "('14 weeks', '1 days')", "('14 weeks', '1 days')", r)
+        };
         assert!(ga("Answer: 14 weeks and 1 day") && ga("Answer: ('14 weeks', '1 days')"));
         assert!(!ga("Answer: 14 weeks and 2 days") && !ga("Answer: 14"));
         // The last Answer: line counts.

@@ -36,10 +36,13 @@ fn every_canonical_humaneval_solution_passes_and_a_wrong_one_fails() {
     use keel_eval::humaneval::{passes, program, read_tasks};
     let tasks = read_tasks(&data()).unwrap();
     assert_eq!(tasks.len(), 164);
-    let raw = std::io::Read::bytes(flate2::read::GzDecoder::new(std::fs::File::open(data().join("humaneval/HumanEval.jsonl.gz")).unwrap()))
-        .collect::<Result<Vec<u8>, _>>()
-        .unwrap();
-    let lines: Vec<serde_json::Value> = String::from_utf8(raw).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let raw = std::io::Read::bytes(flate2::read::GzDecoder::new(
+        std::fs::File::open(data().join("humaneval/HumanEval.jsonl.gz")).unwrap(),
+    ))
+    .collect::<Result<Vec<u8>, _>>()
+    .unwrap();
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(raw).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let limit = std::time::Duration::from_secs(20);
     for (t, v) in tasks.iter().zip(&lines) {
         let solution = v["canonical_solution"].as_str().unwrap();
@@ -62,20 +65,32 @@ fn gsm8k_eight_shot_prompts_carry_eight_worked_examples() {
 fn gsm8k_greedy_answers_and_scores_match_transformers() {
     use keel_data::pretrained::{default_model_path, Pretrained};
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let reference: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("crates/keel-eval/tests/fixtures/gsm8k_reference.json")).unwrap()).unwrap();
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("crates/keel-eval/tests/fixtures/gsm8k_reference.json")).unwrap(),
+    )
+    .unwrap();
     let want = reference["items"].as_array().unwrap();
     let pre = Pretrained::load(&default_model_path(&root)).unwrap();
     let items: Vec<_> = GenTask::Gsm8k.items(&data()).unwrap().into_iter().take(want.len()).collect();
-    let outputs = keel_eval::gen_tasks::run(&pre, GenTask::Gsm8k, &items, 4, reference["max_new_tokens"].as_u64().unwrap() as usize)
-        .unwrap()
-        .into_iter()
-        .map(|g| g.text)
-        .collect::<Vec<_>>();
+    let outputs = keel_eval::gen_tasks::run(
+        &pre,
+        GenTask::Gsm8k,
+        &items,
+        4,
+        reference["max_new_tokens"].as_u64().unwrap() as usize,
+    )
+    .unwrap()
+    .into_iter()
+    .map(|g| g.text)
+    .collect::<Vec<_>>();
     let identical = outputs.iter().zip(want).filter(|(o, w)| o.as_str() == w["output"].as_str().unwrap()).count();
     assert!(identical + 1 >= want.len(), "only {identical} of {} greedy answers equal transformers'", want.len());
     for metric in ["strict_match", "flexible_match"] {
-        let ours = items.iter().zip(&outputs).filter(|(i, o)| GenTask::Gsm8k.score(i, o).unwrap().iter().any(|v| v.metric == metric && v.passed == 1)).count();
+        let ours = items
+            .iter()
+            .zip(&outputs)
+            .filter(|(i, o)| GenTask::Gsm8k.score(i, o).unwrap().iter().any(|v| v.metric == metric && v.passed == 1))
+            .count();
         let theirs = (reference[metric].as_f64().unwrap() * want.len() as f64).round() as usize;
         assert!(ours.abs_diff(theirs) <= 1, "{metric}: {ours} vs transformers' {theirs} of {}", want.len());
     }

@@ -9,8 +9,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use keel_eval::ifeval::{
-    self, count_capital_words, count_sentences, count_words, detect_language, loose_variants, parse_ifeval_line, read_ifeval, score,
-    sentences, word_tokenize, IfevalItem, IfevalScores, IfevalVerdict, Instruction, INSTRUCTION_IDS,
+    self, count_capital_words, count_sentences, count_words, detect_language, loose_variants, parse_ifeval_line,
+    read_ifeval, score, sentences, word_tokenize, IfevalItem, IfevalScores, IfevalVerdict, Instruction,
+    INSTRUCTION_IDS,
 };
 use serde_json::{json, Value};
 
@@ -54,10 +55,19 @@ fn verdicts_equal_the_official_checkers_on_every_fixture_case() {
         let got = score(&item, response);
         let want = IfevalVerdict { strict: bools(&case["strict"]), loose: bools(&case["loose"]) };
         if got != want {
-            wrong.push(format!("case {n} (row {}, {:?}): response {:?}: keel {got:?}, official {want:?}", item.key, case["row"]["instruction_id_list"], response));
+            wrong.push(format!(
+                "case {n} (row {}, {:?}): response {:?}: keel {got:?}, official {want:?}",
+                item.key, case["row"]["instruction_id_list"], response
+            ));
         }
     }
-    assert!(wrong.is_empty(), "{} of {} cases differ from the official checkers:\n{}", wrong.len(), cases.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} of {} cases differ from the official checkers:\n{}",
+        wrong.len(),
+        cases.len(),
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -82,8 +92,10 @@ fn sentences_words_and_tokens_equal_nltks() {
     let mut wrong = Vec::new();
     for t in texts {
         let text = t["text"].as_str().unwrap();
-        let want_sentences: Vec<String> = t["sentences"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
-        let want_tokens: Vec<String> = t["tokens"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+        let want_sentences: Vec<String> =
+            t["sentences"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+        let want_tokens: Vec<String> =
+            t["tokens"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
         let got_sentences = sentences(text);
         if got_sentences != want_sentences || count_sentences(text) != t["count_sentences"].as_u64().unwrap() as usize {
             wrong.push(format!("sentences of {text:?}: keel {got_sentences:?}, NLTK {want_sentences:?}"));
@@ -201,7 +213,10 @@ fn malformed_lines_are_errors_naming_file_and_line() {
     // null values mean "not given" (the Hugging Face copy of the data has every key, mostly null).
     let hf = r#"{"key": 7, "prompt": "p", "instruction_id_list": ["length_constraints:number_words"], "kwargs": [{"num_words": 5, "relation": "less than", "keyword": null, "num_highlights": null}]}"#;
     let item = parse_ifeval_line(hf).unwrap();
-    assert!(matches!(item.instructions[0], Instruction::NumberWords { num_words: 5, relation: ifeval::Relation::LessThan }));
+    assert!(matches!(
+        item.instructions[0],
+        Instruction::NumberWords { num_words: 5, relation: ifeval::Relation::LessThan }
+    ));
     let missing = std::env::temp_dir().join("keel-ifeval-does-not-exist.jsonl");
     assert!(format!("{:#}", read_ifeval(&missing).unwrap_err()).contains("does-not-exist"));
 }
@@ -227,7 +242,12 @@ const UNIT_CASES: &[(i64, &str, &str, bool)] = &[
     (1122, "keywords:letter_frequency", "#one #two #three", false),
     (1129, "keywords:letter_frequency", "Yum! Yum! Yum! Yum! Yum! Yum!", true),
     (1129, "keywords:letter_frequency", "Yum! Yum!", false),
-    (240, "language:response_language", "Решётка — это набор точек, расположенных в строгом порядке, как клетки в тетради.", true),
+    (
+        240,
+        "language:response_language",
+        "Решётка — это набор точек, расположенных в строгом порядке, как клетки в тетради.",
+        true,
+    ),
     (240, "language:response_language", "A lattice is a set of points arranged in a regular pattern.", false),
     (240, "language:response_language", "1 2 3 4 5", true),
     (1268, "length_constraints:number_sentences", "I was stressed. I breathed. It passed.", true),
@@ -237,8 +257,18 @@ const UNIT_CASES: &[(i64, &str, &str, bool)] = &[
     (1082, "length_constraints:number_paragraphs", "He woke up in a game.\n\nHe found the exit.", false),
     (164, "length_constraints:number_words", "A short essay about a show.", true),
     (209, "length_constraints:number_words", "Sleep well.", false),
-    (2215, "length_constraints:nth_paragraph_first_word", "Realising, after ten years, that I want more.\n\nSo here I am.", true),
-    (2215, "length_constraints:nth_paragraph_first_word", "After ten years I want more.\n\nRealising this, I apply.", false),
+    (
+        2215,
+        "length_constraints:nth_paragraph_first_word",
+        "Realising, after ten years, that I want more.\n\nSo here I am.",
+        true,
+    ),
+    (
+        2215,
+        "length_constraints:nth_paragraph_first_word",
+        "After ten years I want more.\n\nRealising this, I apply.",
+        false,
+    ),
     (1372, "detectable_content:number_placeholders", "[name] [date] [place] [fish] [tank] [price] [hours]", true),
     (1372, "detectable_content:number_placeholders", "[name] visited the aquarium.", false),
     (1246, "detectable_content:postscript", "Roses are red.\n\nP.P.S. Buy now.", true),
@@ -258,7 +288,12 @@ const UNIT_CASES: &[(i64, &str, &str, bool)] = &[
     (1322, "detectable_format:title", "Kotlin vs Java\nBoth run on the JVM.", false),
     (1098, "combination:two_responses", "Allah\n******\nJehovah", true),
     (1098, "combination:two_responses", "Allah", false),
-    (288, "combination:repeat_prompt", "Is ballistics (the study of the motion of projectiles) an actual science? Yes.", true),
+    (
+        288,
+        "combination:repeat_prompt",
+        "Is ballistics (the study of the motion of projectiles) an actual science? Yes.",
+        true,
+    ),
     (288, "combination:repeat_prompt", "Yes, ballistics is a science.", false),
     (1220, "startend:end_checker", "Two strangers, one latte.\nIs there anything else I can help with?", true),
     (1220, "startend:end_checker", "Two strangers, one latte.", false),
@@ -277,7 +312,11 @@ const UNIT_CASES: &[(i64, &str, &str, bool)] = &[
 ];
 
 fn instruction<'a>(item: &'a IfevalItem, id: &str) -> (usize, &'a Instruction) {
-    item.instructions.iter().enumerate().find(|(_, i)| i.id() == id).unwrap_or_else(|| panic!("row {} has no {id}", item.key))
+    item.instructions
+        .iter()
+        .enumerate()
+        .find(|(_, i)| i.id() == id)
+        .unwrap_or_else(|| panic!("row {} has no {id}", item.key))
 }
 
 #[test]
@@ -299,11 +338,23 @@ fn each_instruction_type_passes_and_fails_on_hand_written_responses() {
 fn loose_scoring_forgives_a_first_or_last_line_and_asterisks() {
     // (row, id, response, strict, loose)
     let cases: &[(i64, &str, &str, bool, bool)] = &[
-        (288, "combination:repeat_prompt", "Sure, here it is:\nIs ballistics (the study of the motion of projectiles) an actual science? Yes.", false, true),
+        (
+            288,
+            "combination:repeat_prompt",
+            "Sure, here it is:\nIs ballistics (the study of the motion of projectiles) an actual science? Yes.",
+            false,
+            true,
+        ),
         (219, "startend:quotation", "Sure, here it is:\n\"Kareena is a fine actor.\"", false, true),
         (1220, "startend:end_checker", "A poem.\nIs there anything else I can help with?\nEnjoy!", false, true),
         (13, "detectable_format:json_format", "Here is the JSON:\n{\"park\": 1}\nHope it helps.", false, true),
-        (202, "change_case:english_lowercase", "Sure! Here it is:\netchings is another word for engravings.", false, true),
+        (
+            202,
+            "change_case:english_lowercase",
+            "Sure! Here it is:\netchings is another word for engravings.",
+            false,
+            true,
+        ),
         (1001, "punctuation:no_comma", "Sure, here it is:\nHark thee to Kyoto.", false, true),
         // Deleting `*` rescues a bold title that breaks the constrained answer.
         (227, "detectable_format:constrained_response", "**My answer is yes.**", true, true),
@@ -323,7 +374,20 @@ fn loose_scoring_forgives_a_first_or_last_line_and_asterisks() {
 #[test]
 fn loose_variants_are_the_official_eight() {
     let v = loose_variants("Intro:\n*a* b\nOutro ");
-    assert_eq!(v, ["Intro:\n*a* b\nOutro ", "Intro:\na b\nOutro ", "*a* b\nOutro", "Intro:\n*a* b", "*a* b", "a b\nOutro", "Intro:\na b", "a b"].map(String::from));
+    assert_eq!(
+        v,
+        [
+            "Intro:\n*a* b\nOutro ",
+            "Intro:\na b\nOutro ",
+            "*a* b\nOutro",
+            "Intro:\n*a* b",
+            "*a* b",
+            "a b\nOutro",
+            "Intro:\na b",
+            "a b"
+        ]
+        .map(String::from)
+    );
     assert_eq!(loose_variants("one line"), ["one line", "one line", "", "", "", "", "", ""].map(String::from));
     assert_eq!(loose_variants(""), ["", "", "", "", "", "", "", ""].map(String::from));
 }
@@ -386,9 +450,60 @@ fn all_types_item() -> IfevalItem {
 /// A deterministic garbage generator over characters that matter to the checkers.
 fn garbage(seed: u64, len: usize) -> String {
     const ALPHABET: &[&str] = &[
-        "a", "B", " ", "\n", "\n\n", ".", "!", "?", ",", ":", ";", "*", "**", "***", "******", "-", "--", "[", "]", "{", "}",
-        "\"", "'", "`", "<<", ">>", "(", ")", "#", "@", "P.S.", "Section 1", "é", "Ж", "ß", "İ", "ǅ", "\u{301}", "\u{1c}",
-        "\u{85}", "\u{2028}", "\u{feff}", "日本", "हिं", "```json", "NaN", "\\", "\t", "\r", "0", "9", "...", ". . .", "'t",
+        "a",
+        "B",
+        " ",
+        "\n",
+        "\n\n",
+        ".",
+        "!",
+        "?",
+        ",",
+        ":",
+        ";",
+        "*",
+        "**",
+        "***",
+        "******",
+        "-",
+        "--",
+        "[",
+        "]",
+        "{",
+        "}",
+        "\"",
+        "'",
+        "`",
+        "<<",
+        ">>",
+        "(",
+        ")",
+        "#",
+        "@",
+        "P.S.",
+        "Section 1",
+        "é",
+        "Ж",
+        "ß",
+        "İ",
+        "ǅ",
+        "\u{301}",
+        "\u{1c}",
+        "\u{85}",
+        "\u{2028}",
+        "\u{feff}",
+        "日本",
+        "हिं",
+        "```json",
+        "NaN",
+        "\\",
+        "\t",
+        "\r",
+        "0",
+        "9",
+        "...",
+        ". . .",
+        "'t",
     ];
     let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     let mut s = String::new();

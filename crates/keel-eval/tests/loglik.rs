@@ -7,14 +7,22 @@ use keel_model::{Batch, Transformer, Workspace};
 use std::path::PathBuf;
 
 fn model() -> Transformer {
-    Transformer::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../keel-model/tests/fixtures/parity/llama_tied")).unwrap()
+    Transformer::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../keel-model/tests/fixtures/parity/llama_tied"))
+        .unwrap()
 }
 
 /// log p(cont | ctx) from one full forward of ctx + cont.
 fn direct(m: &Transformer, ctx: &[u32], cont: &[u32]) -> f64 {
     let ids: Vec<u32> = ctx.iter().chain(cont).copied().collect();
     let t = ids.len();
-    let batch = Batch { batch: 1, seq: t, ids: ids.clone(), positions: (0..t as u32).collect(), segments: vec![1; t], targets: vec![IGNORE; t] };
+    let batch = Batch {
+        batch: 1,
+        seq: t,
+        ids: ids.clone(),
+        positions: (0..t as u32).collect(),
+        segments: vec![1; t],
+        targets: vec![IGNORE; t],
+    };
     let mut ws = Workspace::new(&m.config, 1, t, false).unwrap();
     m.forward(&mut ws, &batch).unwrap();
     let v = m.config.vocab_size;

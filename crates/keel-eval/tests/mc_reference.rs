@@ -23,7 +23,8 @@ fn arc_easy_choices_and_loglikelihoods_match_the_reference() {
         &std::fs::read_to_string(root().join("crates/keel-eval/tests/fixtures/arc_easy_reference.json")).unwrap(),
     )
     .unwrap();
-    let task = McTask::from_toml(&std::fs::read_to_string(root().join("tasks/arc_easy.toml")).unwrap(), "arc_easy").unwrap();
+    let task =
+        McTask::from_toml(&std::fs::read_to_string(root().join("tasks/arc_easy.toml")).unwrap(), "arc_easy").unwrap();
     let pre = Pretrained::load(&model_path()).unwrap();
     let want = reference["items"].as_array().unwrap();
     let items: Vec<_> = task.items(&root().join("../shared/data")).unwrap().into_iter().take(want.len()).collect();
@@ -36,13 +37,18 @@ fn arc_easy_choices_and_loglikelihoods_match_the_reference() {
             assert_eq!(cont, ids(cont_ids), "{}: continuation {c} ids", item.source);
         }
     }
-    let (results, acc, acc_norm) = evaluate(&pre.model, &pre.tokenizer, &task, &items, 8, &mut Progress::quiet()).unwrap();
+    let (results, acc, acc_norm) =
+        evaluate(&pre.model, &pre.tokenizer, &task, &items, 8, &mut Progress::quiet()).unwrap();
     for (r, w) in results.iter().zip(want) {
         assert_eq!(r.pred_acc as u64, w["pred_acc"].as_u64().unwrap(), "{}: acc choice", r.source);
         assert_eq!(r.pred_acc_norm as u64, w["pred_acc_norm"].as_u64().unwrap(), "{}: acc_norm choice", r.source);
         for (ours, theirs) in r.loglikelihoods.iter().zip(w["loglikelihoods"].as_array().unwrap()) {
             let theirs = theirs.as_f64().unwrap();
-            assert!((ours - theirs).abs() < 2e-3 * theirs.abs().max(1.0), "{}: log-likelihood {ours} vs {theirs}", r.source);
+            assert!(
+                (ours - theirs).abs() < 2e-3 * theirs.abs().max(1.0),
+                "{}: log-likelihood {ours} vs {theirs}",
+                r.source
+            );
         }
         let greedy: Vec<bool> = w["is_greedy"].as_array().unwrap().iter().map(|g| g.as_bool().unwrap()).collect();
         assert_eq!(r.is_greedy, greedy, "{}: is_greedy", r.source);
@@ -54,8 +60,16 @@ fn arc_easy_choices_and_loglikelihoods_match_the_reference() {
 #[test]
 fn task_files_with_bad_gold_indices_or_fields_are_refused_naming_the_line() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    std::fs::write(dir.join("mc.jsonl"), "{\"q\": \"a\", \"c\": [\"x\", \"y\"], \"g\": 1}\n{\"q\": \"b\", \"c\": [\"x\", \"y\"], \"g\": 2}\n").unwrap();
-    let task = McTask::from_toml("name = \"t\"\ndata = \"mc.jsonl\"\ncontext = \"{q}\"\nchoices = { field = \"c\" }\ngold = \"g\"\n", "t").unwrap();
+    std::fs::write(
+        dir.join("mc.jsonl"),
+        "{\"q\": \"a\", \"c\": [\"x\", \"y\"], \"g\": 1}\n{\"q\": \"b\", \"c\": [\"x\", \"y\"], \"g\": 2}\n",
+    )
+    .unwrap();
+    let task = McTask::from_toml(
+        "name = \"t\"\ndata = \"mc.jsonl\"\ncontext = \"{q}\"\nchoices = { field = \"c\" }\ngold = \"g\"\n",
+        "t",
+    )
+    .unwrap();
     let err = format!("{:#}", task.items(&dir).unwrap_err());
     assert!(err.contains("mc.jsonl:2") && err.contains("gold index 2 is out of range"), "{err}");
     let missing = McTask { context: "{nope}".into(), ..task.clone() };

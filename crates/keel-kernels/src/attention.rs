@@ -57,7 +57,13 @@ fn for_each_row<A: Send, F: Fn(usize, A) + Sync + Send>(items: Vec<A>, f: F) {
 /// Causality is exploited: queries run in blocks of [`QUERY_BLOCK`], and a block scores only the
 /// keys up to its last query (the rest of its probability rows are zero).
 pub fn attention_forward<T: Real>(
-    out: &mut [T], probs: &mut [T], q: &[T], k: &[T], v: &[T], segments: &[u32], s: AttnShape,
+    out: &mut [T],
+    probs: &mut [T],
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    segments: &[u32],
+    s: AttnShape,
 ) {
     let (t, d, qw, kw) = (s.seq, s.head_dim, s.q_width(), s.kv_width());
     let scale = T::from_f64(1.0 / (d as f64).sqrt());
@@ -71,13 +77,41 @@ pub fn attention_forward<T: Real>(
             for (i0, n) in query_blocks(t) {
                 let len = i0 + n;
                 let p_blk = &mut p[i0 * t..];
-                crate::gemm::gemm_strided_scaled(false, true, n, len, d, scale, &q_b[i0 * qw + h * d..], qw, &k_b[kvh * d..], kw, T::zero(), p_blk, t);
+                crate::gemm::gemm_strided_scaled(
+                    false,
+                    true,
+                    n,
+                    len,
+                    d,
+                    scale,
+                    &q_b[i0 * qw + h * d..],
+                    qw,
+                    &k_b[kvh * d..],
+                    kw,
+                    T::zero(),
+                    p_blk,
+                    t,
+                );
                 for i in 0..n {
                     let row = &mut p_blk[i * t..(i + 1) * t];
                     masked_softmax_row(&mut row[..len], seg, i0 + i);
                     row[len..].fill(T::zero());
                 }
-                crate::gemm::gemm_strided_scaled(false, false, n, d, len, T::one(), p_blk, t, &v_b[kvh * d..], kw, T::zero(), &mut out_b[i0 * qw + h * d..], qw);
+                crate::gemm::gemm_strided_scaled(
+                    false,
+                    false,
+                    n,
+                    d,
+                    len,
+                    T::one(),
+                    p_blk,
+                    t,
+                    &v_b[kvh * d..],
+                    kw,
+                    T::zero(),
+                    &mut out_b[i0 * qw + h * d..],
+                    qw,
+                );
             }
         }
     });
@@ -122,8 +156,16 @@ fn masked_softmax_row<T: Real>(row: &mut [T], seg: &[u32], i: usize) {
 /// `scratch` holds `[batch × seq × seq]` elements.
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward<T: Real>(
-    dq: &mut [T], dk: &mut [T], dv: &mut [T], scratch: &mut [T], dout: &[T], probs: &[T], q: &[T], k: &[T],
-    v: &[T], s: AttnShape,
+    dq: &mut [T],
+    dk: &mut [T],
+    dv: &mut [T],
+    scratch: &mut [T],
+    dout: &[T],
+    probs: &[T],
+    q: &[T],
+    k: &[T],
+    v: &[T],
+    s: AttnShape,
 ) {
     let (t, d, qw, kw) = (s.seq, s.head_dim, s.q_width(), s.kv_width());
     let scale = T::from_f64(1.0 / (d as f64).sqrt());
@@ -144,15 +186,71 @@ pub fn attention_backward<T: Real>(
                 let len = i0 + n;
                 let (p_blk, ds_blk, do_blk) = (&p[i0 * t..], &mut ds[i0 * t..], &do_b[i0 * qw + h * d..]);
                 // dP = dO·Vᵀ, then dS = P ⊙ (dP − rowsum(dP ⊙ P)).
-                crate::gemm::gemm_strided_scaled(false, true, n, len, d, T::one(), do_blk, qw, &v_b[kvh * d..], kw, T::zero(), ds_blk, t);
+                crate::gemm::gemm_strided_scaled(
+                    false,
+                    true,
+                    n,
+                    len,
+                    d,
+                    T::one(),
+                    do_blk,
+                    qw,
+                    &v_b[kvh * d..],
+                    kw,
+                    T::zero(),
+                    ds_blk,
+                    t,
+                );
                 for i in 0..n {
                     let (pr, dr) = (&p_blk[i * t..i * t + len], &mut ds_blk[i * t..i * t + len]);
                     let dot: T = pr.iter().zip(dr.iter()).map(|(&a, &b)| a * b).sum();
                     dr.iter_mut().zip(pr).for_each(|(g, &pv)| *g = pv * (*g - dot));
                 }
-                crate::gemm::gemm_strided_scaled(false, false, n, d, len, scale, ds_blk, t, &k_b[kvh * d..], kw, T::zero(), &mut dq_b[i0 * qw + h * d..], qw);
-                crate::gemm::gemm_strided_scaled(true, false, len, d, n, scale, ds_blk, t, &q_b[i0 * qw + h * d..], qw, T::one(), &mut dk_b[kvh * d..], kw);
-                crate::gemm::gemm_strided_scaled(true, false, len, d, n, T::one(), p_blk, t, do_blk, qw, T::one(), &mut dv_b[kvh * d..], kw);
+                crate::gemm::gemm_strided_scaled(
+                    false,
+                    false,
+                    n,
+                    d,
+                    len,
+                    scale,
+                    ds_blk,
+                    t,
+                    &k_b[kvh * d..],
+                    kw,
+                    T::zero(),
+                    &mut dq_b[i0 * qw + h * d..],
+                    qw,
+                );
+                crate::gemm::gemm_strided_scaled(
+                    true,
+                    false,
+                    len,
+                    d,
+                    n,
+                    scale,
+                    ds_blk,
+                    t,
+                    &q_b[i0 * qw + h * d..],
+                    qw,
+                    T::one(),
+                    &mut dk_b[kvh * d..],
+                    kw,
+                );
+                crate::gemm::gemm_strided_scaled(
+                    true,
+                    false,
+                    len,
+                    d,
+                    n,
+                    T::one(),
+                    p_blk,
+                    t,
+                    do_blk,
+                    qw,
+                    T::one(),
+                    &mut dv_b[kvh * d..],
+                    kw,
+                );
             }
         }
     });
@@ -186,7 +284,8 @@ const QUERY_BLOCK: usize = 64;
 /// keys `0..past + first + queries`.
 fn cached_tasks(spans: &[CachedSpan], heads: usize) -> impl Iterator<Item = (CachedSpan, usize, usize, usize)> + '_ {
     spans.iter().flat_map(move |&sp| {
-        (0..heads).flat_map(move |h| (0..sp.new).step_by(QUERY_BLOCK).map(move |i| (sp, h, i, QUERY_BLOCK.min(sp.new - i))))
+        (0..heads)
+            .flat_map(move |h| (0..sp.new).step_by(QUERY_BLOCK).map(move |i| (sp, h, i, QUERY_BLOCK.min(sp.new - i))))
     })
 }
 
@@ -200,7 +299,13 @@ pub fn cached_scores_len(spans: &[CachedSpan], heads: usize) -> usize {
 /// cache rows `0..=past + i`. Every (span, head, block of queries) is its own task, so one long
 /// prompt and many one-token rows both spread over the threads.
 pub fn attention_cached<T: Real>(
-    out: &mut [T], scores: &mut [T], q: &[T], k_cache: &[T], v_cache: &[T], spans: &[CachedSpan], s: CacheShape,
+    out: &mut [T],
+    scores: &mut [T],
+    q: &[T],
+    k_cache: &[T],
+    v_cache: &[T],
+    spans: &[CachedSpan],
+    s: CacheShape,
 ) {
     let (d, qw, kw) = (s.head_dim, s.heads * s.head_dim, s.kv_heads * s.head_dim);
     let group = s.heads / s.kv_heads;
@@ -219,14 +324,42 @@ pub fn attention_cached<T: Real>(
         let (len, kvh, row) = (sp.past + first + n, h / group, sp.at + first);
         let (k_b, v_b) = (&k_cache[sp.slot * s.capacity * kw..], &v_cache[sp.slot * s.capacity * kw..]);
         let q_h = &q[row * qw + h * d..];
-        crate::gemm::gemm_strided_scaled(false, true, n, len, d, scale, q_h, qw, &k_b[kvh * d..], kw, T::zero(), sc, len);
+        crate::gemm::gemm_strided_scaled(
+            false,
+            true,
+            n,
+            len,
+            d,
+            scale,
+            q_h,
+            qw,
+            &k_b[kvh * d..],
+            kw,
+            T::zero(),
+            sc,
+            len,
+        );
         for i in 0..n {
             softmax_prefix(&mut sc[i * len..(i + 1) * len], sp.past + first + i + 1);
         }
         // SAFETY: this task writes only head h's columns of its block's rows; the other tasks'
         // elements inside this view are never touched by this call.
         let out_h = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add(row * qw + h * d), (n - 1) * qw + d) };
-        crate::gemm::gemm_strided_scaled(false, false, n, d, len, T::one(), sc, len, &v_b[kvh * d..], kw, T::zero(), out_h, qw);
+        crate::gemm::gemm_strided_scaled(
+            false,
+            false,
+            n,
+            d,
+            len,
+            T::one(),
+            sc,
+            len,
+            &v_b[kvh * d..],
+            kw,
+            T::zero(),
+            out_h,
+            qw,
+        );
     });
 }
 

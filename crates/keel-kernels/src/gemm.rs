@@ -13,24 +13,72 @@ pub(crate) mod ffi {
     const NO_TRANS: i32 = 111;
     const TRANS: i32 = 112;
     pub fn trans(t: bool) -> i32 {
-        if t { TRANS } else { NO_TRANS }
+        if t {
+            TRANS
+        } else {
+            NO_TRANS
+        }
     }
     extern "C" {
         pub fn cblas_sgemm(
-            order: i32, ta: i32, tb: i32, m: i32, n: i32, k: i32, alpha: f32, a: *const f32, lda: i32,
-            b: *const f32, ldb: i32, beta: f32, c: *mut f32, ldc: i32,
+            order: i32,
+            ta: i32,
+            tb: i32,
+            m: i32,
+            n: i32,
+            k: i32,
+            alpha: f32,
+            a: *const f32,
+            lda: i32,
+            b: *const f32,
+            ldb: i32,
+            beta: f32,
+            c: *mut f32,
+            ldc: i32,
         );
         pub fn cblas_dgemm(
-            order: i32, ta: i32, tb: i32, m: i32, n: i32, k: i32, alpha: f64, a: *const f64, lda: i32,
-            b: *const f64, ldb: i32, beta: f64, c: *mut f64, ldc: i32,
+            order: i32,
+            ta: i32,
+            tb: i32,
+            m: i32,
+            n: i32,
+            k: i32,
+            alpha: f64,
+            a: *const f64,
+            lda: i32,
+            b: *const f64,
+            ldb: i32,
+            beta: f64,
+            c: *mut f64,
+            ldc: i32,
         );
         pub fn cblas_sgemv(
-            order: i32, ta: i32, m: i32, n: i32, alpha: f32, a: *const f32, lda: i32, x: *const f32, incx: i32,
-            beta: f32, y: *mut f32, incy: i32,
+            order: i32,
+            ta: i32,
+            m: i32,
+            n: i32,
+            alpha: f32,
+            a: *const f32,
+            lda: i32,
+            x: *const f32,
+            incx: i32,
+            beta: f32,
+            y: *mut f32,
+            incy: i32,
         );
         pub fn cblas_dgemv(
-            order: i32, ta: i32, m: i32, n: i32, alpha: f64, a: *const f64, lda: i32, x: *const f64, incx: i32,
-            beta: f64, y: *mut f64, incy: i32,
+            order: i32,
+            ta: i32,
+            m: i32,
+            n: i32,
+            alpha: f64,
+            a: *const f64,
+            lda: i32,
+            x: *const f64,
+            incx: i32,
+            beta: f64,
+            y: *mut f64,
+            incy: i32,
         );
         pub fn openblas_set_num_threads(n: i32);
     }
@@ -46,18 +94,37 @@ pub fn ensure_single_threaded_blas() {
 
 /// Elements a row-major `rows × cols` matrix with leading dimension `ld` spans.
 fn extent(rows: usize, cols: usize, ld: usize) -> usize {
-    if rows == 0 || cols == 0 { 0 } else { (rows - 1) * ld + cols }
+    if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * ld + cols
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn check_gemm_args(
-    trans_a: bool, trans_b: bool, m: usize, n: usize, k: usize, a_len: usize, lda: usize, b_len: usize,
-    ldb: usize, c_len: usize, ldc: usize,
+    trans_a: bool,
+    trans_b: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    a_len: usize,
+    lda: usize,
+    b_len: usize,
+    ldb: usize,
+    c_len: usize,
+    ldc: usize,
 ) {
     let (ar, ac) = if trans_a { (k, m) } else { (m, k) };
     let (br, bc) = if trans_b { (n, k) } else { (k, n) };
-    assert!(lda >= ac.max(1) && a_len >= extent(ar, ac, lda), "gemm: A is {a_len} elements, needs {ar}x{ac} (lda {lda})");
-    assert!(ldb >= bc.max(1) && b_len >= extent(br, bc, ldb), "gemm: B is {b_len} elements, needs {br}x{bc} (ldb {ldb})");
+    assert!(
+        lda >= ac.max(1) && a_len >= extent(ar, ac, lda),
+        "gemm: A is {a_len} elements, needs {ar}x{ac} (lda {lda})"
+    );
+    assert!(
+        ldb >= bc.max(1) && b_len >= extent(br, bc, ldb),
+        "gemm: B is {b_len} elements, needs {br}x{bc} (ldb {ldb})"
+    );
     assert!(ldc >= n.max(1) && c_len >= extent(m, n, ldc), "gemm: C is {c_len} elements, needs {m}x{n} (ldc {ldc})");
     assert!(m < i32::MAX as usize && n < i32::MAX as usize && k < i32::MAX as usize);
 }
@@ -66,7 +133,15 @@ pub(crate) fn check_gemm_args(
 /// (leading dimensions equal to the stored widths), split across the thread pool.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm<T: Real>(
-    trans_a: bool, trans_b: bool, m: usize, n: usize, k: usize, a: &[T], b: &[T], beta: T, c: &mut [T],
+    trans_a: bool,
+    trans_b: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    b: &[T],
+    beta: T,
+    c: &mut [T],
 ) {
     let lda = if trans_a { m } else { k };
     let ldb = if trans_b { k } else { n };
@@ -77,8 +152,19 @@ pub fn gemm<T: Real>(
 /// matrices, e.g. one head of Q).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_strided_scaled<T: Real>(
-    trans_a: bool, trans_b: bool, m: usize, n: usize, k: usize, alpha: T, a: &[T], lda: usize, b: &[T],
-    ldb: usize, beta: T, c: &mut [T], ldc: usize,
+    trans_a: bool,
+    trans_b: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: &[T],
+    lda: usize,
+    b: &[T],
+    ldb: usize,
+    beta: T,
+    c: &mut [T],
+    ldc: usize,
 ) {
     check_gemm_args(trans_a, trans_b, m, n, k, a.len(), lda, b.len(), ldb, c.len(), ldc);
     ensure_single_threaded_blas();
@@ -126,7 +212,17 @@ pub fn gemm_strided_scaled<T: Real>(
 /// `y[..rows] = alpha · W·x + beta · y` with `W` `[rows × cols]` (leading dimension `ldw`),
 /// its rows split over `parts` threads.
 #[allow(clippy::too_many_arguments)]
-fn gemv_rows<T: Real>(rows: usize, cols: usize, alpha: T, w: &[T], ldw: usize, x: &[T], beta: T, y: &mut [T], parts: usize) {
+fn gemv_rows<T: Real>(
+    rows: usize,
+    cols: usize,
+    alpha: T,
+    w: &[T],
+    ldw: usize,
+    x: &[T],
+    beta: T,
+    y: &mut [T],
+    parts: usize,
+) {
     use rayon::prelude::*;
     let part = rows.div_ceil(parts).next_multiple_of(16);
     y[..rows].par_chunks_mut(part).enumerate().for_each(|(i, y)| {

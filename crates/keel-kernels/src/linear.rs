@@ -18,8 +18,15 @@ pub fn linear_forward<T: Real>(y: &mut [T], x: &[T], w: &[T], b: Option<&[T]>, n
 /// `dw += dyᵀ·x`, `db += Σ_rows dy`. Frozen weights pass `dw = None` and skip their GEMM.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_backward<T: Real>(
-    dx: Option<&mut [T]>, accumulate_dx: bool, dw: Option<&mut [T]>, db: Option<&mut [T]>, dy: &[T], x: &[T],
-    w: &[T], n_in: usize, n_out: usize,
+    dx: Option<&mut [T]>,
+    accumulate_dx: bool,
+    dw: Option<&mut [T]>,
+    db: Option<&mut [T]>,
+    dy: &[T],
+    x: &[T],
+    w: &[T],
+    n_in: usize,
+    n_out: usize,
 ) {
     let rows = dy.len() / n_out;
     if let Some(dx) = dx {

@@ -6,7 +6,17 @@ use crate::Real;
 
 /// `u = x·Aᵀ` (kept for the backward) and `y += s · u·Bᵀ`.
 #[allow(clippy::too_many_arguments)]
-pub fn lora_forward<T: Real>(y: &mut [T], u: &mut [T], x: &[T], a: &[T], b: &[T], n_in: usize, n_out: usize, rank: usize, scale: T) {
+pub fn lora_forward<T: Real>(
+    y: &mut [T],
+    u: &mut [T],
+    x: &[T],
+    a: &[T],
+    b: &[T],
+    n_in: usize,
+    n_out: usize,
+    rank: usize,
+    scale: T,
+) {
     let rows = x.len() / n_in;
     gemm_strided_scaled(false, true, rows, rank, n_in, T::one(), x, n_in, a, n_in, T::zero(), u, rank);
     gemm_strided_scaled(false, true, rows, n_out, rank, scale, u, rank, b, rank, T::one(), y, n_out);
@@ -16,8 +26,19 @@ pub fn lora_forward<T: Real>(y: &mut [T], u: &mut [T], x: &[T], a: &[T], b: &[T]
 /// `du` is scratch of `[rows × rank]`.
 #[allow(clippy::too_many_arguments)]
 pub fn lora_backward<T: Real>(
-    dx: &mut [T], da: &mut [T], db: &mut [T], du: &mut [T], dy: &[T], x: &[T], u: &[T], a: &[T], b: &[T], n_in: usize,
-    n_out: usize, rank: usize, scale: T,
+    dx: &mut [T],
+    da: &mut [T],
+    db: &mut [T],
+    du: &mut [T],
+    dy: &[T],
+    x: &[T],
+    u: &[T],
+    a: &[T],
+    b: &[T],
+    n_in: usize,
+    n_out: usize,
+    rank: usize,
+    scale: T,
 ) {
     let rows = x.len() / n_in;
     gemm_strided_scaled(true, false, n_out, rank, rows, scale, dy, n_out, u, rank, T::one(), db, rank);

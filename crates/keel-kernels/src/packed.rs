@@ -54,7 +54,12 @@ impl PackedLinear {
         let rows = x.len() / self.n_in;
         assert!(
             x.len() == rows * self.n_in && y.len() == rows * self.n_out && w.len() == self.n_in * self.n_out,
-            "packed linear {}→{}: x has {} values, y {}, w {}", self.n_in, self.n_out, x.len(), y.len(), w.len()
+            "packed linear {}→{}: x has {} values, y {}, w {}",
+            self.n_in,
+            self.n_out,
+            x.len(),
+            y.len(),
+            w.len()
         );
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
@@ -93,7 +98,13 @@ impl PackedLinear {
                             // task writes (tasks own disjoint panels).
                             unsafe {
                                 let out = y_ptr.0.add(r * n_out + p * NR);
-                                let tile = Tile { x: x.as_ptr().add(r * n_in + k0), ld_x: n_in, kc, panel: panel.as_ptr(), prefetch: pf };
+                                let tile = Tile {
+                                    x: x.as_ptr().add(r * n_in + k0),
+                                    ld_x: n_in,
+                                    kc,
+                                    panel: panel.as_ptr(),
+                                    prefetch: pf,
+                                };
                                 tile.run(MR.min(r0 + mc - r), out, n_out, cols, add);
                             }
                         }
@@ -182,7 +193,8 @@ mod tests {
         let mut y = vec![0.0f32; rows * n_out];
         for r in 0..rows {
             for o in 0..n_out {
-                y[r * n_out + o] = (0..n_in).map(|k| x[r * n_in + k] as f64 * w[o * n_in + k] as f64).sum::<f64>() as f32;
+                y[r * n_out + o] =
+                    (0..n_in).map(|k| x[r * n_in + k] as f64 * w[o * n_in + k] as f64).sum::<f64>() as f32;
             }
         }
         y
@@ -206,7 +218,11 @@ mod tests {
             let mut acc: Vec<f32> = (0..rows * n_out).map(|i| i as f32).collect();
             packed.forward(&mut acc, &x, &w, true);
             for (i, (a, b)) in acc.iter().zip(&want).enumerate() {
-                assert!((a - (b + i as f32)).abs() <= 1e-4 * (1.0 + a.abs()), "accumulate [{i}]: {a} vs {}", b + i as f32);
+                assert!(
+                    (a - (b + i as f32)).abs() <= 1e-4 * (1.0 + a.abs()),
+                    "accumulate [{i}]: {a} vs {}",
+                    b + i as f32
+                );
             }
         }
     }

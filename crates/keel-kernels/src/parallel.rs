@@ -46,9 +46,7 @@ pub fn accumulate_rows<T: Real>(rows: usize, out: &mut [T], f: impl Fn(usize, &m
 /// Σ f(i) over `0..n` in f64, reproducibly (fixed chunks of 4096, summed in order).
 pub fn sum_f64(n: usize, f: impl Fn(usize) -> f64 + Sync) -> f64 {
     const CHUNK: usize = 4096;
-    let partials: Vec<f64> = (0..n.div_ceil(CHUNK))
-        .into_par_iter()
-        .map(|c| (c * CHUNK..((c + 1) * CHUNK).min(n)).map(&f).sum())
-        .collect();
+    let partials: Vec<f64> =
+        (0..n.div_ceil(CHUNK)).into_par_iter().map(|c| (c * CHUNK..((c + 1) * CHUNK).min(n)).map(&f).sum()).collect();
     partials.iter().sum()
 }

@@ -7,8 +7,19 @@ pub trait Real: Float + Send + Sync + std::iter::Sum + std::ops::AddAssign + std
     /// Row-major `C = alpha * op(A) * op(B) + beta * C` (BLAS `gemm` semantics).
     #[allow(clippy::too_many_arguments)]
     fn gemm_raw(
-        trans_a: bool, trans_b: bool, m: usize, n: usize, k: usize, alpha: Self,
-        a: &[Self], lda: usize, b: &[Self], ldb: usize, beta: Self, c: &mut [Self], ldc: usize,
+        trans_a: bool,
+        trans_b: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: Self,
+        a: &[Self],
+        lda: usize,
+        b: &[Self],
+        ldb: usize,
+        beta: Self,
+        c: &mut [Self],
+        ldc: usize,
     );
     /// Row-major `y = alpha · A·x + beta · y` for `A` `[m × n]` with leading dimension `lda`.
     #[allow(clippy::too_many_arguments)]
@@ -24,16 +35,38 @@ pub trait Real: Float + Send + Sync + std::iter::Sum + std::ops::AddAssign + std
 
 impl Real for f32 {
     fn gemm_raw(
-        trans_a: bool, trans_b: bool, m: usize, n: usize, k: usize, alpha: f32,
-        a: &[f32], lda: usize, b: &[f32], ldb: usize, beta: f32, c: &mut [f32], ldc: usize,
+        trans_a: bool,
+        trans_b: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f32,
+        a: &[f32],
+        lda: usize,
+        b: &[f32],
+        ldb: usize,
+        beta: f32,
+        c: &mut [f32],
+        ldc: usize,
     ) {
         crate::gemm::check_gemm_args(trans_a, trans_b, m, n, k, a.len(), lda, b.len(), ldb, c.len(), ldc);
         // SAFETY: the extents of A, B and C were checked against the slices just above.
         unsafe {
             crate::gemm::ffi::cblas_sgemm(
-                crate::gemm::ffi::ROW_MAJOR, crate::gemm::ffi::trans(trans_a), crate::gemm::ffi::trans(trans_b),
-                m as i32, n as i32, k as i32, alpha, a.as_ptr(), lda as i32, b.as_ptr(), ldb as i32,
-                beta, c.as_mut_ptr(), ldc as i32,
+                crate::gemm::ffi::ROW_MAJOR,
+                crate::gemm::ffi::trans(trans_a),
+                crate::gemm::ffi::trans(trans_b),
+                m as i32,
+                n as i32,
+                k as i32,
+                alpha,
+                a.as_ptr(),
+                lda as i32,
+                b.as_ptr(),
+                ldb as i32,
+                beta,
+                c.as_mut_ptr(),
+                ldc as i32,
             )
         }
     }
@@ -42,8 +75,18 @@ impl Real for f32 {
         // SAFETY: extents checked above.
         unsafe {
             crate::gemm::ffi::cblas_sgemv(
-                crate::gemm::ffi::ROW_MAJOR, crate::gemm::ffi::trans(false), m as i32, n as i32, alpha, a.as_ptr(),
-                lda as i32, x.as_ptr(), 1, beta, y.as_mut_ptr(), 1,
+                crate::gemm::ffi::ROW_MAJOR,
+                crate::gemm::ffi::trans(false),
+                m as i32,
+                n as i32,
+                alpha,
+                a.as_ptr(),
+                lda as i32,
+                x.as_ptr(),
+                1,
+                beta,
+                y.as_mut_ptr(),
+                1,
             )
         }
     }
@@ -60,16 +103,38 @@ impl Real for f32 {
 
 impl Real for f64 {
     fn gemm_raw(
-        trans_a: bool, trans_b: bool, m: usize, n: usize, k: usize, alpha: f64,
-        a: &[f64], lda: usize, b: &[f64], ldb: usize, beta: f64, c: &mut [f64], ldc: usize,
+        trans_a: bool,
+        trans_b: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f64,
+        a: &[f64],
+        lda: usize,
+        b: &[f64],
+        ldb: usize,
+        beta: f64,
+        c: &mut [f64],
+        ldc: usize,
     ) {
         crate::gemm::check_gemm_args(trans_a, trans_b, m, n, k, a.len(), lda, b.len(), ldb, c.len(), ldc);
         // SAFETY: as above.
         unsafe {
             crate::gemm::ffi::cblas_dgemm(
-                crate::gemm::ffi::ROW_MAJOR, crate::gemm::ffi::trans(trans_a), crate::gemm::ffi::trans(trans_b),
-                m as i32, n as i32, k as i32, alpha, a.as_ptr(), lda as i32, b.as_ptr(), ldb as i32,
-                beta, c.as_mut_ptr(), ldc as i32,
+                crate::gemm::ffi::ROW_MAJOR,
+                crate::gemm::ffi::trans(trans_a),
+                crate::gemm::ffi::trans(trans_b),
+                m as i32,
+                n as i32,
+                k as i32,
+                alpha,
+                a.as_ptr(),
+                lda as i32,
+                b.as_ptr(),
+                ldb as i32,
+                beta,
+                c.as_mut_ptr(),
+                ldc as i32,
             )
         }
     }
@@ -78,8 +143,18 @@ impl Real for f64 {
         // SAFETY: extents checked above.
         unsafe {
             crate::gemm::ffi::cblas_dgemv(
-                crate::gemm::ffi::ROW_MAJOR, crate::gemm::ffi::trans(false), m as i32, n as i32, alpha, a.as_ptr(),
-                lda as i32, x.as_ptr(), 1, beta, y.as_mut_ptr(), 1,
+                crate::gemm::ffi::ROW_MAJOR,
+                crate::gemm::ffi::trans(false),
+                m as i32,
+                n as i32,
+                alpha,
+                a.as_ptr(),
+                lda as i32,
+                x.as_ptr(),
+                1,
+                beta,
+                y.as_mut_ptr(),
+                1,
             )
         }
     }
@@ -146,7 +221,10 @@ unsafe fn exp_f32_avx2(xs: &mut [f32]) {
     let mut chunks = xs.chunks_exact_mut(8);
     for c in &mut chunks {
         let x = _mm256_loadu_ps(c.as_ptr());
-        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)));
+        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
+            x,
+            _mm256_set1_ps(LOG2E),
+        ));
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x));
         let mut p = _mm256_set1_ps(TAYLOR[0]);
         for &k in &TAYLOR[1..] {

@@ -92,7 +92,8 @@ fn rmsnorm_backward_matches_finite_differences() {
 fn linear_backward_matches_finite_differences() {
     let mut rng = Rng(3);
     let (rows, n_in, n_out) = (9, 7, 5);
-    let (x, w, b, r) = (rng.vec(rows * n_in, 1.0), rng.vec(n_out * n_in, 1.0), rng.vec(n_out, 1.0), rng.vec(rows * n_out, 1.0));
+    let (x, w, b, r) =
+        (rng.vec(rows * n_in, 1.0), rng.vec(n_out * n_in, 1.0), rng.vec(n_out, 1.0), rng.vec(rows * n_out, 1.0));
     let fwd = |x: &[f64], w: &[f64], b: &[f64]| {
         let mut y = vec![0.0; rows * n_out];
         linear_forward(&mut y, x, w, Some(b), n_in, n_out);
@@ -224,7 +225,10 @@ fn blocked_attention_matches_the_plain_formula_and_finite_differences() {
                 assert!((got - want).abs() < 1e-12, "head {h} query {i}: {got} vs {want}");
             }
             let p_row = &probs[(h * s.seq + i) * s.seq..(h * s.seq + i + 1) * s.seq];
-            assert!(p_row.iter().enumerate().all(|(j, &p)| (p > 0.0) == seen.contains(&j)), "probabilities of query {i}");
+            assert!(
+                p_row.iter().enumerate().all(|(j, &p)| (p > 0.0) == seen.contains(&j)),
+                "probabilities of query {i}"
+            );
         }
     }
     let (mut dq, mut dk, mut dv) = (vec![9.0; q.len()], vec![9.0; k.len()], vec![9.0; v.len()]);
@@ -299,7 +303,8 @@ fn clipping_scales_to_the_max_norm_and_leaves_small_gradients() {
 fn lora_backward_matches_finite_differences() {
     let mut rng = Rng(8);
     let (rows, n_in, n_out, rank, scale) = (6, 7, 5, 3, 2.0);
-    let (x, a, b, r) = (rng.vec(rows * n_in, 1.0), rng.vec(rank * n_in, 1.0), rng.vec(n_out * rank, 1.0), rng.vec(rows * n_out, 1.0));
+    let (x, a, b, r) =
+        (rng.vec(rows * n_in, 1.0), rng.vec(rank * n_in, 1.0), rng.vec(n_out * rank, 1.0), rng.vec(rows * n_out, 1.0));
     let base = rng.vec(rows * n_out, 1.0);
     let fwd = |x: &[f64], a: &[f64], b: &[f64]| {
         let (mut y, mut u) = (base.clone(), vec![0.0; rows * rank]);
@@ -307,7 +312,8 @@ fn lora_backward_matches_finite_differences() {
         (dot(&y, &r), u)
     };
     let u = fwd(&x, &a, &b).1;
-    let (mut dx, mut da, mut db, mut du) = (vec![0.0; rows * n_in], vec![0.0; rank * n_in], vec![0.0; n_out * rank], vec![0.0; rows * rank]);
+    let (mut dx, mut da, mut db, mut du) =
+        (vec![0.0; rows * n_in], vec![0.0; rank * n_in], vec![0.0; n_out * rank], vec![0.0; rows * rank]);
     lora_backward(&mut dx, &mut da, &mut db, &mut du, &r, &x, &u, &a, &b, n_in, n_out, rank, scale);
     check("lora dx", &x, &dx, |x| fwd(x, &a, &b).0);
     check("lora dA", &a, &da, |a| fwd(&x, a, &b).0);

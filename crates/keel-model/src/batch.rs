@@ -21,7 +21,12 @@ impl Batch {
     /// From Hugging Face tensors: `labels` uses -100 for "no loss" and is shifted here, as
     /// transformers shifts it (position t predicts labels[t + 1]).
     pub fn from_hf(
-        batch: usize, seq: usize, input_ids: &[i64], attention_mask: &[i64], position_ids: &[i64], labels: &[i64],
+        batch: usize,
+        seq: usize,
+        input_ids: &[i64],
+        attention_mask: &[i64],
+        position_ids: &[i64],
+        labels: &[i64],
     ) -> Result<Self> {
         let n = batch * seq;
         ensure!(

@@ -76,8 +76,8 @@ impl ModelConfig {
         let file = if path.is_dir() { path.join("config.json") } else { path.to_path_buf() };
         let text = std::fs::read_to_string(&file)
             .with_context(|| format!("cannot read the model config {}", file.display()))?;
-        let value: Value = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not valid JSON", file.display()))?;
+        let value: Value =
+            serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", file.display()))?;
         Self::from_hf_json(&value).with_context(|| format!("in {}", file.display()))
     }
 
@@ -271,7 +271,9 @@ fn read_rope(obj: &Map<String, Value>) -> Result<(f64, Option<Llama3RopeScaling>
     match kind {
         "default" => Ok((theta, None)),
         "llama3" => {
-            let num = |k: &str| s.get(k).and_then(Value::as_f64).with_context(|| format!("llama3 rope scaling lacks \"{k}\""));
+            let num = |k: &str| {
+                s.get(k).and_then(Value::as_f64).with_context(|| format!("llama3 rope scaling lacks \"{k}\""))
+            };
             Ok((
                 theta,
                 Some(Llama3RopeScaling {
@@ -289,7 +291,10 @@ fn read_rope(obj: &Map<String, Value>) -> Result<(f64, Option<Llama3RopeScaling>
 fn opt_usize(obj: &Map<String, Value>, key: &str) -> Result<Option<usize>> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_u64().map(|x| Some(x as usize)).with_context(|| format!("\"{key}\" must be a non-negative integer, found {v}")),
+        Some(v) => v
+            .as_u64()
+            .map(|x| Some(x as usize))
+            .with_context(|| format!("\"{key}\" must be a non-negative integer, found {v}")),
     }
 }
 
@@ -349,7 +354,12 @@ mod tests {
             (Box::new(|v| v["hidden_act"] = json!("gelu")), "gelu"),
             (Box::new(|v| v["rope_scaling"] = json!({"rope_type": "yarn", "factor": 4.0})), "yarn"),
             (Box::new(|v| v["attention_bias"] = json!(true)), "attention_bias"),
-            (Box::new(|v| { v.as_object_mut().unwrap().remove("vocab_size"); }), "vocab_size"),
+            (
+                Box::new(|v| {
+                    v.as_object_mut().unwrap().remove("vocab_size");
+                }),
+                "vocab_size",
+            ),
         ];
         for (edit, needle) in cases {
             let mut v = base();

@@ -224,7 +224,10 @@ impl GgufFile {
             ensure!(numel % per_block == 0, "tensor {name}: {numel} values do not fill whole {kind:?} blocks");
             let len = numel / per_block * block_bytes;
             let start = data_start + offset;
-            ensure!(start.checked_add(len).is_some_and(|end| end <= map.len()), "tensor {name}: its data lies beyond the end of the file (truncated?)");
+            ensure!(
+                start.checked_add(len).is_some_and(|end| end <= map.len()),
+                "tensor {name}: its data lies beyond the end of the file (truncated?)"
+            );
             tensors.push(GgufTensor { name, shape, kind, start, len });
         }
         Ok(GgufFile { path: path.to_path_buf(), version, metadata, tensors, map })
@@ -363,7 +366,9 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<ModelConfig> {
         other => bail!("GGUF architecture \"{other}\" is not supported (llama, qwen2, qwen3)"),
     };
     let num = |key: &str| -> Result<u64> {
-        g.meta(&format!("{arch_name}.{key}")).and_then(MetaValue::as_u64).with_context(|| format!("missing metadata {arch_name}.{key}"))
+        g.meta(&format!("{arch_name}.{key}"))
+            .and_then(MetaValue::as_u64)
+            .with_context(|| format!("missing metadata {arch_name}.{key}"))
     };
     let float = |key: &str| g.meta(&format!("{arch_name}.{key}")).and_then(MetaValue::as_f64);
     if g.meta(&format!("{arch_name}.rope.scaling.type")).and_then(MetaValue::as_str).is_some_and(|t| t != "none")
@@ -455,8 +460,16 @@ impl Transformer {
         let mut model = Transformer::zeros(config);
         for spec in &model.layout.tensors {
             let name = gguf_name(&spec.name).with_context(|| format!("no GGUF name for {}", spec.name))?;
-            let t = g.tensor(&name).with_context(|| format!("{}: tensor {name} ({}) is missing", path.display(), spec.name))?;
-            ensure!(t.shape == spec.shape, "{}: tensor {name} has shape {:?}, the metadata implies {:?}", path.display(), t.shape, spec.shape);
+            let t = g
+                .tensor(&name)
+                .with_context(|| format!("{}: tensor {name} ({}) is missing", path.display(), spec.name))?;
+            ensure!(
+                t.shape == spec.shape,
+                "{}: tensor {name} has shape {:?}, the metadata implies {:?}",
+                path.display(),
+                t.shape,
+                spec.shape
+            );
             let mut w = g.dequantize(t);
             let c = &model.config;
             if permuted && name.ends_with("attn_q.weight") {

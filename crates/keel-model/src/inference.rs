@@ -63,7 +63,8 @@ struct PackedModel {
 impl PackedModel {
     fn pack(model: &Transformer) -> PackedModel {
         let c = &model.config;
-        let (h, qw, kw, f) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
+        let (h, qw, kw, f) =
+            (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
         let p = &model.params;
         let pack = |r: &std::ops::Range<usize>, n_in, n_out| PackedLinear::pack(&p[r.clone()], n_in, n_out);
         let layers = model
@@ -87,7 +88,16 @@ impl PackedModel {
 /// `y[rows × n_out] = x·Wᵀ + b`, or `y += x·Wᵀ` for a residual, through the packed weight when
 /// the call has one.
 #[allow(clippy::too_many_arguments)]
-fn project(y: &mut [f32], x: &[f32], packed: Option<&PackedLinear>, w: &[f32], bias: Option<&[f32]>, n_in: usize, n_out: usize, accumulate: bool) {
+fn project(
+    y: &mut [f32],
+    x: &[f32],
+    packed: Option<&PackedLinear>,
+    w: &[f32],
+    bias: Option<&[f32]>,
+    n_in: usize,
+    n_out: usize,
+    accumulate: bool,
+) {
     match packed {
         Some(pw) => pw.forward(y, x, w, accumulate),
         None => gemm(false, true, x.len() / n_in, n_out, n_in, x, w, if accumulate { 1.0 } else { 0.0 }, y),
@@ -166,7 +176,8 @@ impl<'m> Decoder<'m> {
     /// Appends one token to every slot; returns the next-token logits, `[slots × vocab]`.
     pub fn step(&mut self, tokens: &[u32]) -> Result<&[f32]> {
         ensure!(tokens.len() == self.slots, "one token per slot is needed");
-        let feeds: Vec<(usize, &[u32])> = tokens.iter().enumerate().map(|(i, t)| (i, std::slice::from_ref(t))).collect();
+        let feeds: Vec<(usize, &[u32])> =
+            tokens.iter().enumerate().map(|(i, t)| (i, std::slice::from_ref(t))).collect();
         self.feed(&feeds)
     }
 
@@ -175,7 +186,10 @@ impl<'m> Decoder<'m> {
     pub fn feed(&mut self, feeds: &[(usize, &[u32])]) -> Result<&[f32]> {
         let model = self.model;
         let c = &model.config;
-        ensure!(model.lora.is_none(), "the model carries an unmerged LoRA adapter; merge it (Transformer::merge_lora) before decoding");
+        ensure!(
+            model.lora.is_none(),
+            "the model carries an unmerged LoRA adapter; merge it (Transformer::merge_lora) before decoding"
+        );
         ensure!(!feeds.is_empty(), "nothing to feed");
         let mut spans = Vec::with_capacity(feeds.len());
         let mut tokens = Vec::new();
@@ -184,7 +198,12 @@ impl<'m> Decoder<'m> {
             ensure!(!ids.is_empty(), "an empty prompt or step for slot {slot}");
             ensure!(spans.iter().all(|s: &CachedSpan| s.slot != slot), "slot {slot} fed twice in one call");
             let past = self.lens[slot];
-            ensure!(past + ids.len() <= self.capacity, "the context of {} tokens is full ({past} held, {} more)", self.capacity, ids.len());
+            ensure!(
+                past + ids.len() <= self.capacity,
+                "the context of {} tokens is full ({past} held, {} more)",
+                self.capacity,
+                ids.len()
+            );
             if let Some(&id) = ids.iter().find(|&&id| id as usize >= c.vocab_size) {
                 anyhow::bail!("token id {id} is outside the vocabulary of {} tokens", c.vocab_size);
             }
@@ -192,13 +211,22 @@ impl<'m> Decoder<'m> {
             tokens.extend_from_slice(ids);
         }
         let n = tokens.len();
-        let (h, qw, kw, f) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
+        let (h, qw, kw, f) =
+            (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
         let positions: Vec<u32> = spans.iter().flat_map(|s| (s.past..s.past + s.new).map(|p| p as u32)).collect();
         let s = &mut self.scratch;
         for (buf, len) in [
-            (&mut s.x, n * h), (&mut s.xn, n * h), (&mut s.rstd, n), (&mut s.q, n * qw), (&mut s.k, n * kw),
-            (&mut s.v, n * kw), (&mut s.att, n * qw), (&mut s.gate, n * f), (&mut s.up, n * f),
-            (&mut s.act, n * f), (&mut s.scores, cached_scores_len(&spans, c.num_heads)),
+            (&mut s.x, n * h),
+            (&mut s.xn, n * h),
+            (&mut s.rstd, n),
+            (&mut s.q, n * qw),
+            (&mut s.k, n * kw),
+            (&mut s.v, n * kw),
+            (&mut s.att, n * qw),
+            (&mut s.gate, n * f),
+            (&mut s.up, n * f),
+            (&mut s.act, n * f),
+            (&mut s.scores, cached_scores_len(&spans, c.num_heads)),
         ] {
             fit(buf, len);
         }
@@ -210,7 +238,8 @@ impl<'m> Decoder<'m> {
         let p = &model.params;
         let opt = |r: &Option<std::ops::Range<usize>>| r.clone().map(|r| &p[r]);
         embedding_forward(&mut s.x, &p[model.layout.embed.clone()], &tokens, h);
-        let shape = CacheShape { capacity: self.capacity, heads: c.num_heads, kv_heads: c.num_kv_heads, head_dim: c.head_dim };
+        let shape =
+            CacheShape { capacity: self.capacity, heads: c.num_heads, kv_heads: c.num_kv_heads, head_dim: c.head_dim };
         let b = spans.len();
         // Only a decoder of several slots has decoding steps of several rows; a one-slot
         // decoder's short prompt is not worth a copy of the weights.
@@ -226,7 +255,13 @@ impl<'m> Decoder<'m> {
                 project(&mut s.q_pre, &s.xn, w.map(|w| &w.q), &p[r.q.clone()], opt(&r.q_bias), h, qw, false);
                 project(&mut s.k_pre, &s.xn, w.map(|w| &w.k), &p[r.k.clone()], opt(&r.k_bias), h, kw, false);
                 rmsnorm_forward(&mut s.q, &mut s.head_rstd, &s.q_pre, &p[qn.clone()], c.rms_norm_eps);
-                rmsnorm_forward(&mut s.k, &mut s.head_rstd[..n * c.num_kv_heads], &s.k_pre, &p[kn.clone()], c.rms_norm_eps);
+                rmsnorm_forward(
+                    &mut s.k,
+                    &mut s.head_rstd[..n * c.num_kv_heads],
+                    &s.k_pre,
+                    &p[kn.clone()],
+                    c.rms_norm_eps,
+                );
             } else {
                 project(&mut s.q, &s.xn, w.map(|w| &w.q), &p[r.q.clone()], opt(&r.q_bias), h, qw, false);
                 project(&mut s.k, &s.xn, w.map(|w| &w.k), &p[r.k.clone()], opt(&r.k_bias), h, kw, false);
@@ -254,7 +289,13 @@ impl<'m> Decoder<'m> {
             let src = (sp.at + sp.new - 1) * h;
             s.last[row * h..(row + 1) * h].copy_from_slice(&s.x[src..src + h]);
         }
-        rmsnorm_forward(&mut s.xn[..b * h], &mut s.rstd[..b], &s.last, &p[model.layout.final_norm.clone()], c.rms_norm_eps);
+        rmsnorm_forward(
+            &mut s.xn[..b * h],
+            &mut s.rstd[..b],
+            &s.last,
+            &p[model.layout.final_norm.clone()],
+            c.rms_norm_eps,
+        );
         fit(&mut self.logits, b * c.vocab_size);
         let head = self.packed.as_ref().filter(|_| few_rows(b)).map(|pm| &pm.head);
         project(&mut self.logits, &s.xn[..b * h], head, &p[model.layout.head()], None, h, c.vocab_size, false);

@@ -47,13 +47,16 @@ impl Module {
 
     pub fn from_name(s: &str) -> Result<Self> {
         Module::ALL.into_iter().find(|m| m.name() == s).with_context(|| {
-            format!("unknown LoRA target module \"{s}\" (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)")
+            format!(
+                "unknown LoRA target module \"{s}\" (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"
+            )
         })
     }
 
     /// (in, out) features.
     pub fn dims(self, c: &ModelConfig) -> (usize, usize) {
-        let (h, qw, kw, f) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
+        let (h, qw, kw, f) =
+            (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
         match self {
             Module::Q => (h, qw),
             Module::K | Module::V => (h, kw),
@@ -119,13 +122,18 @@ impl LoraAdapter {
         for l in 0..model.num_layers {
             // A layer's `A` matrices first, in module order, then its `B`s: projections that read
             // the same input (q/k/v, gate/up) then have their `A`s stacked, one product for all.
-            let targeted: Vec<(usize, Module)> = Module::ALL.into_iter().enumerate().filter(|(_, m)| config.targets.contains(m)).collect();
+            let targeted: Vec<(usize, Module)> =
+                Module::ALL.into_iter().enumerate().filter(|(_, m)| config.targets.contains(m)).collect();
             let mut a_ranges = Vec::new();
             for &(_, m) in &targeted {
                 let (n_in, _) = m.dims(model);
                 let a = total..total + config.rank * n_in;
                 total = a.end;
-                tensors.push(TensorSpec { name: peft_name(l, m, "A"), shape: vec![config.rank, n_in], range: a.clone() });
+                tensors.push(TensorSpec {
+                    name: peft_name(l, m, "A"),
+                    shape: vec![config.rank, n_in],
+                    range: a.clone(),
+                });
                 a_ranges.push(a);
             }
             let mut row: [Option<(Range<usize>, Range<usize>)>; 7] = Default::default();
@@ -133,7 +141,11 @@ impl LoraAdapter {
                 let (_, n_out) = m.dims(model);
                 let b = total..total + n_out * config.rank;
                 total = b.end;
-                tensors.push(TensorSpec { name: peft_name(l, m, "B"), shape: vec![n_out, config.rank], range: b.clone() });
+                tensors.push(TensorSpec {
+                    name: peft_name(l, m, "B"),
+                    shape: vec![n_out, config.rank],
+                    range: b.clone(),
+                });
                 row[i] = Some((a, b));
             }
             slots.push(row);
@@ -161,7 +173,8 @@ impl LoraAdapter {
             "init_lora_weights": true, "modules_to_save": null,
         });
         let path = dir.join("adapter_config.json");
-        std::fs::write(&path, serde_json::to_string_pretty(&cfg)?).with_context(|| format!("cannot write {}", path.display()))
+        std::fs::write(&path, serde_json::to_string_pretty(&cfg)?)
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 
     /// Reads a PEFT adapter directory for a model with config `model`.
@@ -174,7 +187,14 @@ impl LoraAdapter {
         let st = SafeTensors::open(&dir.join("adapter_model.safetensors"))?;
         for t in &adapter.tensors {
             let e = st.get(&t.name).with_context(|| format!("{}: tensor {} is missing", dir.display(), t.name))?;
-            ensure!(e.shape == t.shape, "{}: tensor {} has shape {:?}, expected {:?}", dir.display(), t.name, e.shape, t.shape);
+            ensure!(
+                e.shape == t.shape,
+                "{}: tensor {} has shape {:?}, expected {:?}",
+                dir.display(),
+                t.name,
+                e.shape,
+                t.shape
+            );
             st.read_f32(&t.name, &mut adapter.params[t.range.clone()])?;
         }
         if let Some(extra) = st.names().find(|n| !adapter.tensors.iter().any(|t| t.name == *n)) {
@@ -193,8 +213,19 @@ impl LoraAdapter {
                 let (n_in, n_out) = m.dims(model);
                 let w = m.base_range(&layers[l]);
                 keel_kernels::gemm::gemm_strided_scaled(
-                    false, false, n_out, n_in, self.config.rank, s, &self.params[b.clone()], self.config.rank,
-                    &self.params[a.clone()], n_in, 1.0, &mut params[w], n_in,
+                    false,
+                    false,
+                    n_out,
+                    n_in,
+                    self.config.rank,
+                    s,
+                    &self.params[b.clone()],
+                    self.config.rank,
+                    &self.params[a.clone()],
+                    n_in,
+                    1.0,
+                    &mut params[w],
+                    n_in,
                 );
             }
         }
@@ -222,7 +253,9 @@ fn parse_config(v: &Value) -> Result<LoraConfig> {
         bail!("LoRA bias \"{}\" is not supported (only none)", v["bias"]);
     }
     let targets = match v.get("target_modules") {
-        Some(Value::Array(a)) => a.iter().map(|m| Module::from_name(m.as_str().unwrap_or_default())).collect::<Result<Vec<_>>>()?,
+        Some(Value::Array(a)) => {
+            a.iter().map(|m| Module::from_name(m.as_str().unwrap_or_default())).collect::<Result<Vec<_>>>()?
+        }
         Some(Value::String(s)) if s == "all-linear" => Module::ALL.to_vec(),
         other => bail!("target_modules must be a list of module names, found {other:?}"),
     };

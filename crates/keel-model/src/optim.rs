@@ -22,9 +22,20 @@ impl AdamW {
     pub fn update(&mut self, tensors: &[TensorSpec], params: &mut [f32], grads: &[f32], lr: f64) {
         self.step += 1;
         for t in tensors {
-            let h = AdamWHyper { lr, weight_decay: if t.is_matrix() { self.hyper.weight_decay } else { 0.0 }, ..self.hyper };
+            let h = AdamWHyper {
+                lr,
+                weight_decay: if t.is_matrix() { self.hyper.weight_decay } else { 0.0 },
+                ..self.hyper
+            };
             let r = t.range.clone();
-            adamw_update(&mut params[r.clone()], &grads[r.clone()], &mut self.m[r.clone()], &mut self.v[r], &h, self.step);
+            adamw_update(
+                &mut params[r.clone()],
+                &grads[r.clone()],
+                &mut self.m[r.clone()],
+                &mut self.v[r],
+                &h,
+                self.step,
+            );
         }
     }
 }

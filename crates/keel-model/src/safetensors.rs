@@ -77,14 +77,22 @@ impl SafeTensors {
     fn open_index(index: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(index).with_context(|| format!("cannot read {}", index.display()))?;
         let v: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", index.display()))?;
-        let map = v.get("weight_map").and_then(Value::as_object).with_context(|| format!("{} has no \"weight_map\"", index.display()))?;
+        let map = v
+            .get("weight_map")
+            .and_then(Value::as_object)
+            .with_context(|| format!("{} has no \"weight_map\"", index.display()))?;
         let dir = index.parent().unwrap_or(Path::new("."));
         let mut shard_names: Vec<&str> = map.values().filter_map(Value::as_str).collect();
         shard_names.sort();
         shard_names.dedup();
         let shards: Vec<PathBuf> = shard_names.iter().map(|s| dir.join(s)).collect();
         for (shard, name) in shards.iter().zip(&shard_names) {
-            ensure!(shard.exists(), "{} points at the shard {name}, which does not exist ({})", index.display(), shard.display());
+            ensure!(
+                shard.exists(),
+                "{} points at the shard {name}, which does not exist ({})",
+                index.display(),
+                shard.display()
+            );
         }
         let st = Self::open_files(&shards)?;
         for (tensor, shard) in map {
@@ -105,7 +113,9 @@ impl SafeTensors {
             let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
             // SAFETY: the file is only read; keel does not modify weight files while they are open.
             let map = unsafe { Mmap::map(&file) }.with_context(|| format!("cannot map {}", path.display()))?;
-            for (name, entry) in parse_header(&map, i).with_context(|| format!("{} is not a valid safetensors file", path.display()))? {
+            for (name, entry) in
+                parse_header(&map, i).with_context(|| format!("{} is not a valid safetensors file", path.display()))?
+            {
                 if tensors.insert(name.clone(), entry).is_some() {
                     bail!("tensor {name} appears twice (second time in {})", path.display());
                 }
@@ -135,9 +145,18 @@ impl SafeTensors {
         let numel: usize = e.shape.iter().product();
         ensure!(out.len() == numel, "tensor {name} has {numel} elements, expected {}", out.len());
         match e.dtype {
-            Dtype::F32 => out.iter_mut().zip(bytes.chunks_exact(4)).for_each(|(o, b)| *o = f32::from_le_bytes(b.try_into().unwrap())),
-            Dtype::F16 => out.iter_mut().zip(bytes.chunks_exact(2)).for_each(|(o, b)| *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
-            Dtype::BF16 => out.iter_mut().zip(bytes.chunks_exact(2)).for_each(|(o, b)| *o = half::bf16::from_le_bytes([b[0], b[1]]).to_f32()),
+            Dtype::F32 => out
+                .iter_mut()
+                .zip(bytes.chunks_exact(4))
+                .for_each(|(o, b)| *o = f32::from_le_bytes(b.try_into().unwrap())),
+            Dtype::F16 => out
+                .iter_mut()
+                .zip(bytes.chunks_exact(2))
+                .for_each(|(o, b)| *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
+            Dtype::BF16 => out
+                .iter_mut()
+                .zip(bytes.chunks_exact(2))
+                .for_each(|(o, b)| *o = half::bf16::from_le_bytes([b[0], b[1]]).to_f32()),
             Dtype::I64 => bail!("tensor {name} holds integers (I64), not weights"),
         }
         Ok(())
@@ -147,7 +166,10 @@ impl SafeTensors {
     pub fn read_i64(&self, name: &str) -> Result<Vec<i64>> {
         let e = self.tensors.get(name).with_context(|| format!("no tensor named {name}"))?;
         ensure!(e.dtype == Dtype::I64, "tensor {name} is {:?}, expected I64", e.dtype);
-        Ok(self.files[e.file].1[e.start..e.end].chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect())
+        Ok(self.files[e.file].1[e.start..e.end]
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+            .collect())
     }
 
     /// Reads a floating-point tensor into a new vector.
@@ -162,16 +184,23 @@ impl SafeTensors {
 fn parse_header(bytes: &[u8], file: usize) -> Result<Vec<(String, TensorEntry)>> {
     ensure!(bytes.len() >= 8, "the file is {} bytes long, shorter than the 8-byte header length", bytes.len());
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    ensure!(n <= bytes.len() - 8, "the header claims {n} bytes but the file has only {} after the length (truncated?)", bytes.len() - 8);
-    let header: Map<String, Value> = serde_json::from_slice(&bytes[8..8 + n]).context("the header is not a JSON object")?;
+    ensure!(
+        n <= bytes.len() - 8,
+        "the header claims {n} bytes but the file has only {} after the length (truncated?)",
+        bytes.len() - 8
+    );
+    let header: Map<String, Value> =
+        serde_json::from_slice(&bytes[8..8 + n]).context("the header is not a JSON object")?;
     let data_len = bytes.len() - 8 - n;
     let mut out = Vec::new();
     for (name, info) in header {
         if name == "__metadata__" {
             continue;
         }
-        let dtype_str = info.get("dtype").and_then(Value::as_str).with_context(|| format!("tensor {name}: no dtype"))?;
-        let dtype = Dtype::parse(dtype_str).with_context(|| format!("tensor {name}: dtype {dtype_str} is not supported (F32, F16, BF16, I64)"))?;
+        let dtype_str =
+            info.get("dtype").and_then(Value::as_str).with_context(|| format!("tensor {name}: no dtype"))?;
+        let dtype = Dtype::parse(dtype_str)
+            .with_context(|| format!("tensor {name}: dtype {dtype_str} is not supported (F32, F16, BF16, I64)"))?;
         let shape: Vec<usize> = info
             .get("shape")
             .and_then(Value::as_array)
@@ -180,14 +209,24 @@ fn parse_header(bytes: &[u8], file: usize) -> Result<Vec<(String, TensorEntry)>>
             .map(|d| d.as_u64().map(|d| d as usize))
             .collect::<Option<_>>()
             .with_context(|| format!("tensor {name}: the shape is not a list of sizes"))?;
-        let offsets = info.get("data_offsets").and_then(Value::as_array).with_context(|| format!("tensor {name}: no data_offsets"))?;
+        let offsets = info
+            .get("data_offsets")
+            .and_then(Value::as_array)
+            .with_context(|| format!("tensor {name}: no data_offsets"))?;
         let (start, end) = match offsets.as_slice() {
             [a, b] => (a.as_u64().unwrap_or(u64::MAX) as usize, b.as_u64().unwrap_or(0) as usize),
             _ => bail!("tensor {name}: data_offsets must be [begin, end]"),
         };
-        ensure!(start <= end && end <= data_len, "tensor {name}: bytes {start}..{end} lie beyond the {data_len} data bytes (truncated file?)");
+        ensure!(
+            start <= end && end <= data_len,
+            "tensor {name}: bytes {start}..{end} lie beyond the {data_len} data bytes (truncated file?)"
+        );
         let numel: usize = shape.iter().product();
-        ensure!(end - start == numel * dtype.size(), "tensor {name}: {} bytes stored for shape {shape:?} of {dtype:?}", end - start);
+        ensure!(
+            end - start == numel * dtype.size(),
+            "tensor {name}: {} bytes stored for shape {shape:?} of {dtype:?}",
+            end - start
+        );
         out.push((name, TensorEntry { dtype, shape, file, start: start + 8 + n, end: end + 8 + n }));
     }
     Ok(out)
@@ -201,9 +240,14 @@ pub fn write_f32(path: &Path, tensors: &[(&str, &[usize], &[f32])], metadata: &H
     }
     let mut offset = 0usize;
     for (name, shape, data) in tensors {
-        ensure!(shape.iter().product::<usize>() == data.len(), "tensor {name}: shape {shape:?} does not match {} values", data.len());
+        ensure!(
+            shape.iter().product::<usize>() == data.len(),
+            "tensor {name}: shape {shape:?} does not match {} values",
+            data.len()
+        );
         let end = offset + data.len() * 4;
-        header.insert((*name).into(), serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}));
+        header
+            .insert((*name).into(), serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, end]}));
         offset = end;
     }
     let mut json = serde_json::to_vec(&Value::Object(header))?;

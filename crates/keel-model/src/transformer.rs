@@ -9,16 +9,16 @@ use crate::config::ModelConfig;
 use crate::lora::{LoraAdapter, Module};
 use crate::params::{LayerRanges, ParamLayout, TensorSpec};
 use anyhow::{ensure, Result};
-use rayon::prelude::*;
 use keel_kernels::attention::{attention_backward, attention_forward, AttnShape};
 use keel_kernels::cross_entropy::{cross_entropy_backward, cross_entropy_forward, IGNORE};
 use keel_kernels::embedding::{embedding_backward, embedding_forward};
-use keel_kernels::linear::{linear_backward, linear_forward};
 use keel_kernels::gemm::gemm_strided_scaled;
+use keel_kernels::linear::{linear_backward, linear_forward};
 use keel_kernels::lora::{lora_backward, lora_forward};
 use keel_kernels::rmsnorm::{rmsnorm_backward, rmsnorm_forward};
 use keel_kernels::rope::RopeTable;
 use keel_kernels::swiglu::{swiglu_backward, swiglu_forward};
+use rayon::prelude::*;
 
 pub struct Transformer {
     pub config: ModelConfig,
@@ -59,23 +59,73 @@ impl LayerActs {
     /// Element counts of every buffer for a shape, in the order of [`LayerActs::buffers`].
     fn sizes(c: &ModelConfig, s: AttnShape) -> [usize; 17] {
         let n = s.batch * s.seq;
-        let (h, qw, kw, f) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
+        let (h, qw, kw, f) =
+            (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
         let qk = usize::from(c.arch.qk_norm());
-        [n * h, n, qk * n * qw, qk * n * kw, qk * n * c.num_heads, qk * n * c.num_kv_heads, n * qw, n * kw, n * kw,
-         s.probs_len(), n * qw, n * h, n * h, n, n * f, n * f, n * f]
+        [
+            n * h,
+            n,
+            qk * n * qw,
+            qk * n * kw,
+            qk * n * c.num_heads,
+            qk * n * c.num_kv_heads,
+            n * qw,
+            n * kw,
+            n * kw,
+            s.probs_len(),
+            n * qw,
+            n * h,
+            n * h,
+            n,
+            n * f,
+            n * f,
+            n * f,
+        ]
     }
 
     fn buffers(&mut self) -> [&mut Vec<f32>; 17] {
-        [&mut self.xn1, &mut self.rstd1, &mut self.q_pre, &mut self.k_pre, &mut self.q_rstd, &mut self.k_rstd,
-         &mut self.q, &mut self.k, &mut self.v, &mut self.probs, &mut self.att, &mut self.x_mid, &mut self.xn2,
-         &mut self.rstd2, &mut self.gate, &mut self.up, &mut self.act]
+        [
+            &mut self.xn1,
+            &mut self.rstd1,
+            &mut self.q_pre,
+            &mut self.k_pre,
+            &mut self.q_rstd,
+            &mut self.k_rstd,
+            &mut self.q,
+            &mut self.k,
+            &mut self.v,
+            &mut self.probs,
+            &mut self.att,
+            &mut self.x_mid,
+            &mut self.xn2,
+            &mut self.rstd2,
+            &mut self.gate,
+            &mut self.up,
+            &mut self.act,
+        ]
     }
 
     fn with_capacity(c: &ModelConfig, s: AttnShape) -> Self {
         let mut a = LayerActs {
-            xn1: vec![], rstd1: vec![], q_pre: vec![], k_pre: vec![], q_rstd: vec![], k_rstd: vec![], q: vec![], k: vec![],
-            v: vec![], probs: vec![], att: vec![], x_mid: vec![], xn2: vec![], rstd2: vec![], gate: vec![], up: vec![], act: vec![],
-            lora_u: Default::default(), lora_x: vec![],
+            xn1: vec![],
+            rstd1: vec![],
+            q_pre: vec![],
+            k_pre: vec![],
+            q_rstd: vec![],
+            k_rstd: vec![],
+            q: vec![],
+            k: vec![],
+            v: vec![],
+            probs: vec![],
+            att: vec![],
+            x_mid: vec![],
+            xn2: vec![],
+            rstd2: vec![],
+            gate: vec![],
+            up: vec![],
+            act: vec![],
+            lora_u: Default::default(),
+            lora_x: vec![],
         };
         for (buf, len) in a.buffers().into_iter().zip(Self::sizes(c, s)) {
             *buf = vec![0.0; len];
@@ -151,10 +201,31 @@ impl Workspace {
             rope: RopeTable::new(&c.rope_inv_freq(), seq),
             layer_inputs: (0..=c.num_layers).map(|_| Vec::new()).collect(),
             acts: (0..kept).map(|_| LayerActs::with_capacity(c, s)).collect(),
-            xf: vec![], rstdf: vec![], logits: vec![], logits_at_targets_only: false, selected: vec![], xf_sel: vec![], dxf_sel: vec![],
-            targets_sel: vec![], losses_sel: vec![], lse: vec![], losses: vec![], dx: vec![], dxn: vec![], dq: vec![],
-            dk: vec![], dv: vec![], datt: vec![], dk_pre: vec![], dgate: vec![], dup: vec![], dact: vec![], attn_scratch: vec![],
-            lora_du: vec![], lora_x: vec![], lora_dx: vec![],
+            xf: vec![],
+            rstdf: vec![],
+            logits: vec![],
+            logits_at_targets_only: false,
+            selected: vec![],
+            xf_sel: vec![],
+            dxf_sel: vec![],
+            targets_sel: vec![],
+            losses_sel: vec![],
+            lse: vec![],
+            losses: vec![],
+            dx: vec![],
+            dxn: vec![],
+            dq: vec![],
+            dk: vec![],
+            dv: vec![],
+            datt: vec![],
+            dk_pre: vec![],
+            dgate: vec![],
+            dup: vec![],
+            dact: vec![],
+            attn_scratch: vec![],
+            lora_du: vec![],
+            lora_x: vec![],
+            lora_dx: vec![],
         };
         for (buf, len) in ws.buffers().into_iter().zip(Self::sizes(c, s)) {
             *buf = vec![0.0; len];
@@ -168,15 +239,48 @@ impl Workspace {
     /// Element counts of every buffer for a shape, in the order of [`Workspace::buffers`].
     fn sizes(c: &ModelConfig, s: AttnShape) -> [usize; 16] {
         let n = s.batch * s.seq;
-        let (h, qw, kw, f) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
+        let (h, qw, kw, f) =
+            (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
         let qk = usize::from(c.arch.qk_norm());
-        [n * h, n, n * c.vocab_size, n, n, n * h, n * h, n * qw, n * kw, n * kw, n * qw, qk * n * kw, n * f, n * f, n * f, s.scratch_len()]
+        [
+            n * h,
+            n,
+            n * c.vocab_size,
+            n,
+            n,
+            n * h,
+            n * h,
+            n * qw,
+            n * kw,
+            n * kw,
+            n * qw,
+            qk * n * kw,
+            n * f,
+            n * f,
+            n * f,
+            s.scratch_len(),
+        ]
     }
 
     fn buffers(&mut self) -> [&mut Vec<f32>; 16] {
-        [&mut self.xf, &mut self.rstdf, &mut self.logits, &mut self.lse, &mut self.losses, &mut self.dx, &mut self.dxn,
-         &mut self.dq, &mut self.dk, &mut self.dv, &mut self.datt, &mut self.dk_pre, &mut self.dgate, &mut self.dup,
-         &mut self.dact, &mut self.attn_scratch]
+        [
+            &mut self.xf,
+            &mut self.rstdf,
+            &mut self.logits,
+            &mut self.lse,
+            &mut self.losses,
+            &mut self.dx,
+            &mut self.dxn,
+            &mut self.dq,
+            &mut self.dk,
+            &mut self.dv,
+            &mut self.datt,
+            &mut self.dk_pre,
+            &mut self.dgate,
+            &mut self.dup,
+            &mut self.dact,
+            &mut self.attn_scratch,
+        ]
     }
 
     pub fn batch(&self) -> usize {
@@ -198,13 +302,27 @@ impl Workspace {
     fn prepare(&mut self, c: &ModelConfig, batch: &Batch) -> Result<()> {
         let cap = self.capacity;
         ensure!(
-            batch.batch * batch.seq <= cap.batch * cap.seq && batch.batch * batch.seq * batch.seq <= cap.batch * cap.seq * cap.seq,
+            batch.batch * batch.seq <= cap.batch * cap.seq
+                && batch.batch * batch.seq * batch.seq <= cap.batch * cap.seq * cap.seq,
             "a batch of {}×{} tokens does not fit the workspace made for {}×{}",
-            batch.batch, batch.seq, cap.batch, cap.seq
+            batch.batch,
+            batch.seq,
+            cap.batch,
+            cap.seq
         );
-        ensure!(batch.ids.len() == batch.batch * batch.seq, "the batch holds {} ids, not {}×{}", batch.ids.len(), batch.batch, batch.seq);
+        ensure!(
+            batch.ids.len() == batch.batch * batch.seq,
+            "the batch holds {} ids, not {}×{}",
+            batch.ids.len(),
+            batch.batch,
+            batch.seq
+        );
         if let Some(w) = c.sliding_window {
-            ensure!(batch.seq <= w, "sequence length {} exceeds the sliding window {w}; sliding-window attention is not implemented", batch.seq);
+            ensure!(
+                batch.seq <= w,
+                "sequence length {} exceeds the sliding window {w}; sliding-window attention is not implemented",
+                batch.seq
+            );
         }
         let s = AttnShape { batch: batch.batch, seq: batch.seq, ..cap };
         if (s.batch, s.seq) != (self.shape.batch, self.shape.seq) {
@@ -267,7 +385,15 @@ impl Transformer {
 
     /// Adds the adapter's part of projection `m` of layer `l` to `y` (a no-op without one).
     #[allow(clippy::too_many_arguments)]
-    fn lora_forward_into(&self, l: usize, m: Module, y: &mut [f32], x: &[f32], u: &mut Vec<f32>, x_drop: &mut Vec<f32>) {
+    fn lora_forward_into(
+        &self,
+        l: usize,
+        m: Module,
+        y: &mut [f32],
+        x: &[f32],
+        u: &mut Vec<f32>,
+        x_drop: &mut Vec<f32>,
+    ) {
         let Some(lora) = &self.lora else { return };
         let Some((a, b)) = &lora.slots[l][m as usize] else { return };
         let (n_in, n_out) = m.dims(&self.config);
@@ -279,7 +405,17 @@ impl Transformer {
         } else {
             x
         };
-        lora_forward(y, u, input, &lora.params[a.clone()], &lora.params[b.clone()], n_in, n_out, rank, lora.config.scale());
+        lora_forward(
+            y,
+            u,
+            input,
+            &lora.params[a.clone()],
+            &lora.params[b.clone()],
+            n_in,
+            n_out,
+            rank,
+            lora.config.scale(),
+        );
     }
 
     /// Projections of layer `l` that read the same input (q/k/v, gate/up) and whose adapters can
@@ -304,33 +440,134 @@ impl Transformer {
         let (rank, scale, width) = (lora.config.rank, lora.config.scale(), g.members.len() * lora.config.rank);
         let rows = x.len() / g.n_in;
         u.resize(rows * width, 0.0);
-        gemm_strided_scaled(false, true, rows, width, g.n_in, 1.0, x, g.n_in, &lora.params[g.a.clone()], g.n_in, 0.0, u, width);
+        gemm_strided_scaled(
+            false,
+            true,
+            rows,
+            width,
+            g.n_in,
+            1.0,
+            x,
+            g.n_in,
+            &lora.params[g.a.clone()],
+            g.n_in,
+            0.0,
+            u,
+            width,
+        );
         for (i, ((n_out, b), y)) in g.members.iter().zip(ys.iter_mut()).enumerate() {
-            gemm_strided_scaled(false, true, rows, *n_out, rank, scale, &u[i * rank..], width, &lora.params[b.clone()], rank, 1.0, y, *n_out);
+            gemm_strided_scaled(
+                false,
+                true,
+                rows,
+                *n_out,
+                rank,
+                scale,
+                &u[i * rank..],
+                width,
+                &lora.params[b.clone()],
+                rank,
+                1.0,
+                y,
+                *n_out,
+            );
         }
     }
 
     /// Backward of [`Self::lora_group_forward`]: `dBᵢ += s·dyᵢᵀ·uᵢ`, `du = s·[dy₁·B₁, …]`, then
     /// one product each for `dA += duᵀ·x` and `dx += du·A`.
     #[allow(clippy::too_many_arguments)]
-    fn lora_group_backward(&self, g: &LoraGroup, dx: &mut [f32], dys: &[&[f32]], x: &[f32], u: &[f32], grads: &mut [f32], du: &mut Vec<f32>) {
+    fn lora_group_backward(
+        &self,
+        g: &LoraGroup,
+        dx: &mut [f32],
+        dys: &[&[f32]],
+        x: &[f32],
+        u: &[f32],
+        grads: &mut [f32],
+        du: &mut Vec<f32>,
+    ) {
         let lora = self.lora.as_ref().expect("a group implies an adapter");
         let (rank, scale, width) = (lora.config.rank, lora.config.scale(), g.members.len() * lora.config.rank);
         let rows = x.len() / g.n_in;
         du.resize(rows * width, 0.0);
         for (i, ((n_out, b), dy)) in g.members.iter().zip(dys).enumerate() {
-            gemm_strided_scaled(true, false, *n_out, rank, rows, scale, dy, *n_out, &u[i * rank..], width, 1.0, &mut grads[b.clone()], rank);
-            gemm_strided_scaled(false, false, rows, rank, *n_out, scale, dy, *n_out, &lora.params[b.clone()], rank, 0.0, &mut du[i * rank..], width);
+            gemm_strided_scaled(
+                true,
+                false,
+                *n_out,
+                rank,
+                rows,
+                scale,
+                dy,
+                *n_out,
+                &u[i * rank..],
+                width,
+                1.0,
+                &mut grads[b.clone()],
+                rank,
+            );
+            gemm_strided_scaled(
+                false,
+                false,
+                rows,
+                rank,
+                *n_out,
+                scale,
+                dy,
+                *n_out,
+                &lora.params[b.clone()],
+                rank,
+                0.0,
+                &mut du[i * rank..],
+                width,
+            );
         }
-        gemm_strided_scaled(true, false, width, g.n_in, rows, 1.0, du, width, x, g.n_in, 1.0, &mut grads[g.a.clone()], g.n_in);
-        gemm_strided_scaled(false, false, rows, g.n_in, width, 1.0, du, width, &lora.params[g.a.clone()], g.n_in, 1.0, dx, g.n_in);
+        gemm_strided_scaled(
+            true,
+            false,
+            width,
+            g.n_in,
+            rows,
+            1.0,
+            du,
+            width,
+            x,
+            g.n_in,
+            1.0,
+            &mut grads[g.a.clone()],
+            g.n_in,
+        );
+        gemm_strided_scaled(
+            false,
+            false,
+            rows,
+            g.n_in,
+            width,
+            1.0,
+            du,
+            width,
+            &lora.params[g.a.clone()],
+            g.n_in,
+            1.0,
+            dx,
+            g.n_in,
+        );
     }
 
     /// Backward of [`Self::lora_forward_into`]: adapter gradients into `grads` (the adapter's
     /// layout) and the input gradient added to `dx`.
     #[allow(clippy::too_many_arguments)]
     fn lora_backward_into(
-        &self, l: usize, m: Module, dx: &mut [f32], dy: &[f32], x: &[f32], u: &[f32], grads: &mut [f32], s: &mut LoraScratch,
+        &self,
+        l: usize,
+        m: Module,
+        dx: &mut [f32],
+        dy: &[f32],
+        x: &[f32],
+        u: &[f32],
+        grads: &mut [f32],
+        s: &mut LoraScratch,
     ) {
         let Some(lora) = &self.lora else { return };
         let Some((a, b)) = &lora.slots[l][m as usize] else { return };
@@ -381,7 +618,13 @@ impl Transformer {
             let acts = &mut ws.acts[if ws.checkpointing { 0 } else { l }];
             self.layer_forward(l, acts, &ws.rope, ws.shape, batch, &inputs[l], &mut outputs[0]);
         }
-        rmsnorm_forward(&mut ws.xf, &mut ws.rstdf, &ws.layer_inputs[c.num_layers], &p[self.layout.final_norm.clone()], c.rms_norm_eps);
+        rmsnorm_forward(
+            &mut ws.xf,
+            &mut ws.rstdf,
+            &ws.layer_inputs[c.num_layers],
+            &p[self.layout.final_norm.clone()],
+            c.rms_norm_eps,
+        );
         let (h, v) = (c.hidden_size, c.vocab_size);
         if ws.logits_at_targets_only {
             ws.selected.clear();
@@ -411,11 +654,19 @@ impl Transformer {
 
     #[allow(clippy::too_many_arguments)]
     fn layer_forward(
-        &self, l: usize, a: &mut LayerActs, rope: &RopeTable<f32>, s: AttnShape, batch: &Batch, x: &[f32], out: &mut [f32],
+        &self,
+        l: usize,
+        a: &mut LayerActs,
+        rope: &RopeTable<f32>,
+        s: AttnShape,
+        batch: &Batch,
+        x: &[f32],
+        out: &mut [f32],
     ) {
         let c = &self.config;
         let (p, r) = (&self.params, &self.layout.layers[l]);
-        let (h, qw, kw, f) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
+        let (h, qw, kw, f) =
+            (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
         let opt = |range: &Option<std::ops::Range<usize>>| range.clone().map(|r| &p[r]);
         let [uq, uk, uv, uo, ug, uu, ud] = &mut a.lora_u;
         // Attention block.
@@ -509,13 +760,23 @@ impl Transformer {
     fn layer_backward(&self, l: usize, idx: usize, ws: &mut Workspace, batch: &Batch, g: &mut GradSink) {
         let c = &self.config;
         let (p, r): (&[f32], &LayerRanges) = (&self.params, &self.layout.layers[l]);
-        let (h, qw, kw, f) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
+        let (h, qw, kw, f) =
+            (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
         let a = &ws.acts[idx];
         let x = &ws.layer_inputs[l];
         let mut ls = LoraScratch { du: &mut ws.lora_du, x: &mut ws.lora_x, dx: &mut ws.lora_dx };
         // MLP block: out = x_mid + down(swiglu(gate(xn2), up(xn2))).
         linear_backward(Some(&mut ws.dact), false, g.base(&r.down), None, &ws.dx, &a.act, &p[r.down.clone()], f, h);
-        self.lora_backward_into(l, Module::Down, &mut ws.dact, &ws.dx, &a.act, &a.lora_u[Module::Down as usize], g.grads, &mut ls);
+        self.lora_backward_into(
+            l,
+            Module::Down,
+            &mut ws.dact,
+            &ws.dx,
+            &a.act,
+            &a.lora_u[Module::Down as usize],
+            g.grads,
+            &mut ls,
+        );
         swiglu_backward(&mut ws.dgate, &mut ws.dup, &ws.dact, &a.gate, &a.up);
         linear_backward(Some(&mut ws.dxn), false, g.base(&r.gate), None, &ws.dgate, &a.xn2, &p[r.gate.clone()], h, f);
         linear_backward(Some(&mut ws.dxn), true, g.base(&r.up), None, &ws.dup, &a.xn2, &p[r.up.clone()], h, f);
@@ -523,14 +784,52 @@ impl Transformer {
             let u = &a.lora_u[Module::Gate as usize];
             self.lora_group_backward(&group, &mut ws.dxn, &[&ws.dgate, &ws.dup], &a.xn2, u, g.grads, ls.du);
         } else {
-            self.lora_backward_into(l, Module::Gate, &mut ws.dxn, &ws.dgate, &a.xn2, &a.lora_u[Module::Gate as usize], g.grads, &mut ls);
-            self.lora_backward_into(l, Module::Up, &mut ws.dxn, &ws.dup, &a.xn2, &a.lora_u[Module::Up as usize], g.grads, &mut ls);
+            self.lora_backward_into(
+                l,
+                Module::Gate,
+                &mut ws.dxn,
+                &ws.dgate,
+                &a.xn2,
+                &a.lora_u[Module::Gate as usize],
+                g.grads,
+                &mut ls,
+            );
+            self.lora_backward_into(
+                l,
+                Module::Up,
+                &mut ws.dxn,
+                &ws.dup,
+                &a.xn2,
+                &a.lora_u[Module::Up as usize],
+                g.grads,
+                &mut ls,
+            );
         }
         rmsnorm_backward(&mut ws.dx, g.base(&r.mlp_norm), &ws.dxn, &a.x_mid, &p[r.mlp_norm.clone()], &a.rstd2);
         // Attention block: x_mid = x + o(attention(rope(q), rope(k), v)).
         linear_backward(Some(&mut ws.datt), false, g.base(&r.o), None, &ws.dx, &a.att, &p[r.o.clone()], qw, h);
-        self.lora_backward_into(l, Module::O, &mut ws.datt, &ws.dx, &a.att, &a.lora_u[Module::O as usize], g.grads, &mut ls);
-        attention_backward(&mut ws.dq, &mut ws.dk, &mut ws.dv, &mut ws.attn_scratch, &ws.datt, &a.probs, &a.q, &a.k, &a.v, ws.shape);
+        self.lora_backward_into(
+            l,
+            Module::O,
+            &mut ws.datt,
+            &ws.dx,
+            &a.att,
+            &a.lora_u[Module::O as usize],
+            g.grads,
+            &mut ls,
+        );
+        attention_backward(
+            &mut ws.dq,
+            &mut ws.dk,
+            &mut ws.dv,
+            &mut ws.attn_scratch,
+            &ws.datt,
+            &a.probs,
+            &a.q,
+            &a.k,
+            &a.v,
+            ws.shape,
+        );
         ws.rope.apply(&mut ws.dq, &batch.positions, c.num_heads, true);
         ws.rope.apply(&mut ws.dk, &batch.positions, c.num_kv_heads, true);
         // With per-head q/k norms, the projections' outputs are q_pre/k_pre: take the gradient
@@ -551,9 +850,36 @@ impl Transformer {
             let u = &a.lora_u[Module::Q as usize];
             self.lora_group_backward(&group, &mut ws.dxn, &[dq, dk, &ws.dv], &a.xn1, u, g.grads, ls.du);
         } else {
-            self.lora_backward_into(l, Module::Q, &mut ws.dxn, dq, &a.xn1, &a.lora_u[Module::Q as usize], g.grads, &mut ls);
-            self.lora_backward_into(l, Module::K, &mut ws.dxn, dk, &a.xn1, &a.lora_u[Module::K as usize], g.grads, &mut ls);
-            self.lora_backward_into(l, Module::V, &mut ws.dxn, &ws.dv, &a.xn1, &a.lora_u[Module::V as usize], g.grads, &mut ls);
+            self.lora_backward_into(
+                l,
+                Module::Q,
+                &mut ws.dxn,
+                dq,
+                &a.xn1,
+                &a.lora_u[Module::Q as usize],
+                g.grads,
+                &mut ls,
+            );
+            self.lora_backward_into(
+                l,
+                Module::K,
+                &mut ws.dxn,
+                dk,
+                &a.xn1,
+                &a.lora_u[Module::K as usize],
+                g.grads,
+                &mut ls,
+            );
+            self.lora_backward_into(
+                l,
+                Module::V,
+                &mut ws.dxn,
+                &ws.dv,
+                &a.xn1,
+                &a.lora_u[Module::V as usize],
+                g.grads,
+                &mut ls,
+            );
         }
         rmsnorm_backward(&mut ws.dx, g.base(&r.attn_norm), &ws.dxn, x, &p[r.attn_norm.clone()], &a.rstd1);
     }
@@ -607,8 +933,16 @@ fn dropout(out: &mut Vec<f32>, x: &[f32], lora: &LoraAdapter, l: usize, m: Modul
 /// after its weight, so both gradients come from one split of the buffer.
 #[allow(clippy::too_many_arguments)]
 fn linear_backward_into(
-    g: &mut GradSink, dx: &mut [f32], accumulate_dx: bool, w: std::ops::Range<usize>, b: Option<std::ops::Range<usize>>,
-    dy: &[f32], x: &[f32], p: &[f32], n_in: usize, n_out: usize,
+    g: &mut GradSink,
+    dx: &mut [f32],
+    accumulate_dx: bool,
+    w: std::ops::Range<usize>,
+    b: Option<std::ops::Range<usize>>,
+    dy: &[f32],
+    x: &[f32],
+    p: &[f32],
+    n_in: usize,
+    n_out: usize,
 ) {
     let span = w.start..b.as_ref().map_or(w.end, |b| b.end);
     match g.base(&span) {
@@ -622,5 +956,7 @@ fn linear_backward_into(
 }
 
 pub(crate) fn add_into(dst: &mut [f32], src: &[f32]) {
-    dst.par_chunks_mut(4096).zip(src.par_chunks(4096)).for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, &s)| *d += s));
+    dst.par_chunks_mut(4096)
+        .zip(src.par_chunks(4096))
+        .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, &s)| *d += s));
 }

@@ -25,7 +25,10 @@ impl Transformer {
             if entry.shape != spec.shape {
                 bail!(
                     "{}: tensor {} has shape {:?}, but the config implies {:?}",
-                    st.file_of(&spec.name).unwrap_or(dir).display(), spec.name, entry.shape, spec.shape
+                    st.file_of(&spec.name).unwrap_or(dir).display(),
+                    spec.name,
+                    entry.shape,
+                    spec.shape
                 );
             }
             st.read_f32(&spec.name, &mut model.params[spec.range.clone()])
@@ -34,7 +37,8 @@ impl Transformer {
         if let Some(extra) = st.names().find(|n| model.layout.find(n).is_none() && !ignorable(n, &model.config)) {
             bail!(
                 "{}: tensor {extra} is not part of a {} model with this config (wrong architecture or config?)",
-                st.file_of(extra).unwrap_or(dir).display(), model.config.arch.model_type()
+                st.file_of(extra).unwrap_or(dir).display(),
+                model.config.arch.model_type()
             );
         }
         Ok(model)
@@ -43,8 +47,12 @@ impl Transformer {
     /// Writes `config.json` and `model.safetensors` (f32) into `dir`, which transformers loads.
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let tensors: Vec<(&str, &[usize], &[f32])> =
-            self.layout.tensors.iter().map(|t| (t.name.as_str(), t.shape.as_slice(), &self.params[t.range.clone()])).collect();
+        let tensors: Vec<(&str, &[usize], &[f32])> = self
+            .layout
+            .tensors
+            .iter()
+            .map(|t| (t.name.as_str(), t.shape.as_slice(), &self.params[t.range.clone()]))
+            .collect();
         let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
         write_f32(&dir.join("model.safetensors"), &tensors, &meta)?;
         let config = serde_json::to_string_pretty(&self.config.to_hf_json())?;

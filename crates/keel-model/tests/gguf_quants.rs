@@ -26,7 +26,8 @@ fn same(v: &MetaValue, want: &Value) -> bool {
 #[test]
 fn metadata_of_every_type_reads_back() {
     let g = GgufFile::open(&fixtures().join("quants.gguf")).unwrap();
-    let want: Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("metadata.json")).unwrap()).unwrap();
+    let want: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("metadata.json")).unwrap()).unwrap();
     assert_eq!(g.version as u64, want["gguf_version"].as_u64().unwrap());
     for entry in want["metadata"].as_array().unwrap() {
         let key = entry["key"].as_str().unwrap();

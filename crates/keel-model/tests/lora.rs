@@ -43,13 +43,15 @@ fn adapter_logits_loss_and_gradients_match_peft() {
     let (batch, mask) = batch();
     let v = model.config.vocab_size;
     let want = reference.to_vec_f32("logits").unwrap();
-    let want: Vec<f32> = mask.iter().enumerate().filter(|(_, &m)| m == 1).flat_map(|(i, _)| want[i * v..(i + 1) * v].to_vec()).collect();
+    let want: Vec<f32> =
+        mask.iter().enumerate().filter(|(_, &m)| m == 1).flat_map(|(i, _)| want[i * v..(i + 1) * v].to_vec()).collect();
     let err = rel_err(&valid_logits(&model, &batch, &mask), &want);
     assert!(err < 1e-4, "logits differ by {err:e}");
 
     let mut ws = Workspace::new(&model.config, batch.batch, batch.seq, false).unwrap();
     let weights = batch.mean_weights();
-    let loss: f64 = model.forward(&mut ws, &batch).unwrap().iter().zip(&weights).map(|(&l, &w)| l as f64 * w as f64).sum();
+    let loss: f64 =
+        model.forward(&mut ws, &batch).unwrap().iter().zip(&weights).map(|(&l, &w)| l as f64 * w as f64).sum();
     assert!((loss - reference.to_vec_f32("loss").unwrap()[0] as f64).abs() < 1e-5);
     // The gradient buffer holds only the adapter: the frozen base has no gradients at all.
     let adapter = model.lora.as_ref().unwrap();
@@ -78,7 +80,8 @@ fn merged_weights_equal_the_adapter_forward_and_peft_merge() {
     let name = peft.names().next().unwrap().to_string();
     let want = peft.to_vec_f32(&name).unwrap();
     let v = model.config.vocab_size;
-    let want: Vec<f32> = mask.iter().enumerate().filter(|(_, &m)| m == 1).flat_map(|(i, _)| want[i * v..(i + 1) * v].to_vec()).collect();
+    let want: Vec<f32> =
+        mask.iter().enumerate().filter(|(_, &m)| m == 1).flat_map(|(i, _)| want[i * v..(i + 1) * v].to_vec()).collect();
     assert!(rel_err(&merged, &want) < 1e-4);
 }
 
@@ -92,8 +95,16 @@ fn adapters_round_trip_in_the_peft_layout() {
     assert_eq!(again.config, model.lora.as_ref().unwrap().config);
     // A fresh adapter starts as the base model: B = 0.
     let fresh = LoraAdapter::new(&model.config, again.config.clone(), 1).unwrap();
-    assert!(fresh.tensors.iter().filter(|t| t.name.ends_with("lora_B.weight")).all(|t| fresh.params[t.range.clone()].iter().all(|&x| x == 0.0)));
-    assert!(fresh.tensors.iter().filter(|t| t.name.ends_with("lora_A.weight")).all(|t| fresh.params[t.range.clone()].iter().any(|&x| x != 0.0)));
+    assert!(fresh
+        .tensors
+        .iter()
+        .filter(|t| t.name.ends_with("lora_B.weight"))
+        .all(|t| fresh.params[t.range.clone()].iter().all(|&x| x == 0.0)));
+    assert!(fresh
+        .tensors
+        .iter()
+        .filter(|t| t.name.ends_with("lora_A.weight"))
+        .all(|t| fresh.params[t.range.clone()].iter().any(|&x| x != 0.0)));
 }
 
 #[test]
@@ -123,7 +134,8 @@ fn adapters_on_some_projections_match_finite_differences() {
     use keel_model::lora::{LoraConfig, Module};
     let mut model = Transformer::load(&fixture().join("base")).unwrap();
     let targets = vec![Module::Q, Module::V, Module::Up, Module::Down];
-    let mut adapter = LoraAdapter::new(&model.config, LoraConfig { rank: 3, alpha: 6.0, dropout: 0.0, targets }, 5).unwrap();
+    let mut adapter =
+        LoraAdapter::new(&model.config, LoraConfig { rank: 3, alpha: 6.0, dropout: 0.0, targets }, 5).unwrap();
     let mut rng = keel_model::rng::Rng::new(9);
     adapter.params.iter_mut().for_each(|p| *p = (rng.normal() * 0.2) as f32);
     model.lora = Some(adapter);
@@ -150,6 +162,10 @@ fn assert_adapter_gradients_match_finite_differences(mut model: Transformer) {
         let down = loss(&model, &mut ws);
         model.lora.as_mut().unwrap().params[i] = orig;
         let fd = (up - down) / (2.0 * h as f64);
-        assert!((fd - grads[i] as f64).abs() < 2e-3 + 2e-2 * fd.abs(), "parameter {i}: finite differences {fd}, backward {}", grads[i]);
+        assert!(
+            (fd - grads[i] as f64).abs() < 2e-3 + 2e-2 * fd.abs(),
+            "parameter {i}: finite differences {fd}, backward {}",
+            grads[i]
+        );
     }
 }

@@ -21,7 +21,8 @@ fn load_batch(variant: &str) -> (Batch, Vec<i64>) {
     let shape = st.get("input_ids").unwrap().shape.clone();
     let get = |n: &str| st.read_i64(n).unwrap();
     let mask = get("attention_mask");
-    let batch = Batch::from_hf(shape[0], shape[1], &get("input_ids"), &mask, &get("position_ids"), &get("labels")).unwrap();
+    let batch =
+        Batch::from_hf(shape[0], shape[1], &get("input_ids"), &mask, &get("position_ids"), &get("labels")).unwrap();
     (batch, mask)
 }
 
@@ -79,7 +80,10 @@ fn logits_loss_and_gradients_match_transformers() {
             worst = worst.max(err);
             names += 1;
         }
-        eprintln!("{variant}: logits {logit_err:.1e}, loss {:.1e}, worst gradient {worst:.1e} (relative)", (loss - want_loss).abs());
+        eprintln!(
+            "{variant}: logits {logit_err:.1e}, loss {:.1e}, worst gradient {worst:.1e} (relative)",
+            (loss - want_loss).abs()
+        );
         let reference_grads = reference.names().filter(|n| n.starts_with("grad.")).count();
         assert_eq!(names, reference_grads, "{variant}: every parameter transformers has is checked");
     }
@@ -123,7 +127,10 @@ fn ten_adamw_steps_follow_the_pytorch_loss_curve() {
             assert!((loss - want).abs() < 1e-4, "{variant} step {step}: loss {loss} vs PyTorch {want}");
             let norm = clip_global_norm(&mut grads, f("max_grad_norm"));
             let want_norm = run["grad_norms"][step].as_f64().unwrap();
-            assert!((norm - want_norm).abs() < 1e-3 * want_norm, "{variant} step {step}: grad norm {norm} vs {want_norm}");
+            assert!(
+                (norm - want_norm).abs() < 1e-3 * want_norm,
+                "{variant} step {step}: grad norm {norm} vs {want_norm}"
+            );
             opt.update(&model.layout.tensors, &mut model.params, &grads, hyper.lr);
         }
     }

@@ -40,7 +40,8 @@ fn rewrite(dir: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>)
         st.names().map(|n| (n.to_string(), st.get(n).unwrap().shape.clone(), st.to_vec_f32(n).unwrap())).collect();
     drop(st);
     edit(&mut tensors);
-    let refs: Vec<(&str, &[usize], &[f32])> = tensors.iter().map(|(n, s, d)| (n.as_str(), s.as_slice(), d.as_slice())).collect();
+    let refs: Vec<(&str, &[usize], &[f32])> =
+        tensors.iter().map(|(n, s, d)| (n.as_str(), s.as_slice(), d.as_slice())).collect();
     write_f32(&dir.join("model.safetensors"), &refs, &HashMap::new()).unwrap();
 }
 
@@ -55,7 +56,8 @@ fn sharded_checkpoint_loads_like_the_single_file() {
         let file = format!("model-{:05}-of-00002.safetensors", shard + 1);
         let data: Vec<(String, Vec<usize>, Vec<f32>)> =
             part.iter().map(|n| (n.clone(), st.get(n).unwrap().shape.clone(), st.to_vec_f32(n).unwrap())).collect();
-        let refs: Vec<(&str, &[usize], &[f32])> = data.iter().map(|(n, s, d)| (n.as_str(), s.as_slice(), d.as_slice())).collect();
+        let refs: Vec<(&str, &[usize], &[f32])> =
+            data.iter().map(|(n, s, d)| (n.as_str(), s.as_slice(), d.as_slice())).collect();
         write_f32(&dir.join(&file), &refs, &HashMap::new()).unwrap();
         part.iter().for_each(|n| {
             weight_map.insert(n.clone(), file.clone().into());
@@ -135,7 +137,8 @@ fn wrong_shapes_and_names_are_refused_naming_the_tensor() {
 #[test]
 fn inconsistent_configs_are_refused_naming_the_file() {
     let dir = scratch("bad_config");
-    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     config["num_key_value_heads"] = 0.into();
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     assert_mentions(&load_err(&dir), &["config.json", "num_key_value_heads (0) must be positive"]);

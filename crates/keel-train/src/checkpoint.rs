@@ -61,7 +61,9 @@ pub fn save(run_dir: &Path, model: &Transformer, opt: &AdamW, state: &TrainState
     })();
     if let Err(e) = written {
         let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e.context(format!("cannot write checkpoint {} (earlier checkpoints are untouched)", dest.display())));
+        return Err(
+            e.context(format!("cannot write checkpoint {} (earlier checkpoints are untouched)", dest.display()))
+        );
     }
     let mut all = list(run_dir)?;
     while all.len() > keep_last.max(1) {
@@ -85,7 +87,13 @@ pub fn list(run_dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Restores weights and optimizer moments from `dir` into `model` and `opt`, after checking that
 /// the checkpoint belongs to this run. Nothing is modified if it does not.
-pub fn load(dir: &Path, model: &mut Transformer, opt: &mut AdamW, config_fp: &str, data_fp: &str) -> Result<TrainState> {
+pub fn load(
+    dir: &Path,
+    model: &mut Transformer,
+    opt: &mut AdamW,
+    config_fp: &str,
+    data_fp: &str,
+) -> Result<TrainState> {
     let state_path = dir.join("state.json");
     let state: TrainState = serde_json::from_str(
         &std::fs::read_to_string(&state_path).with_context(|| format!("cannot read {}", state_path.display()))?,
@@ -98,17 +106,27 @@ pub fn load(dir: &Path, model: &mut Transformer, opt: &mut AdamW, config_fp: &st
         bail!("{} was made on different training data (or a different tokenizer); refusing to resume", dir.display());
     }
     let params = match &model.lora {
-        Some(_) => LoraAdapter::load(dir, &model.config).with_context(|| format!("checkpoint {} is unreadable", dir.display()))?.params,
+        Some(_) => {
+            LoraAdapter::load(dir, &model.config)
+                .with_context(|| format!("checkpoint {} is unreadable", dir.display()))?
+                .params
+        }
         None => {
-            let saved = Transformer::load(dir).with_context(|| format!("checkpoint {} is unreadable", dir.display()))?;
+            let saved =
+                Transformer::load(dir).with_context(|| format!("checkpoint {} is unreadable", dir.display()))?;
             ensure!(saved.config == model.config, "checkpoint {} holds a different model architecture", dir.display());
             saved.params
         }
     };
     ensure!(params.len() == model.num_trainable(), "checkpoint {} holds a different adapter", dir.display());
-    let st = SafeTensors::open(&dir.join("optimizer.safetensors")).with_context(|| format!("checkpoint {}", dir.display()))?;
+    let st = SafeTensors::open(&dir.join("optimizer.safetensors"))
+        .with_context(|| format!("checkpoint {}", dir.display()))?;
     let (m, v) = (st.to_vec_f32("exp_avg")?, st.to_vec_f32("exp_avg_sq")?);
-    ensure!(m.len() == opt.m.len() && v.len() == opt.v.len(), "checkpoint {}: optimizer state has the wrong size", dir.display());
+    ensure!(
+        m.len() == opt.m.len() && v.len() == opt.v.len(),
+        "checkpoint {}: optimizer state has the wrong size",
+        dir.display()
+    );
     model.trainable_mut().1.copy_from_slice(&params);
     opt.m = m;
     opt.v = v;

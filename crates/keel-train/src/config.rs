@@ -44,7 +44,9 @@ impl Default for LoraSection {
             rank: 0,
             alpha: 32.0,
             dropout: 0.05,
-            targets: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"].map(String::from).to_vec(),
+            targets: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+                .map(String::from)
+                .to_vec(),
             lr: 1e-4,
         }
     }
@@ -142,7 +144,12 @@ pub struct TalrSection {
 
 impl Default for TalrSection {
     fn default() -> Self {
-        TalrSection { normalization: Normalization::Simplex, temperature: "sequence_median".into(), floor: 0.01, scope: "batch".into() }
+        TalrSection {
+            normalization: Normalization::Simplex,
+            temperature: "sequence_median".into(),
+            floor: 0.01,
+            scope: "batch".into(),
+        }
     }
 }
 
@@ -177,18 +184,23 @@ fn default_keep_last() -> usize {
 impl RunConfig {
     /// Reads `path` (`.toml`, `.yaml`/`.yml`) and applies `overrides` (`section.key=value`).
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the run config {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read the run config {}", path.display()))?;
         let mut tree: Value = match path.extension().and_then(|e| e.to_str()) {
-            Some("yaml" | "yml") => serde_yaml::from_str(&text).with_context(|| format!("{} is not valid YAML", path.display()))?,
+            Some("yaml" | "yml") => {
+                serde_yaml::from_str(&text).with_context(|| format!("{} is not valid YAML", path.display()))?
+            }
             _ => {
-                let t: toml::Value = toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+                let t: toml::Value =
+                    toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
                 serde_json::to_value(t)?
             }
         };
         for o in overrides {
             apply_override(&mut tree, o)?;
         }
-        let config: RunConfig = serde_json::from_value(tree).with_context(|| format!("in the run config {}", path.display()))?;
+        let config: RunConfig =
+            serde_json::from_value(tree).with_context(|| format!("in the run config {}", path.display()))?;
         config.validate()?;
         Ok(config)
     }
@@ -196,12 +208,18 @@ impl RunConfig {
     pub fn validate(&self) -> Result<()> {
         let t = &self.train;
         ensure!(t.lr > 0.0 && t.lr.is_finite(), "train.lr must be positive, got {}", t.lr);
-        ensure!(t.micro_batch_size > 0 && t.grad_accum > 0, "train.micro_batch_size and train.grad_accum must be positive");
+        ensure!(
+            t.micro_batch_size > 0 && t.grad_accum > 0,
+            "train.micro_batch_size and train.grad_accum must be positive"
+        );
         ensure!(t.epochs > 0 || t.max_steps > 0, "set train.epochs or train.max_steps");
         ensure!(t.threads > 0, "train.threads must be positive");
         ensure!(t.max_grad_norm > 0.0, "train.max_grad_norm must be positive");
         ensure!(t.l2_init >= 0.0 && t.weight_decay >= 0.0, "train.l2_init and train.weight_decay must not be negative");
-        ensure!((0.0..1.0).contains(&t.beta1) && (0.0..1.0).contains(&t.beta2), "train.beta1 and train.beta2 must lie in [0, 1)");
+        ensure!(
+            (0.0..1.0).contains(&t.beta1) && (0.0..1.0).contains(&t.beta2),
+            "train.beta1 and train.beta2 must lie in [0, 1)"
+        );
         ensure!(self.data.max_seq_len >= 2, "data.max_seq_len must be at least 2");
         ensure!(self.talr.floor >= 0.0, "talr.floor must not be negative");
         self.objective()?;
@@ -224,7 +242,11 @@ impl RunConfig {
 
     /// The peak learning rate of the trainable parameters.
     pub fn peak_lr(&self) -> f64 {
-        if self.lora.rank > 0 && self.lora.lr > 0.0 { self.lora.lr } else { self.train.lr }
+        if self.lora.rank > 0 && self.lora.lr > 0.0 {
+            self.lora.lr
+        } else {
+            self.train.lr
+        }
     }
 
     pub fn objective(&self) -> Result<Objective> {
@@ -266,7 +288,9 @@ fn apply_override(tree: &mut Value, o: &str) -> Result<()> {
     let mut node = tree;
     let parts: Vec<&str> = key.trim().split('.').collect();
     for (i, part) in parts.iter().enumerate() {
-        let obj = node.as_object_mut().with_context(|| format!("override {key}: {} is not a section", parts[..i].join(".")))?;
+        let obj = node
+            .as_object_mut()
+            .with_context(|| format!("override {key}: {} is not a section", parts[..i].join(".")))?;
         if i + 1 == parts.len() {
             obj.insert(part.to_string(), value);
             return Ok(());
@@ -288,14 +312,23 @@ mod tests {
         p
     }
 
-    const MINIMAL: &str = "[model]\npath = \"m.gguf\"\n[data]\npath = \"d.jsonl\"\nformat = \"gsm8k\"\n[output]\ndir = \"runs/x\"\n";
+    const MINIMAL: &str =
+        "[model]\npath = \"m.gguf\"\n[data]\npath = \"d.jsonl\"\nformat = \"gsm8k\"\n[output]\ndir = \"runs/x\"\n";
 
     #[test]
     fn toml_yaml_and_overrides() {
-        let c = RunConfig::load(&write("a.toml", MINIMAL), &["train.lr=2e-5".into(), "train.objective=ce".into(), "talr.temperature=0.5".into()]).unwrap();
+        let c = RunConfig::load(
+            &write("a.toml", MINIMAL),
+            &["train.lr=2e-5".into(), "train.objective=ce".into(), "talr.temperature=0.5".into()],
+        )
+        .unwrap();
         assert_eq!((c.train.lr, c.train.objective.as_str()), (2e-5, "ce"));
         assert_eq!(c.talr.temperature, serde_json::json!(0.5));
-        let y = RunConfig::load(&write("a.yaml", "model: {path: m.gguf}\ndata: {path: d.jsonl, format: alpaca}\noutput: {dir: runs/y}\n"), &[]).unwrap();
+        let y = RunConfig::load(
+            &write("a.yaml", "model: {path: m.gguf}\ndata: {path: d.jsonl, format: alpaca}\noutput: {dir: runs/y}\n"),
+            &[],
+        )
+        .unwrap();
         assert_eq!(y.data.format, Format::Alpaca);
     }
 

@@ -7,7 +7,10 @@ use rayon::prelude::*;
 pub fn add_l2_to_initial(grads: &mut [f32], params: &[f32], initial: &[f32], lambda: f64) -> f64 {
     let n = params.len() as f64;
     let coef = (2.0 * lambda / n) as f32;
-    grads.par_iter_mut().zip(params.par_iter().zip(initial.par_iter())).for_each(|(g, (&p, &p0))| *g += coef * (p - p0));
+    grads
+        .par_iter_mut()
+        .zip(params.par_iter().zip(initial.par_iter()))
+        .for_each(|(g, (&p, &p0))| *g += coef * (p - p0));
     let sq = keel_kernels::parallel::sum_f64(params.len(), |i| {
         let d = (params[i] - initial[i]) as f64;
         d * d

@@ -11,7 +11,10 @@ pub fn average(base: &Transformer, tuned: &Transformer, alpha: f64) -> Result<Tr
     ensure!((0.0..=1.0).contains(&alpha), "alpha must lie in [0, 1], got {alpha}");
     let (a, b) = (alpha as f32, (1.0 - alpha) as f32);
     let mut out = Transformer::zeros(base.config.clone());
-    out.params.par_iter_mut().zip(base.params.par_iter().zip(tuned.params.par_iter())).for_each(|(o, (&p0, &p1))| *o = b * p0 + a * p1);
+    out.params
+        .par_iter_mut()
+        .zip(base.params.par_iter().zip(tuned.params.par_iter()))
+        .for_each(|(o, (&p0, &p1))| *o = b * p0 + a * p1);
     Ok(out)
 }
 
@@ -22,8 +25,11 @@ mod tests {
 
     #[test]
     fn the_ends_are_exact_and_the_middle_is_the_mean() {
-        let c = ModelConfig::from_hf_json(&serde_json::json!({"model_type": "llama", "hidden_size": 16, "num_hidden_layers": 1,
-            "num_attention_heads": 2, "intermediate_size": 24, "vocab_size": 30})).unwrap();
+        let c = ModelConfig::from_hf_json(
+            &serde_json::json!({"model_type": "llama", "hidden_size": 16, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 24, "vocab_size": 30}),
+        )
+        .unwrap();
         let base = Transformer::init_random(c.clone(), 1, 0.3);
         let tuned = Transformer::init_random(c, 2, 0.3);
         assert!(average(&base, &tuned, 0.0).unwrap().params == base.params);

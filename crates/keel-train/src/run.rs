@@ -46,7 +46,8 @@ pub struct RunData {
 /// Loads the model and reads, tokenizes and counts the training data (also `keel data inspect`).
 pub fn load_data(config: &RunConfig) -> Result<(Pretrained, RunData)> {
     let pre = Pretrained::load(&config.model.path)?;
-    let template = pre.chat_template.as_ref().with_context(|| format!("{} has no chat template", config.model.path.display()))?;
+    let template =
+        pre.chat_template.as_ref().with_context(|| format!("{} has no chat template", config.model.path.display()))?;
     let d = &config.data;
     let mut examples = read_examples(&d.path, d.format, d.target, &d.fields)?;
     if d.max_examples > 0 {
@@ -71,10 +72,14 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
     let t = &config.train;
     keel_kernels::parallel::init_threads(t.threads).map_err(anyhow::Error::msg)?;
     let run_dir = &config.output.dir;
-    std::fs::create_dir_all(run_dir).with_context(|| format!("cannot create the run directory {}", run_dir.display()))?;
+    std::fs::create_dir_all(run_dir)
+        .with_context(|| format!("cannot create the run directory {}", run_dir.display()))?;
     let existing = checkpoint::list(run_dir)?;
     if !opts.resume && !existing.is_empty() {
-        bail!("{} already holds checkpoints; pass --resume to continue that run, or choose another output.dir", run_dir.display());
+        bail!(
+            "{} already holds checkpoints; pass --resume to continue that run, or choose another output.dir",
+            run_dir.display()
+        );
     }
     let objective = config.objective()?;
     let batch_scope = config.batch_scope()?;
@@ -98,7 +103,10 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
         fp_json["train"].as_object_mut().expect("train section").remove(key);
     }
     let config_fp = fingerprint(fp_json.to_string().into_bytes());
-    write_json(&run_dir.join("config.json"), &json!({"keel_version": env!("CARGO_PKG_VERSION"), "config": config_json}))?;
+    write_json(
+        &run_dir.join("config.json"),
+        &json!({"keel_version": env!("CARGO_PKG_VERSION"), "config": config_json}),
+    )?;
 
     let examples = &data.prepared.examples;
     let lengths: Vec<usize> = examples.iter().map(|e| e.len()).collect();
@@ -114,7 +122,15 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
     let pad_id = pre.tokenizer.eos.as_ref().map(|e| e.0).unwrap_or(0);
 
     let flow = if objective == Objective::Flow {
-        Some(flow_example_weights(run_dir, &pre.model, examples, pad_id, &data.fingerprint, config.data.max_seq_len, opts.progress)?)
+        Some(flow_example_weights(
+            run_dir,
+            &pre.model,
+            examples,
+            pad_id,
+            &data.fingerprint,
+            config.data.max_seq_len,
+            opts.progress,
+        )?)
     } else {
         None
     };
@@ -160,8 +176,8 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
         if epoch_plan.as_ref().is_none_or(|(e, _)| *e != epoch) {
             epoch_plan = Some((epoch, plan.epoch(&lengths, epoch)));
         }
-        let micro_batches: Vec<Collated> = epoch_plan.as_ref().expect("planned")
-            .1[(state.step % steps_per_epoch) as usize]
+        let micro_batches: Vec<Collated> = epoch_plan.as_ref().expect("planned").1
+            [(state.step % steps_per_epoch) as usize]
             .iter()
             .map(|rows| collate(rows, examples, pad_id))
             .collect();
@@ -197,7 +213,14 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
                 w.remove(0)
             };
             loss += losses.iter().zip(&w).map(|(&l, &c)| l as f64 * c as f64).sum::<f64>();
-            ce_sum += mb.batch.targets.iter().zip(losses).filter(|(t, _)| **t != keel_kernels::cross_entropy::IGNORE).map(|(_, &l)| l as f64).sum::<f64>();
+            ce_sum += mb
+                .batch
+                .targets
+                .iter()
+                .zip(losses)
+                .filter(|(t, _)| **t != keel_kernels::cross_entropy::IGNORE)
+                .map(|(_, &l)| l as f64)
+                .sum::<f64>();
             model.backward(&mut trainer.workspace, &mb.batch, &w, &mut trainer.grads)?;
         }
         let l2 = match &initial {
@@ -219,7 +242,8 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
         }
         trainer.apply_update(model, lr);
         state.step += 1;
-        let tokens: u64 = micro_batches.iter().map(|c| c.batch.segments.iter().filter(|&&s| s != 0).count() as u64).sum();
+        let tokens: u64 =
+            micro_batches.iter().map(|c| c.batch.segments.iter().filter(|&&s| s != 0).count() as u64).sum();
         state.tokens_seen += tokens;
         let secs = step_started.elapsed().as_secs_f64();
         let ce = ce_sum / n_total.max(1) as f64;
@@ -240,13 +264,17 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
             line["weight_max"] = json!(s.max);
             line["at_floor"] = json!(s.at_floor);
         }
-        writeln!(metrics, "{line}").and_then(|_| metrics.flush()).with_context(|| format!("cannot write {}", metrics_path.display()))?;
+        writeln!(metrics, "{line}")
+            .and_then(|_| metrics.flush())
+            .with_context(|| format!("cannot write {}", metrics_path.display()))?;
         if opts.progress {
             let done = state.step - start_step;
             let eta = started.elapsed().as_secs_f64() / done as f64 * (total_steps - state.step) as f64;
             eprintln!(
                 "step {}/{total_steps}  loss {loss:.4}  lr {lr:.2e}  grad {grad_norm:.3}  {:.0} tok/s  ETA {}",
-                state.step, tokens as f64 / secs, keel_data::progress::format_duration(eta)
+                state.step,
+                tokens as f64 / secs,
+                keel_data::progress::format_duration(eta)
             );
         }
         if config.output.save_every > 0 && state.step % config.output.save_every == 0 && state.step < total_steps {
@@ -286,7 +314,11 @@ fn collect_tokens(micro: usize, mb: &Collated, losses: &[f32], out: &mut Vec<Tok
 /// the group. The objective normalizes by the group's token count; rescaling to `n_total` makes
 /// the accumulated loss the mean over the whole optimizer batch.
 fn coefficients(
-    objective: &Objective, tokens: &[Token], micro: &[Collated], flow: Option<&[f64]>, n_total: usize,
+    objective: &Objective,
+    tokens: &[Token],
+    micro: &[Collated],
+    flow: Option<&[f64]>,
+    n_total: usize,
 ) -> (Vec<Vec<f32>>, Option<WeightStats>) {
     let losses: Vec<f64> = tokens.iter().map(|t| t.loss).collect();
     let sequence: Vec<usize> = tokens.iter().map(|t| t.example).collect();
@@ -302,15 +334,27 @@ fn coefficients(
 
 /// FLOW's per-example weights under the initial model, cached beside the run.
 fn flow_example_weights(
-    run_dir: &Path, model: &Transformer, examples: &[keel_data::mask::TokenizedExample], pad_id: u32, data_fp: &str,
-    max_seq_len: usize, progress: bool,
+    run_dir: &Path,
+    model: &Transformer,
+    examples: &[keel_data::mask::TokenizedExample],
+    pad_id: u32,
+    data_fp: &str,
+    max_seq_len: usize,
+    progress: bool,
 ) -> Result<Vec<f64>> {
     let cache = run_dir.join("flow_weights.json");
     if let Ok(text) = std::fs::read_to_string(&cache) {
-        let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is corrupt; delete it", cache.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{} is corrupt; delete it", cache.display()))?;
         if v["data_fingerprint"] == data_fp {
             let w: Vec<f64> = serde_json::from_value(v["weights"].clone())?;
-            ensure!(w.len() == examples.len(), "{} has {} weights for {} examples; delete it", cache.display(), w.len(), examples.len());
+            ensure!(
+                w.len() == examples.len(),
+                "{} has {} weights for {} examples; delete it",
+                cache.display(),
+                w.len(),
+                examples.len()
+            );
             return Ok(w);
         }
     }
@@ -345,7 +389,12 @@ fn open_metrics(path: &Path, step: u64) -> Result<std::fs::File> {
     let kept: Vec<String> = std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
-        .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["step"].as_u64()).is_some_and(|s| s <= step))
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s <= step)
+        })
         .map(String::from)
         .collect();
     let mut f = std::fs::File::create(path).with_context(|| format!("cannot write {}", path.display()))?;

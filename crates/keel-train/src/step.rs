@@ -32,7 +32,11 @@ impl Trainer {
     /// One step on `batch` with per-position loss weights chosen by `weigh` from the
     /// per-position losses (plain mean cross-entropy: `Batch::mean_weights`).
     pub fn step(
-        &mut self, model: &mut Transformer, batch: &Batch, lr: f64, weigh: impl FnOnce(&[f32]) -> Vec<f32>,
+        &mut self,
+        model: &mut Transformer,
+        batch: &Batch,
+        lr: f64,
+        weigh: impl FnOnce(&[f32]) -> Vec<f32>,
     ) -> Result<StepStats> {
         let t0 = Instant::now();
         self.grads.fill(0.0);

@@ -52,8 +52,19 @@ fn talr_over_accumulated_micro_batches_equals_one_big_batch() {
     // eps = 1 makes AdamW's first update proportional to the gradient (with the default eps it
     // is lr·sign(g), which turns rounding noise in near-zero gradients into full-size steps).
     let run = |mbs: &str, accum: &str, scope: &str, name: &str| {
-        let mut c = config(&dir, 8, "", &[&format!("train.micro_batch_size={mbs}"), &format!("train.grad_accum={accum}"),
-            "train.max_steps=1", "train.eps=1.0", "train.lr=1.0", &format!("talr.scope={scope}")]);
+        let mut c = config(
+            &dir,
+            8,
+            "",
+            &[
+                &format!("train.micro_batch_size={mbs}"),
+                &format!("train.grad_accum={accum}"),
+                "train.max_steps=1",
+                "train.eps=1.0",
+                "train.lr=1.0",
+                &format!("talr.scope={scope}"),
+            ],
+        );
         c.output.dir = dir.join(name);
         train(&c, &QUIET).unwrap();
         Transformer::load(&c.output.dir.join("final")).unwrap().params
@@ -133,10 +144,15 @@ fn a_full_disk_while_checkpointing_leaves_the_previous_checkpoint_intact() {
         assert!(err.contains("checkpoint-00000002") && err.contains("earlier checkpoints are untouched"), "{err}");
         let left = keel_train::checkpoint::list(&c.output.dir).unwrap();
         assert_eq!(left.len(), 1, "only the complete first checkpoint remains: {left:?}");
-        let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(left[0].join("state.json")).unwrap()).unwrap();
+        let state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(left[0].join("state.json")).unwrap()).unwrap();
         assert_eq!(state["step"], 1);
         Transformer::load(&left[0]).expect("the first checkpoint still loads");
-        let leftovers: Vec<_> = std::fs::read_dir(&c.output.dir).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+        let leftovers: Vec<_> = std::fs::read_dir(&c.output.dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
         assert!(leftovers.is_empty(), "no half-written checkpoint is left behind");
     });
 }
@@ -154,7 +170,8 @@ fn lora_trains_only_the_adapter_and_resumes_exactly() {
     // The final model is the base plus the merged adapter, and nothing else changed.
     let base = Transformer::load(&dir.join("../tiny-model")).unwrap();
     let mut merged = Transformer::load(&dir.join("../tiny-model")).unwrap();
-    merged.lora = Some(keel_model::lora::LoraAdapter::load(&c.output.dir.join("final-adapter"), &merged.config).unwrap());
+    merged.lora =
+        Some(keel_model::lora::LoraAdapter::load(&c.output.dir.join("final-adapter"), &merged.config).unwrap());
     merged.merge_lora();
     let final_model = Transformer::load(&s.final_dir).unwrap();
     assert!(final_model.params == merged.params);

@@ -45,7 +45,9 @@ pub struct AnalyzeArgs {
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
-    serde_json::from_value(json!(s)).map_err(|_| format!("unknown format \"{s}\" (messages, prompt_completion, alpaca, sharegpt, gsm8k, medcalc, esci)"))
+    serde_json::from_value(json!(s)).map_err(|_| {
+        format!("unknown format \"{s}\" (messages, prompt_completion, alpaca, sharegpt, gsm8k, medcalc, esci)")
+    })
 }
 
 fn parse_target(s: &str) -> Result<Target, String> {
@@ -56,7 +58,9 @@ fn tokenize(pre: &Pretrained, examples: &[Example]) -> Result<Vec<TokenizedExamp
     let template = pre.chat_template.as_ref().context("the model has no chat template")?;
     let mut out = Vec::new();
     for ex in examples {
-        if let Some(t) = tokenize_conversation(&pre.tokenizer, template, &ex.messages).map_err(|e| e.context(ex.source.clone()))? {
+        if let Some(t) =
+            tokenize_conversation(&pre.tokenizer, template, &ex.messages).map_err(|e| e.context(ex.source.clone()))?
+        {
             out.push(t);
         }
     }
@@ -67,27 +71,44 @@ fn tokenize(pre: &Pretrained, examples: &[Example]) -> Result<Vec<TokenizedExamp
 /// The base model's greedy answers to the first `n` IFEval prompts, generated once and cached.
 fn general_examples(base: &Pretrained, n: usize, data_dir: &Path, cache: &Path) -> Result<Vec<Example>> {
     if let Ok(text) = std::fs::read_to_string(cache) {
-        let cached: Vec<(String, String)> = serde_json::from_str(&text).with_context(|| format!("{} is corrupt; delete it", cache.display()))?;
+        let cached: Vec<(String, String)> =
+            serde_json::from_str(&text).with_context(|| format!("{} is corrupt; delete it", cache.display()))?;
         if cached.len() == n {
-            return Ok(cached.into_iter().map(|(p, r)| Example { messages: vec![Message::new("user", &p), Message::new("assistant", &r)], source: cache.display().to_string() }).collect());
+            return Ok(cached
+                .into_iter()
+                .map(|(p, r)| Example {
+                    messages: vec![Message::new("user", &p), Message::new("assistant", &r)],
+                    source: cache.display().to_string(),
+                })
+                .collect());
         }
     }
     let path = data_dir.join("ifeval/input_data.jsonl");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {} (the general prompts)", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {} (the general prompts)", path.display()))?;
     let prompts: Vec<String> = text
         .lines()
         .take(n)
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["prompt"].as_str().map(String::from)).context("malformed IFEval line"))
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["prompt"].as_str().map(String::from))
+                .context("malformed IFEval line")
+        })
         .collect::<Result<_>>()?;
     let template = base.chat_template.as_ref().context("the base model has no chat template")?;
     let mut pairs = Vec::new();
     for chunk in prompts.chunks(8) {
-        let ids: Vec<Vec<u32>> = chunk.iter().map(|p| base.tokenizer.encode(&template.render(&[Message::new("user", p)], true)?, true)).collect::<Result<_>>()?;
+        let ids: Vec<Vec<u32>> = chunk
+            .iter()
+            .map(|p| base.tokenizer.encode(&template.render(&[Message::new("user", p)], true)?, true))
+            .collect::<Result<_>>()?;
         let outs = generate(base, &ids, &GenOptions { max_new_tokens: 128, ..GenOptions::default() }, |_, _, _| {})?;
         pairs.extend(chunk.iter().cloned().zip(outs.into_iter().map(|g| g.text)));
         eprintln!("general: {}/{n} base responses", pairs.len());
     }
-    std::fs::write(cache, serde_json::to_string(&pairs)?).with_context(|| format!("cannot write {}", cache.display()))?;
+    std::fs::write(cache, serde_json::to_string(&pairs)?)
+        .with_context(|| format!("cannot write {}", cache.display()))?;
     general_examples(base, n, data_dir, cache)
 }
 
@@ -95,10 +116,17 @@ pub fn run_analyze(a: AnalyzeArgs) -> Result<()> {
     let model = a.model.load()?;
     let base = a.base.as_ref().map(|b| Pretrained::load(b)).transpose()?;
     if let Some(b) = &base {
-        ensure!(b.tokenizer.vocab_size() == model.tokenizer.vocab_size(), "the base model's tokenizer differs from the model's");
+        ensure!(
+            b.tokenizer.vocab_size() == model.tokenizer.vocab_size(),
+            "the base model's tokenizer differs from the model's"
+        );
     }
     let mut examples = if a.format == Format::Medcalc {
-        read_medcalc(&a.data)?.into_iter().filter(|r| r.held_out).map(|r| Example { messages: r.messages(a.target), source: r.source.clone() }).collect()
+        read_medcalc(&a.data)?
+            .into_iter()
+            .filter(|r| r.held_out)
+            .map(|r| Example { messages: r.messages(a.target), source: r.source.clone() })
+            .collect()
     } else {
         read_examples(&a.data, a.format, a.target, &Fields::default())?
     };
@@ -110,24 +138,36 @@ pub fn run_analyze(a: AnalyzeArgs) -> Result<()> {
     let tl = token_losses(&model.model, &domain, rows)?;
     let report = probability_report(&tl, &domain, &model.tokenizer, a.hardest)?;
     let mut out = json!({"model": a.model.model, "base": a.base, "data": a.data, "examples": domain.len(), "domain": {"model": report}});
-    println!("domain: {} tokens, mean NLL {:.4} nats/token, median token probability {:.3}", report.tokens, report.mean_nll, report.median_probability);
+    println!(
+        "domain: {} tokens, mean NLL {:.4} nats/token, median token probability {:.3}",
+        report.tokens, report.mean_nll, report.median_probability
+    );
     if let Some(b) = &base {
         let bl = token_losses(&b.model, &domain, rows)?;
         let delta = tl.mean() - bl.mean();
         out["domain"]["base_mean_nll"] = json!(bl.mean());
         out["domain"]["delta_l"] = json!(delta);
         out["domain"]["base"] = json!(probability_report(&bl, &domain, &b.tokenizer, a.hardest)?);
-        println!("domain: ΔL = {delta:+.4} nats/token (model {:.4}, base {:.4}; negative is improvement)", tl.mean(), bl.mean());
+        println!(
+            "domain: ΔL = {delta:+.4} nats/token (model {:.4}, base {:.4}; negative is improvement)",
+            tl.mean(),
+            bl.mean()
+        );
         if a.general > 0 {
             let cache = a.out.with_extension("general_responses.json");
             let general = tokenize(&model, &general_examples(b, a.general, &a.data_dir, &cache)?)?;
             let (gm, gb) = (token_losses(&model.model, &general, rows)?, token_losses(&b.model, &general, rows)?);
             let dg = gm.mean() - gb.mean();
             out["general"] = json!({"examples": general.len(), "model_mean_nll": gm.mean(), "base_mean_nll": gb.mean(), "delta_l": dg});
-            println!("general: ΔL = {dg:+.4} nats/token (model {:.4}, base {:.4}; positive is degradation)", gm.mean(), gb.mean());
+            println!(
+                "general: ΔL = {dg:+.4} nats/token (model {:.4}, base {:.4}; positive is degradation)",
+                gm.mean(),
+                gb.mean()
+            );
         }
     }
-    std::fs::write(&a.out, serde_json::to_string_pretty(&out)?).with_context(|| format!("cannot write {}", a.out.display()))?;
+    std::fs::write(&a.out, serde_json::to_string_pretty(&out)?)
+        .with_context(|| format!("cannot write {}", a.out.display()))?;
     eprintln!("wrote {}", a.out.display());
     Ok(())
 }

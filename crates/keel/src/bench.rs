@@ -4,10 +4,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use keel_kernels::adamw::AdamWHyper;
 use keel_kernels::cross_entropy::IGNORE;
+use keel_model::lora::{LoraAdapter, LoraConfig, Module};
 use keel_model::optim::AdamW;
 use keel_model::rng::Rng;
 use keel_model::{Batch, ModelConfig, Transformer, Workspace};
-use keel_model::lora::{LoraAdapter, LoraConfig, Module};
 use keel_train::objective::talr::{Normalization, TalrConfig, Temperature};
 use keel_train::objective::{token_coefficients, Objective};
 use keel_train::step::Trainer;
@@ -178,7 +178,11 @@ fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
     let n = s.len();
-    if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
 }
 
 fn bench_train(a: TrainArgs) -> Result<()> {
@@ -187,12 +191,21 @@ fn bench_train(a: TrainArgs) -> Result<()> {
     let config = shape_config(&a.shape)?;
     let mut model = Transformer::init_random(config, 0, 0.02);
     if a.lora_rank > 0 {
-        let lc = LoraConfig { rank: a.lora_rank, alpha: 2.0 * a.lora_rank as f64, dropout: 0.0, targets: Module::ALL.to_vec() };
+        let lc = LoraConfig {
+            rank: a.lora_rank,
+            alpha: 2.0 * a.lora_rank as f64,
+            dropout: 0.0,
+            targets: Module::ALL.to_vec(),
+        };
         model.lora = Some(LoraAdapter::new(&model.config, lc, 0)?);
     }
     let objective = match a.objective.as_str() {
         "ce" => Objective::Ce,
-        "talr" => Objective::Talr(TalrConfig { normalization: Normalization::Simplex, temperature: Temperature::SequenceMedian, floor: 0.01 }),
+        "talr" => Objective::Talr(TalrConfig {
+            normalization: Normalization::Simplex,
+            temperature: Temperature::SequenceMedian,
+            floor: 0.01,
+        }),
         other => bail!("--objective {other}: ce or talr"),
     };
     let params = model.layout.total;
@@ -206,7 +219,8 @@ fn bench_train(a: TrainArgs) -> Result<()> {
         optimizer: AdamW::new(trainable, hyper),
         max_grad_norm: 1.0,
     };
-    let (mut step_s, mut fwd_s, mut bwd_s, mut opt_s, mut weights_s, mut losses) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut step_s, mut fwd_s, mut bwd_s, mut opt_s, mut weights_s, mut losses) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     for step in 0..=a.steps {
         let s = trainer.step(&mut model, &batch, hyper.lr, |losses| match objective {
             Objective::Ce => weights.clone(),
@@ -241,10 +255,23 @@ fn bench_train(a: TrainArgs) -> Result<()> {
                 "trainable_params": trainable})
         );
     } else {
-        println!("shape {} ({params} parameters, {trainable} trained), batch {} × seq {}, {} threads, objective {}{}", a.shape,
-            a.batch, a.seq, a.threads, a.objective, if a.grad_checkpointing { ", gradient checkpointing" } else { "" });
-        println!("  step      {med:.3} s median of {} (forward {:.3}, backward {:.3}, clip+AdamW {:.3}; loss weights {:.5})", a.steps,
-            median(&fwd_s), median(&bwd_s), median(&opt_s), median(&weights_s));
+        println!(
+            "shape {} ({params} parameters, {trainable} trained), batch {} × seq {}, {} threads, objective {}{}",
+            a.shape,
+            a.batch,
+            a.seq,
+            a.threads,
+            a.objective,
+            if a.grad_checkpointing { ", gradient checkpointing" } else { "" }
+        );
+        println!(
+            "  step      {med:.3} s median of {} (forward {:.3}, backward {:.3}, clip+AdamW {:.3}; loss weights {:.5})",
+            a.steps,
+            median(&fwd_s),
+            median(&bwd_s),
+            median(&opt_s),
+            median(&weights_s)
+        );
         println!("  tokens/s  {:.0}", tokens / med);
         println!("  GFLOP/s   {gflops:.1}  (6 · params · tokens / time)");
         println!("  peak RSS  {peak:.0} MiB");
@@ -292,7 +319,8 @@ fn bench_gemm(a: GemmArgs) -> Result<()> {
 
 /// Prompt tokens: a fixed English text repeated, tokenized by the model (the same text as the
 /// PyTorch twin uses).
-const BENCH_TEXT: &str = "The quick brown fox jumps over the lazy dog while the committee reviews the annual report on renewable energy. ";
+const BENCH_TEXT: &str =
+    "The quick brown fox jumps over the lazy dog while the committee reviews the annual report on renewable energy. ";
 
 fn bench_generate(a: GenerateBenchArgs) -> Result<()> {
     use keel_model::inference::Decoder;
@@ -301,7 +329,8 @@ fn bench_generate(a: GenerateBenchArgs) -> Result<()> {
     let mut ids = pre.tokenizer.encode(&BENCH_TEXT.repeat(a.prompt_tokens / 8 + 1), false)?;
     ids.truncate(a.prompt_tokens);
     let vocab = pre.model.config.vocab_size;
-    let argmax = |l: &[f32]| l.iter().enumerate().fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0 as u32;
+    let argmax =
+        |l: &[f32]| l.iter().enumerate().fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0 as u32;
     let (mut prefill_s, mut decode_s) = (vec![], vec![]);
     // One decoder for all repetitions, as `keel generate` and `keel eval` keep theirs.
     let mut dec = Decoder::new(&pre.model, 1, a.prompt_tokens + a.new_tokens);
@@ -319,9 +348,12 @@ fn bench_generate(a: GenerateBenchArgs) -> Result<()> {
     let (p, d) = (median(&prefill_s), median(&decode_s));
     let peak = peak_rss_mib()?;
     if a.json {
-        println!("{}", serde_json::json!({"impl": "keel", "threads": a.model.threads, "prompt_tokens": ids.len(),
+        println!(
+            "{}",
+            serde_json::json!({"impl": "keel", "threads": a.model.threads, "prompt_tokens": ids.len(),
             "new_tokens": a.new_tokens, "prefill_s": p, "decode_s": d, "prompt_tokens_per_s": ids.len() as f64 / p,
-            "decode_tokens_per_s": a.new_tokens as f64 / d, "peak_rss_mib": peak}));
+            "decode_tokens_per_s": a.new_tokens as f64 / d, "peak_rss_mib": peak})
+        );
     } else {
         println!("{}: {} threads", a.model.model.display(), a.model.threads);
         println!("  prompt   {} tokens in {p:.3} s: {:.0} tokens/s", ids.len(), ids.len() as f64 / p);
@@ -343,7 +375,11 @@ fn bench_loglik(a: LoglikBenchArgs) -> Result<()> {
     let mut inputs = std::collections::HashSet::new();
     for item in &items {
         for choice in &item.choices {
-            let (ctx, cont) = keel_eval::mc::encode_pair(&pre.tokenizer, &item.context, &format!("{}{choice}", task.target_delimiter))?;
+            let (ctx, cont) = keel_eval::mc::encode_pair(
+                &pre.tokenizer,
+                &item.context,
+                &format!("{}{choice}", task.target_delimiter),
+            )?;
             inputs.insert([ctx, cont[..cont.len() - 1].to_vec()].concat());
         }
     }
@@ -359,11 +395,19 @@ fn bench_loglik(a: LoglikBenchArgs) -> Result<()> {
     let med = median(&secs);
     let requests: usize = items.iter().map(|i| i.choices.len()).sum();
     if a.json {
-        println!("{}", serde_json::json!({"impl": "keel", "task": task.name, "items": items.len(), "requests": requests,
+        println!(
+            "{}",
+            serde_json::json!({"impl": "keel", "task": task.name, "items": items.len(), "requests": requests,
             "threads": a.model.threads, "batch_rows": a.batch_rows, "tokens": request_tokens, "forwarded_tokens": tokens,
-            "median_s": med, "tokens_per_s": request_tokens as f64 / med, "acc": acc, "peak_rss_mib": peak_rss_mib()?}));
+            "median_s": med, "tokens_per_s": request_tokens as f64 / med, "acc": acc, "peak_rss_mib": peak_rss_mib()?})
+        );
     } else {
-        println!("{} {} items ({requests} requests, {request_tokens} input tokens, {tokens} forwarded), {} threads", task.name, items.len(), a.model.threads);
+        println!(
+            "{} {} items ({requests} requests, {request_tokens} input tokens, {tokens} forwarded), {} threads",
+            task.name,
+            items.len(),
+            a.model.threads
+        );
         println!("  {med:.3} s median of {}: {:.0} tokens/s, acc {acc:.4}", a.repeat, request_tokens as f64 / med);
     }
     Ok(())

@@ -3,10 +3,10 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use keel_data::progress::Progress;
 use keel_eval::gen_tasks::{self, GenTask};
 use keel_eval::mc::{evaluate, McTask};
 use keel_model::lora::LoraAdapter;
-use keel_data::progress::Progress;
 use keel_model::rng::Rng;
 use serde_json::json;
 use std::io::Write;
@@ -172,7 +172,8 @@ fn ratio<'a>(items: impl Iterator<Item = &'a (u32, u32)>) -> f64 {
 /// The baseline's results.json, checked to be comparable (same subset of items).
 fn read_baseline(path: &std::path::Path, limit: usize, seed: u64) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the baseline {}", path.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not a keel results.json", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a keel results.json", path.display()))?;
     if !v["tasks"].is_object() {
         bail!("{} has no \"tasks\" object: is it a keel eval results.json?", path.display());
     }
@@ -297,7 +298,8 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         results["baseline"] = json!({"path": path, "deltas": deltas(&results, base)});
     }
     let path = a.out.join("results.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&results)?).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::write(&path, serde_json::to_string_pretty(&results)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("wrote {}", path.display());
     Ok(())
 }
@@ -316,7 +318,8 @@ fn deltas(ours: &serde_json::Value, base: &serde_json::Value) -> serde_json::Val
         let mut line = format!("  {task:14}");
         let mut d = serde_json::Map::new();
         for (metric, value) in entry.as_object().into_iter().flatten() {
-            let skip = ["n", "seconds", "generated_tokens", "generated_tokens_per_s"].contains(&metric.as_str()) || metric.ends_with("_ci95");
+            let skip = ["n", "seconds", "generated_tokens", "generated_tokens_per_s"].contains(&metric.as_str())
+                || metric.ends_with("_ci95");
             if let (false, Some(x), Some(y)) = (skip, value.as_f64(), theirs[metric].as_f64()) {
                 line.push_str(&format!(" {metric} {:+.4}", x - y));
                 d.insert(metric.clone(), json!(x - y));

@@ -10,9 +10,14 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "keel", version, about, long_about = "keel fine-tunes Llama-family language models on a domain \
+#[command(
+    name = "keel",
+    version,
+    about,
+    long_about = "keel fine-tunes Llama-family language models on a domain \
 dataset while keeping their general abilities, and measures both.\n\nThis build provides the training \
-engine, generation and conversion; see the README for what is implemented so far.")]
+engine, generation and conversion; see the README for what is implemented so far."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

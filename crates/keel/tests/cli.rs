@@ -12,7 +12,10 @@ fn keel() -> Command {
 
 #[test]
 fn generate_answers_the_capital_question() {
-    let out = keel().args(["generate", "--chat", "--prompt", "What is the capital of France?", "--max-new-tokens", "20"]).output().unwrap();
+    let out = keel()
+        .args(["generate", "--chat", "--prompt", "What is the capital of France?", "--max-new-tokens", "20"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Paris"));
 }
@@ -63,7 +66,8 @@ fn eval_writes_results_and_samples_for_both_task_kinds() {
         .output()
         .unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     let arc = &results["tasks"]["arc_easy"];
     assert!(arc["acc"].is_number() && arc["acc_norm"].is_number() && arc["n"] == 2);
     let gsm = &results["tasks"]["gsm8k"];
@@ -77,16 +81,31 @@ fn eval_writes_results_and_samples_for_both_task_kinds() {
 
     // The same model against itself as the baseline: every delta is zero.
     let again = out.join("again");
-    let run = keel().args(["eval", "--suite", "arc_easy", "--limit", "2", "--baseline"]).arg(out.join("results.json")).arg("--out").arg(&again).output().unwrap();
+    let run = keel()
+        .args(["eval", "--suite", "arc_easy", "--limit", "2", "--baseline"])
+        .arg(out.join("results.json"))
+        .arg("--out")
+        .arg(&again)
+        .output()
+        .unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(stdout.contains("acc +0.0000"), "{stdout}");
-    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(again.join("results.json")).unwrap()).unwrap();
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(again.join("results.json")).unwrap()).unwrap();
     assert_eq!(results["baseline"]["deltas"]["arc_easy"]["acc"], 0.0);
     // A baseline scored on other items is refused before any work.
-    let other = keel().args(["eval", "--suite", "arc_easy", "--limit", "3", "--baseline"]).arg(out.join("results.json")).output().unwrap();
+    let other = keel()
+        .args(["eval", "--suite", "arc_easy", "--limit", "3", "--baseline"])
+        .arg(out.join("results.json"))
+        .output()
+        .unwrap();
     assert!(!other.status.success());
-    assert!(String::from_utf8_lossy(&other.stderr).contains("different items"), "{}", String::from_utf8_lossy(&other.stderr));
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("different items"),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
 
     let bad = keel().args(["eval", "--tasks", "hellaswag"]).output().unwrap();
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown task \"hellaswag\""));
@@ -99,11 +118,22 @@ fn eval_writes_results_and_samples_for_both_task_kinds() {
 fn esci_eval_reads_the_documented_format() {
     let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("esci-data");
     std::fs::create_dir_all(data.join("esci")).unwrap();
-    std::fs::copy(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../keel-data/tests/fixtures/esci_sample.jsonl"), data.join("esci/esci.jsonl")).unwrap();
+    std::fs::copy(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../keel-data/tests/fixtures/esci_sample.jsonl"),
+        data.join("esci/esci.jsonl"),
+    )
+    .unwrap();
     let out = data.join("out");
-    let run = keel().args(["eval", "--tasks", "esci", "--max-new-tokens", "16", "--data-dir"]).arg(&data).arg("--out").arg(&out).output().unwrap();
+    let run = keel()
+        .args(["eval", "--tasks", "esci", "--max-new-tokens", "16", "--data-dir"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(results["tasks"]["esci"]["n"], 5);
     assert!(results["tasks"]["esci"]["accuracy"].is_number());
     let missing = keel().args(["eval", "--tasks", "esci"]).output().unwrap();
@@ -115,8 +145,22 @@ fn analyze_reports_code_length_and_zero_delta_for_the_base_itself() {
     let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("analysis.json");
     let _ = std::fs::remove_file(out.with_extension("general_responses.json"));
     let run = keel()
-        .args(["analyze", "--base", "models/SmolLM2-135M-Instruct.Q4_1.gguf", "--data", "../shared/data/gsm8k/test.jsonl",
-            "--format", "gsm8k", "--limit", "3", "--general", "2", "--hardest", "5", "--out"])
+        .args([
+            "analyze",
+            "--base",
+            "models/SmolLM2-135M-Instruct.Q4_1.gguf",
+            "--data",
+            "../shared/data/gsm8k/test.jsonl",
+            "--format",
+            "gsm8k",
+            "--limit",
+            "3",
+            "--general",
+            "2",
+            "--hardest",
+            "5",
+            "--out",
+        ])
         .arg(&out)
         .output()
         .unwrap();
@@ -126,7 +170,10 @@ fn analyze_reports_code_length_and_zero_delta_for_the_base_itself() {
     assert_eq!(r["general"]["delta_l"], 0.0);
     let report = &r["domain"]["model"];
     assert!(report["mean_nll"].as_f64().unwrap() > 0.0);
-    assert_eq!(report["histogram"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).sum::<u64>(), report["tokens"].as_u64().unwrap());
+    assert_eq!(
+        report["histogram"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).sum::<u64>(),
+        report["tokens"].as_u64().unwrap()
+    );
     assert_eq!(report["hardest"].as_array().unwrap().len(), 5);
     assert!(out.with_extension("general_responses.json").exists(), "the base's general responses are cached");
 }

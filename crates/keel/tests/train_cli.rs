@@ -39,8 +39,10 @@ fn a_run_killed_at_a_random_step_resumes_to_identical_weights() {
 
     let (config, out) = setup("killed", steps);
     // A pseudo-random kill point from the clock: after 1 to 6 checkpoints exist.
-    let target = 1 + (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() % 6) as usize;
-    let mut child = keel().args(["train", "--config"]).arg(&config).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let target =
+        1 + (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() % 6) as usize;
+    let mut child =
+        keel().args(["train", "--config"]).arg(&config).stderr(std::process::Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     while keel_train::checkpoint::list(&out).map(|l| l.len()).unwrap_or(0) < target.min(2)
         || std::fs::read_to_string(out.join("metrics.jsonl")).map(|m| m.lines().count()).unwrap_or(0) < target
@@ -58,7 +60,10 @@ fn a_run_killed_at_a_random_step_resumes_to_identical_weights() {
     assert!(status.success());
     assert!(weights(&out) == reference, "resumed run (killed after step {target}) differs from the uninterrupted one");
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
-    let steps_logged: Vec<u64> = metrics.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap()).collect();
+    let steps_logged: Vec<u64> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64().unwrap())
+        .collect();
     assert_eq!(steps_logged, (1..=steps).collect::<Vec<_>>(), "each step logged once");
 }
 
@@ -71,7 +76,8 @@ fn a_corrupt_checkpoint_is_refused_on_resume() {
     let len = std::fs::metadata(&st).unwrap().len();
     std::fs::OpenOptions::new().write(true).open(&st).unwrap().set_len(len / 3).unwrap();
     let before = std::fs::read(last.join("model.safetensors")).unwrap();
-    let out_run = keel().args(["train", "--resume", "--set", "train.max_steps=4", "--config"]).arg(&config).output().unwrap();
+    let out_run =
+        keel().args(["train", "--resume", "--set", "train.max_steps=4", "--config"]).arg(&config).output().unwrap();
     assert!(!out_run.status.success());
     let err = String::from_utf8_lossy(&out_run.stderr);
     assert!(err.contains("optimizer.safetensors"), "{err}");

@@ -42,7 +42,10 @@ impl Objective {
 /// `sequence[i]` identifies token `i`'s sequence (for TALR's τ); `sample_weight[i]` is the FLOW
 /// weight of its example (ignored by the other objectives).
 pub fn token_coefficients(
-    objective: &Objective, losses: &[f64], sequence: &[usize], sample_weight: &[f64],
+    objective: &Objective,
+    losses: &[f64],
+    sequence: &[usize],
+    sample_weight: &[f64],
 ) -> (Vec<f64>, Option<WeightStats>) {
     let n = losses.len().max(1) as f64;
     match objective {
@@ -53,7 +56,8 @@ pub fn token_coefficients(
             (w.iter().map(|w| w / n).collect(), Some(stats))
         }
         Objective::Dft => {
-            let cfg = TalrConfig { normalization: Normalization::Raw, temperature: Temperature::Fixed(1.0), floor: 0.0 };
+            let cfg =
+                TalrConfig { normalization: Normalization::Raw, temperature: Temperature::Fixed(1.0), floor: 0.0 };
             let (w, stats) = talr_weights(losses, sequence, &cfg);
             (w.iter().map(|w| w / n).collect(), Some(stats))
         }
@@ -69,7 +73,11 @@ mod tests {
         let losses = [0.05, 0.7, 3.0, 1.2];
         let seq = [0, 0, 1, 1];
         let (dft, _) = token_coefficients(&Objective::Dft, &losses, &seq, &[1.0; 4]);
-        let talr = Objective::Talr(TalrConfig { normalization: Normalization::Raw, temperature: Temperature::Fixed(1.0), floor: 0.0 });
+        let talr = Objective::Talr(TalrConfig {
+            normalization: Normalization::Raw,
+            temperature: Temperature::Fixed(1.0),
+            floor: 0.0,
+        });
         let (t, _) = token_coefficients(&talr, &losses, &seq, &[1.0; 4]);
         assert_eq!(dft, t);
         for (c, l) in dft.iter().zip(losses) {

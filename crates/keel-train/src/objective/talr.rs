@@ -54,7 +54,11 @@ pub fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// τ for a batch of supervised-token losses; `sequence[i]` names the sequence of token `i`.
@@ -150,7 +154,8 @@ mod tests {
 
     #[test]
     fn simplex_weights_match_the_hand_computation() {
-        let cfg = TalrConfig { normalization: Normalization::Simplex, temperature: Temperature::SequenceMedian, floor: 0.0 };
+        let cfg =
+            TalrConfig { normalization: Normalization::Simplex, temperature: Temperature::SequenceMedian, floor: 0.0 };
         let (w, s) = talr_weights(&LOSSES, &SEQ, &cfg);
         // By hand: e = exp(−ℓ/1.1) = [0.913101, 0.761300, 0.162321]; Σ = 1.836722;
         // n·e/Σ = [1.491408, 1.243466, 0.265126].
@@ -165,7 +170,8 @@ mod tests {
 
     #[test]
     fn the_floor_raises_hard_tokens_then_renormalizes() {
-        let cfg = TalrConfig { normalization: Normalization::Simplex, temperature: Temperature::SequenceMedian, floor: 0.5 };
+        let cfg =
+            TalrConfig { normalization: Normalization::Simplex, temperature: Temperature::SequenceMedian, floor: 0.5 };
         let (w, s) = talr_weights(&LOSSES, &SEQ, &cfg);
         // n·w = [1.491408, 1.243466, 0.265126] → [1.491408, 1.243466, 0.5], mean 1.078291,
         // renormalized [1.383122, 1.153182, 0.463697].
@@ -175,7 +181,8 @@ mod tests {
 
     #[test]
     fn raw_weights_are_floored_powers_of_the_probability() {
-        let cfg = TalrConfig { normalization: Normalization::Raw, temperature: Temperature::SequenceMedian, floor: 0.2 };
+        let cfg =
+            TalrConfig { normalization: Normalization::Raw, temperature: Temperature::SequenceMedian, floor: 0.2 };
         let (w, s) = talr_weights(&LOSSES, &SEQ, &cfg);
         // p^(1/τ) = exp(−ℓ/1.1) = [0.913101, 0.761300, 0.162321 → floored to 0.2].
         assert!((w[0] - 0.913101).abs() < 1e-6 && (w[1] - 0.761300).abs() < 1e-6 && w[2] == 0.2);
@@ -184,7 +191,8 @@ mod tests {
 
     #[test]
     fn adaptive_temperature_tracks_falling_losses() {
-        let cfg = TalrConfig { normalization: Normalization::Simplex, temperature: Temperature::SequenceMedian, floor: 0.0 };
+        let cfg =
+            TalrConfig { normalization: Normalization::Simplex, temperature: Temperature::SequenceMedian, floor: 0.0 };
         let high = talr_weights(&[1.0, 3.0], &[0, 1], &cfg).1.tau;
         let low = talr_weights(&[0.1, 0.3], &[0, 1], &cfg).1.tau;
         assert!(close(high, 2.0) && close(low, 0.2));

@@ -23,7 +23,8 @@ pub fn tiny_setup(shared: &Path, data_dir: &Path, n: usize) -> (PathBuf, PathBuf
         let config = ModelConfig::from_hf_json(&serde_json::json!({"model_type": "llama", "hidden_size": 64,
             "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 128,
             "vocab_size": 49152, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": true,
-            "max_position_embeddings": 2048, "eos_token_id": 2})).unwrap();
+            "max_position_embeddings": 2048, "eos_token_id": 2}))
+        .unwrap();
         pre.model = Transformer::init_random(config, 11, 0.05);
         pre.save_hf(&model_dir).unwrap();
     }
