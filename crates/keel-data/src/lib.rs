@@ -1,11 +1,8 @@
-//! keel's data side: tokenizers, chat templates, datasets.
+//! keel's data side: tokenizers, chat templates, dataset readers, loss masks and batching.
 
 pub mod batching;
 pub mod chat;
 pub mod dataset;
-pub mod generate;
 pub mod mask;
 pub mod medcalc;
-pub mod pretrained;
-pub mod progress;
 pub mod tokenizer;

@@ -1,7 +1,5 @@
 //! Data readers on their formats' own examples, the MedCalc-Bench split, and loss masks.
 
-mod common;
-
 use keel_data::chat::Message;
 use keel_data::dataset::{gsm8k_final_answer, read_examples, Fields, Format, Target};
 use keel_data::mask::tokenize_conversation;
@@ -158,7 +156,7 @@ fn esci_reader_on_the_documented_format() {
 
 #[test]
 fn loss_masks_cover_every_assistant_turn_and_nothing_else() {
-    let g = GgufFile::open(&common::default_model_path()).unwrap();
+    let g = GgufFile::open(&keel_testkit::default_model_path()).unwrap();
     let tok = Tokenizer::from_gguf(&g).unwrap();
     let source = g.meta("tokenizer.chat_template").and_then(MetaValue::as_str).unwrap();
     let template = keel_data::chat::ChatTemplate::new(source, &[]).unwrap();

@@ -8,10 +8,10 @@ use crate::scorers::{esci_answer, gsm8k_correct, gsm8k_flexible, gsm8k_strict, m
 use anyhow::{Context, Result};
 use keel_data::chat::Message;
 use keel_data::dataset::{read_examples, Fields, Format, Target};
-use keel_data::generate::{generate, GenOptions, Generation};
 use keel_data::medcalc::{read_medcalc, MedcalcRow};
-use keel_data::pretrained::Pretrained;
-use keel_data::progress::Progress;
+use keel_infer::generate::{generate, GenOptions, Generation};
+use keel_infer::pretrained::Pretrained;
+use keel_infer::progress::Progress;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;

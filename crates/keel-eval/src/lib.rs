@@ -4,6 +4,7 @@
 
 pub mod codelength;
 pub mod gen_tasks;
+pub mod harness;
 pub mod humaneval;
 pub mod ifeval;
 pub mod loglik;

@@ -6,7 +6,7 @@
 //! instead of four times, and only continuation positions get logits.
 
 use anyhow::{ensure, Result};
-use keel_data::progress::Progress;
+use keel_infer::progress::Progress;
 use keel_kernels::cross_entropy::IGNORE;
 use keel_model::{Batch, Transformer, Workspace};
 

@@ -5,8 +5,8 @@
 
 use crate::loglik::loglikelihoods;
 use anyhow::{bail, ensure, Context, Result};
-use keel_data::progress::Progress;
 use keel_data::tokenizer::Tokenizer;
+use keel_infer::progress::Progress;
 use keel_model::Transformer;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

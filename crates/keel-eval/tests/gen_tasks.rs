@@ -63,14 +63,14 @@ fn gsm8k_eight_shot_prompts_carry_eight_worked_examples() {
 
 #[test]
 fn gsm8k_greedy_answers_and_scores_match_transformers() {
-    use keel_data::pretrained::{default_model_path, Pretrained};
+    use keel_infer::pretrained::Pretrained;
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let reference: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(root.join("crates/keel-eval/tests/fixtures/gsm8k_reference.json")).unwrap(),
     )
     .unwrap();
     let want = reference["items"].as_array().unwrap();
-    let pre = Pretrained::load(&default_model_path(&root)).unwrap();
+    let pre = Pretrained::load(&keel_testkit::default_model_path()).unwrap();
     let items: Vec<_> = GenTask::Gsm8k.items(&data()).unwrap().into_iter().take(want.len()).collect();
     let outputs = keel_eval::gen_tasks::run(
         &pre,

@@ -1,5 +1,5 @@
 //! Log-likelihood scoring against a direct computation from the full forward's logits.
-use keel_data::progress::Progress;
+use keel_infer::progress::Progress;
 
 use keel_eval::loglik::loglikelihoods;
 use keel_kernels::cross_entropy::IGNORE;

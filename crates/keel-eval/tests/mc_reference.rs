@@ -1,9 +1,9 @@
 //! Multiple-choice scoring against transformers computing lm-evaluation-harness's recipe
 //! (fixture from tools/make_eval_fixtures.py on the converted SmolLM2-135M-Instruct).
-use keel_data::progress::Progress;
+use keel_infer::progress::Progress;
 
-use keel_data::pretrained::Pretrained;
 use keel_eval::mc::{encode_pair, evaluate, McTask};
+use keel_infer::pretrained::Pretrained;
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -12,9 +12,7 @@ fn root() -> PathBuf {
 }
 
 fn model_path() -> PathBuf {
-    let p = keel_data::pretrained::default_model_path(&root());
-    assert!(p.exists(), "{} is missing: run scripts/fetch-model.sh first", p.display());
-    p
+    keel_testkit::default_model_path()
 }
 
 #[test]

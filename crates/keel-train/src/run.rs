@@ -11,7 +11,7 @@ use crate::step::Trainer;
 use anyhow::{bail, ensure, Context, Result};
 use keel_data::batching::{collate, prepare, BatchPlan, Collated, Prepared, Row};
 use keel_data::dataset::read_examples;
-use keel_data::pretrained::Pretrained;
+use keel_infer::pretrained::Pretrained;
 use keel_kernels::adamw::AdamWHyper;
 use keel_model::lora::LoraAdapter;
 use keel_model::optim::AdamW;
@@ -274,7 +274,7 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
                 "step {}/{total_steps}  loss {loss:.4}  lr {lr:.2e}  grad {grad_norm:.3}  {:.0} tok/s  ETA {}",
                 state.step,
                 tokens as f64 / secs,
-                keel_data::progress::format_duration(eta)
+                keel_infer::progress::format_duration(eta)
             );
         }
         if config.output.save_every > 0 && state.step % config.output.save_every == 0 && state.step < total_steps {

@@ -1,7 +1,6 @@
 //! Whole training runs on a tiny model with the real tokenizer.
 
-#[path = "common/tiny.rs"]
-mod tiny;
+use keel_testkit as tiny;
 
 use keel_model::Transformer;
 use keel_train::config::RunConfig;

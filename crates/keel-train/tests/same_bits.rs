@@ -5,8 +5,7 @@
 //! changes a hash here. `KEEL_BLESS=1 cargo test -p keel-train --test same_bits` rewrites it, and
 //! only a change that is meant to alter the numbers should.
 
-#[path = "common/tiny.rs"]
-mod tiny;
+use keel_testkit as tiny;
 
 use keel_model::Transformer;
 use keel_train::checkpoint::fingerprint;

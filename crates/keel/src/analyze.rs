@@ -5,11 +5,11 @@ use anyhow::{ensure, Context, Result};
 use clap::Args;
 use keel_data::chat::Message;
 use keel_data::dataset::{read_examples, Example, Fields, Format, Target};
-use keel_data::generate::{generate, GenOptions};
 use keel_data::mask::{tokenize_conversation, TokenizedExample};
 use keel_data::medcalc::read_medcalc;
-use keel_data::pretrained::Pretrained;
 use keel_eval::codelength::{probability_report, token_losses};
+use keel_infer::generate::{generate, GenOptions};
+use keel_infer::pretrained::Pretrained;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 

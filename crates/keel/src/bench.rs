@@ -364,10 +364,10 @@ fn bench_generate(a: GenerateBenchArgs) -> Result<()> {
 }
 
 fn bench_loglik(a: LoglikBenchArgs) -> Result<()> {
-    use keel_data::progress::Progress;
+    use keel_infer::progress::Progress;
     anyhow::ensure!(a.items > 0 && a.repeat > 0, "--items and --repeat must be positive");
     let pre = a.model.load()?;
-    let task = crate::eval::load_mc_task(&a.task)?;
+    let task = keel_eval::harness::load_mc_task(&a.task)?;
     let mut items = task.items(&a.data_dir)?;
     items.truncate(a.items);
     // The work measured in lm-evaluation-harness's terms: its distinct forward inputs (context +

@@ -1,25 +1,11 @@
-//! `keel eval`: suites of multiple-choice tasks (by log-likelihood) and generation tasks (scored
-//! from greedy answers); results.json with intervals, the general score and baseline deltas.
+//! `keel eval`: the command-line face of `keel_eval::harness`.
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::Args;
-use keel_data::progress::Progress;
-use keel_eval::gen_tasks::{self, GenTask};
-use keel_eval::mc::{evaluate, McTask};
+use keel_eval::harness::{self, EvalOptions};
 use keel_model::lora::LoraAdapter;
-use keel_model::rng::Rng;
 use serde_json::json;
-use std::io::Write;
 use std::path::PathBuf;
-
-/// Task files shipped with keel (tasks/*.toml), by name.
-const BUILTIN: [(&str, &str); 5] = [
-    ("arc_easy", include_str!("../../../tasks/arc_easy.toml")),
-    ("arc_challenge", include_str!("../../../tasks/arc_challenge.toml")),
-    ("boolq", include_str!("../../../tasks/boolq.toml")),
-    ("mmlu", include_str!("../../../tasks/mmlu.toml")),
-    ("mmlu_5shot", include_str!("../../../tasks/mmlu_5shot.toml")),
-];
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -37,6 +23,7 @@ pub struct EvalArgs {
     /// Score a seeded random subset of this many items per task (0: all).
     #[arg(long, default_value_t = 0)]
     limit: usize,
+    /// Seed of the subset and of the bootstrap intervals.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Where the benchmark data lives.
@@ -58,302 +45,22 @@ pub struct EvalArgs {
     baseline: Option<PathBuf>,
 }
 
-/// The tasks each suite stands for. The general suite follows method.md: the paper's IFEval,
-/// GSM8K and HumanEval, plus the multiple-choice benchmarks a small model can be measured on.
-const SUITES: [(&str, &[&str]); 4] = [
-    ("general", &["ifeval", "gsm8k", "humaneval", "arc_easy", "arc_challenge", "boolq", "mmlu"]),
-    ("domain:gsm8k", &["gsm8k"]),
-    ("domain:medcalc", &["medcalc"]),
-    ("domain:esci", &["esci"]),
-];
-
-/// Task names of the requested suites and tasks, each once, in order.
-fn expand_suites(requested: &[String]) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for r in requested {
-        let expanded = match SUITES.iter().find(|(s, _)| s == r) {
-            Some((_, tasks)) => tasks.iter().map(|t| t.to_string()).collect(),
-            None => vec![r.clone()],
-        };
-        for t in expanded {
-            if !names.contains(&t) {
-                names.push(t);
-            }
-        }
-    }
-    names
-}
-
-enum Task {
-    Mc(McTask),
-    Gen(GenTask),
-}
-
-/// A seeded random subset of `limit` items, in their original order (all of them for 0).
-fn subsample<T: Clone>(items: Vec<T>, limit: usize, seed: u64) -> Vec<T> {
-    if limit == 0 || limit >= items.len() {
-        return items;
-    }
-    let mut rng = Rng::new(seed);
-    let mut idx: Vec<usize> = (0..items.len()).collect();
-    rng.shuffle(&mut idx);
-    let mut keep: Vec<usize> = idx[..limit].to_vec();
-    keep.sort();
-    keep.into_iter().map(|i| items[i].clone()).collect()
-}
-
-fn load_task(name: &str) -> Result<Task> {
-    if let Some(t) = GenTask::from_name(name) {
-        return Ok(Task::Gen(t));
-    }
-    load_mc_task(name).map(Task::Mc)
-}
-
-pub fn load_mc_task(name: &str) -> Result<McTask> {
-    if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name) {
-        return McTask::from_toml(text, name);
-    }
-    let path = PathBuf::from(name);
-    if !path.exists() {
-        bail!(
-            "unknown task \"{name}\" (suites: {}; tasks: {}, gsm8k, gsm8k_8shot, ifeval, medcalc, medcalc_1shot, humaneval, esci; or give a task file)",
-            SUITES.map(|s| s.0).join(", "),
-            BUILTIN.map(|b| b.0).join(", ")
-        );
-    }
-    McTask::from_toml(&std::fs::read_to_string(&path)?, &path.display().to_string())
-}
-
-/// Accuracy per subject.
-fn by_subject(items: &[keel_eval::mc::McItem], correct: &[bool]) -> std::collections::BTreeMap<String, f64> {
-    let mut counts: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
-    for (item, &ok) in items.iter().zip(correct) {
-        let e = counts.entry(item.subject.clone().unwrap_or_default()).or_default();
-        e.0 += ok as usize;
-        e.1 += 1;
-    }
-    counts.into_iter().map(|(s, (ok, n))| (s, ok as f64 / n as f64)).collect()
-}
-
-/// One metric over the scored items: per item, `passed` of `count` checks.
-struct MetricScores {
-    name: String,
-    per_item: Vec<(u32, u32)>,
-}
-
-impl MetricScores {
-    fn binary(name: &str, ok: impl Iterator<Item = bool>) -> Self {
-        MetricScores { name: name.to_string(), per_item: ok.map(|x| (x as u32, 1)).collect() }
-    }
-
-    fn score(&self) -> f64 {
-        ratio(self.per_item.iter())
-    }
-
-    /// 95% interval by 1000 seeded bootstrap resamples of the items.
-    fn ci95(&self, seed: u64) -> (f64, f64) {
-        let n = self.per_item.len();
-        if n == 0 {
-            return (0.0, 0.0);
-        }
-        let mut rng = Rng::new(seed);
-        let mut scores: Vec<f64> =
-            (0..1000).map(|_| ratio((0..n).map(|_| &self.per_item[rng.below(n as u64) as usize]))).collect();
-        scores.sort_by(f64::total_cmp);
-        (scores[25], scores[974])
-    }
-}
-
-fn ratio<'a>(items: impl Iterator<Item = &'a (u32, u32)>) -> f64 {
-    let (passed, count) = items.fold((0u64, 0u64), |(p, c), &(x, n)| (p + x as u64, c + n as u64));
-    passed as f64 / count.max(1) as f64
-}
-
-/// The baseline's results.json, checked to be comparable (same subset of items).
-fn read_baseline(path: &std::path::Path, limit: usize, seed: u64) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the baseline {}", path.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not a keel results.json", path.display()))?;
-    if !v["tasks"].is_object() {
-        bail!("{} has no \"tasks\" object: is it a keel eval results.json?", path.display());
-    }
-    let (their_limit, their_seed) = (v["limit"].as_u64(), v["seed"].as_u64());
-    if their_limit != Some(limit as u64) || their_seed != Some(seed) {
-        bail!(
-            "{} was scored with --limit {} --seed {}, these with --limit {limit} --seed {seed}: different items, so the deltas \
-             would mean nothing. Rerun with the baseline's --limit and --seed.",
-            path.display(), their_limit.map_or("?".into(), |x| x.to_string()), their_seed.map_or("?".into(), |x| x.to_string())
-        );
-    }
-    Ok(v)
-}
-
 pub fn run_eval(a: EvalArgs) -> Result<()> {
-    let names = expand_suites(&a.suite);
-    let tasks: Vec<Task> = names.iter().map(|t| load_task(t)).collect::<Result<_>>()?;
-    let baseline = a.baseline.as_deref().map(|p| read_baseline(p, a.limit, a.seed)).transpose()?;
     let mut pre = a.model.load()?;
     if let Some(dir) = &a.adapter {
         pre.model.lora = Some(LoraAdapter::load(dir, &pre.model.config)?);
         pre.model.merge_lora();
     }
-    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
-    let mut summary = serde_json::Map::new();
-    // (task, primary metric's score) of the general suite's tasks, for their mean.
-    let mut general: Vec<(String, f64)> = Vec::new();
-    let general_tasks = SUITES[0].1;
-    for task in &tasks {
-        let started = std::time::Instant::now();
-        let mut subject_scores = None;
-        let mut generated_tokens = None;
-        // Per item: a JSON line for the samples file; per metric: each item's verdict.
-        let (name, primary, samples, metrics): (String, &str, Vec<serde_json::Value>, Vec<MetricScores>) = match task {
-            Task::Mc(task) => {
-                let all = task.items(&a.data_dir)?;
-                let total = all.len();
-                let items = subsample(all, a.limit, a.seed);
-                eprintln!("{}: scoring {} of {total} items", task.name, items.len());
-                let mut progress = Progress::new(&task.name, 0);
-                let (results, _, _) = evaluate(&pre.model, &pre.tokenizer, task, &items, a.batch_rows, &mut progress)?;
-                let samples = items.iter().zip(&results).map(|(item, r)| json!({"source": r.source, "context": item.context,
-                    "choices": item.choices, "gold": r.gold, "loglikelihoods": r.loglikelihoods, "is_greedy": r.is_greedy,
-                    "pred_acc": r.pred_acc, "pred_acc_norm": r.pred_acc_norm})).collect();
-                let acc: Vec<bool> = results.iter().map(|r| r.pred_acc == r.gold).collect();
-                if task.subjects.is_some() {
-                    subject_scores = Some(by_subject(&items, &acc));
-                }
-                let metrics = vec![
-                    MetricScores::binary("acc", acc.into_iter()),
-                    MetricScores::binary("acc_norm", results.iter().map(|r| r.pred_acc_norm == r.gold)),
-                ];
-                (task.name.clone(), "acc", samples, metrics)
-            }
-            Task::Gen(task) => {
-                let all = task.items(&a.data_dir)?;
-                let total = all.len();
-                let items = subsample(all, a.limit, a.seed);
-                eprintln!("{}: answering {} of {total} questions", task.name(), items.len());
-                let generations = gen_tasks::run(&pre, *task, &items, a.batch_rows, a.max_new_tokens)?;
-                generated_tokens = Some(generations.iter().map(|g| g.ids.len()).sum::<usize>());
-                let outputs: Vec<String> = generations.into_iter().map(|g| g.text).collect();
-                let mut metrics: Vec<MetricScores> = Vec::new();
-                let mut samples = Vec::new();
-                for (item, output) in items.iter().zip(&outputs) {
-                    let mut sample = json!({"source": item.source, "prompt": item.prompt, "output": output, "reference": item.reference});
-                    for (k, v) in task.score(item, output)?.into_iter().enumerate() {
-                        if !v.extracted.is_null() {
-                            sample[format!("{}_extracted", v.metric)] = v.extracted;
-                        }
-                        sample[v.metric] = if v.count == 1 { json!(v.passed == 1) } else { json!([v.passed, v.count]) };
-                        if metrics.len() <= k {
-                            metrics.push(MetricScores { name: v.metric.to_string(), per_item: Vec::new() });
-                        }
-                        metrics[k].per_item.push((v.passed, v.count));
-                    }
-                    samples.push(sample);
-                }
-                (task.name().to_string(), task.primary_metric(), samples, metrics)
-            }
-        };
-        let secs = started.elapsed().as_secs_f64();
-        let path = a.out.join(format!("{name}.samples.jsonl"));
-        let mut f = std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
-        for s in &samples {
-            writeln!(f, "{s}")?;
-        }
-        let mut entry = json!({"n": samples.len(), "seconds": secs, "primary_metric": primary});
-        if let Some(tokens) = generated_tokens {
-            entry["generated_tokens"] = json!(tokens);
-            entry["generated_tokens_per_s"] = json!(tokens as f64 / secs);
-        }
-        let mut line = format!("{name:14}");
-        for m in &metrics {
-            let (score, ci) = (m.score(), m.ci95(a.seed));
-            entry[&m.name] = json!(score);
-            entry[format!("{}_ci95", m.name)] = json!([ci.0, ci.1]);
-            line.push_str(&format!(" {} {score:.4} [{:.4}, {:.4}]", m.name, ci.0, ci.1));
-        }
-        if let Some(per_subject) = subject_scores {
-            // acc above is the micro average (over items); the macro average weighs subjects equally.
-            let macro_acc = per_subject.values().sum::<f64>() / per_subject.len().max(1) as f64;
-            entry["acc_macro"] = json!(macro_acc);
-            entry["acc_by_subject"] = json!(per_subject);
-            line.push_str(&format!(" acc_macro {macro_acc:.4} ({} subjects)", per_subject.len()));
-        }
-        println!("{line}  n={}  {secs:.1} s", samples.len());
-        if general_tasks.contains(&name.as_str()) {
-            general.push((name.clone(), entry[primary].as_f64().unwrap_or(0.0)));
-        }
-        summary.insert(name, entry);
-    }
-    let mut results = json!({"model": a.model.model, "adapter": a.adapter, "limit": a.limit, "seed": a.seed,
-        "keel_version": env!("CARGO_PKG_VERSION"), "tasks": summary});
-    if !general.is_empty() {
-        let mean = general.iter().map(|g| g.1).sum::<f64>() / general.len() as f64;
-        let tasks: Vec<&str> = general.iter().map(|g| g.0.as_str()).collect();
-        println!("general score {mean:.4}: mean of each task's primary metric over {}", tasks.join(", "));
-        results["general_score"] = json!({"mean": mean, "tasks": tasks});
-    }
-    if let (Some(base), Some(path)) = (&baseline, &a.baseline) {
-        results["baseline"] = json!({"path": path, "deltas": deltas(&results, base)});
-    }
-    let path = a.out.join("results.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&results)?)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    eprintln!("wrote {}", path.display());
+    let opts = EvalOptions {
+        suites: a.suite,
+        limit: a.limit,
+        seed: a.seed,
+        data_dir: a.data_dir,
+        out: a.out,
+        batch_rows: a.batch_rows,
+        max_new_tokens: a.max_new_tokens,
+        baseline: a.baseline,
+    };
+    harness::run(&pre, json!({"model": a.model.model, "adapter": a.adapter}), &opts)?;
     Ok(())
-}
-
-/// Each score's change against the baseline (tasks and metrics both have), printed and returned
-/// as {task: {metric: delta}}.
-fn deltas(ours: &serde_json::Value, base: &serde_json::Value) -> serde_json::Value {
-    let mut out = serde_json::Map::new();
-    println!("change against the baseline (this − baseline):");
-    let ours_tasks = ours["tasks"].as_object().into_iter().flatten();
-    for (task, entry) in ours_tasks {
-        let Some(theirs) = base["tasks"].get(task) else {
-            println!("  {task:14} not in the baseline");
-            continue;
-        };
-        let mut line = format!("  {task:14}");
-        let mut d = serde_json::Map::new();
-        for (metric, value) in entry.as_object().into_iter().flatten() {
-            let skip = ["n", "seconds", "generated_tokens", "generated_tokens_per_s"].contains(&metric.as_str())
-                || metric.ends_with("_ci95");
-            if let (false, Some(x), Some(y)) = (skip, value.as_f64(), theirs[metric].as_f64()) {
-                line.push_str(&format!(" {metric} {:+.4}", x - y));
-                d.insert(metric.clone(), json!(x - y));
-            }
-        }
-        println!("{line}");
-        out.insert(task.clone(), serde_json::Value::Object(d));
-    }
-    if let (Some(x), Some(y)) = (ours["general_score"]["mean"].as_f64(), base["general_score"]["mean"].as_f64()) {
-        println!("  general score {:+.4}", x - y);
-        out.insert("general_score".into(), json!(x - y));
-    }
-    serde_json::Value::Object(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn suites_expand_to_their_tasks_once_each_in_order() {
-        let asked: Vec<String> = ["domain:medcalc", "gsm8k", "general", "mmlu_5shot"].map(String::from).to_vec();
-        assert_eq!(
-            expand_suites(&asked),
-            ["medcalc", "gsm8k", "ifeval", "humaneval", "arc_easy", "arc_challenge", "boolq", "mmlu", "mmlu_5shot"]
-        );
-    }
-
-    #[test]
-    fn instruction_level_scores_pool_checks_across_items() {
-        // 1 of 1 and 1 of 3 instructions followed: 2 of 4 checks, not the mean of 1 and 1/3.
-        let m = MetricScores { name: "inst".into(), per_item: vec![(1, 1), (1, 3)] };
-        assert_eq!(m.score(), 0.5);
-        let (lo, hi) = m.ci95(0);
-        assert!(lo <= 0.5 && 0.5 <= hi && lo >= 0.25 && hi <= 1.0);
-    }
 }

@@ -3,8 +3,8 @@
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use keel_data::chat::Message;
-use keel_data::generate::{generate, Finish, GenOptions};
-use keel_data::pretrained::Pretrained;
+use keel_infer::generate::{generate, Finish, GenOptions};
+use keel_infer::pretrained::Pretrained;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
@@ -12,7 +12,7 @@ use std::path::PathBuf;
 pub struct ModelArgs {
     /// A GGUF file or a Hugging Face model directory (config.json, safetensors, tokenizer.json);
     /// by default the model scripts/fetch-model.sh fetched ($KEEL_MODELS or ./models).
-    #[arg(long, default_value_os_t = keel_data::pretrained::default_model_path(std::path::Path::new(".")))]
+    #[arg(long, default_value_os_t = keel_infer::pretrained::default_model_path(std::path::Path::new(".")))]
     pub model: PathBuf,
     /// Worker threads.
     #[arg(long, default_value_t = 2)]

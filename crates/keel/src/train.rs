@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use keel_data::mask::show_mask;
-use keel_data::pretrained::Pretrained;
+use keel_infer::pretrained::Pretrained;
 use keel_train::config::RunConfig;
 use keel_train::run::{load_data, train, RunOptions};
 use std::path::PathBuf;

@@ -1,7 +1,6 @@
 //! `keel train` as a process: exact resume after SIGKILL, and `keel data inspect`.
 
-#[path = "../../keel-train/tests/common/tiny.rs"]
-mod tiny;
+use keel_testkit as tiny;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

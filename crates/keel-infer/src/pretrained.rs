@@ -1,9 +1,9 @@
 //! A model with its tokenizer and chat template, from a GGUF file or a Hugging Face directory,
 //! and its export as a Hugging Face directory.
 
-use crate::chat::ChatTemplate;
-use crate::tokenizer::Tokenizer;
 use anyhow::{bail, Context, Result};
+use keel_data::chat::ChatTemplate;
+use keel_data::tokenizer::Tokenizer;
 use keel_model::gguf::{GgufFile, MetaValue};
 use keel_model::Transformer;
 use serde_json::{json, Value};

@@ -2,11 +2,12 @@
 //! scripts/fetch-model.sh, which .ci/run calls first).
 
 use keel_data::chat::Message;
-use keel_data::generate::{generate, Finish, GenOptions};
-use keel_data::pretrained::Pretrained;
-mod common;
-
-use common::default_model_path;
+use keel_infer::generate::{generate, Finish, GenOptions};
+use keel_infer::pretrained::Pretrained;
+use keel_model::inference::Decoder;
+use keel_model::safetensors::SafeTensors;
+use keel_testkit::default_model_path;
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 fn smollm2() -> &'static Pretrained {
@@ -59,4 +60,36 @@ fn stop_strings_cut_the_text() {
     let out = generate(pre, &[ids], &opts, |_, _, _| {}).unwrap();
     assert_eq!(out[0].text, "The capital of France");
     assert_eq!(out[0].finish, Finish::Stop);
+}
+
+#[test]
+fn gguf_model_logits_equal_transformers() {
+    let pre = Pretrained::load(&default_model_path()).unwrap();
+    let reference = SafeTensors::open(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../keel-model/tests/fixtures/smollm2/france.safetensors"),
+    )
+    .unwrap();
+    let input: Vec<u32> = reference.read_i64("input_ids").unwrap().iter().map(|&x| x as u32).collect();
+    let greedy = serde_json::from_str::<serde_json::Value>(
+        &std::fs::read_to_string(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../keel-model/tests/fixtures/smollm2/greedy.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    // The chat template and tokenizer give transformers' ids for the prompt.
+    let prompt = pre
+        .chat_template
+        .as_ref()
+        .unwrap()
+        .render(&[Message::new("user", "What is the capital of France?")], true)
+        .unwrap();
+    assert_eq!(prompt, greedy["prompt"].as_str().unwrap());
+    assert_eq!(pre.tokenizer.encode(&prompt, true).unwrap(), input);
+    let mut dec = Decoder::new(&pre.model, 1, input.len());
+    let ours = dec.prefill(&[input]).unwrap().to_vec();
+    let want = reference.to_vec_f32("logits").unwrap();
+    let scale = want.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let diff = ours.iter().zip(&want).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(diff <= 1e-4 * scale, "next-token logits differ by {diff} (largest logit {scale})");
 }

@@ -1,12 +1,19 @@
-//! A tiny randomly initialised Llama with SmolLM2's real tokenizer and chat template, and a
-//! small chat dataset: fast enough for whole training runs in tests.
+//! Helpers shared by keel's tests: the default model (fetched by scripts/fetch-model.sh, which
+//! .ci/run calls first), and a tiny randomly initialised Llama with SmolLM2's real tokenizer and
+//! chat template over a small chat dataset, fast enough for whole training runs in tests.
 
-use keel_data::pretrained::Pretrained;
+use keel_infer::pretrained::Pretrained;
 use keel_model::{ModelConfig, Transformer};
 use std::path::{Path, PathBuf};
 
+/// The repository's root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// SmolLM2-135M-Instruct's GGUF; panics with what to run when it is missing.
 pub fn default_model_path() -> PathBuf {
-    let path = keel_data::pretrained::default_model_path(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."));
+    let path = keel_infer::pretrained::default_model_path(&repo_root());
     assert!(path.exists(), "{} is missing: run scripts/fetch-model.sh first", path.display());
     path
 }
