@@ -53,11 +53,17 @@ pub fn save(run_dir: &Path, model: &Transformer, opt: &AdamW, state: &TrainState
         serde_json::to_writer_pretty(&f, state)?;
         f.sync_all()?;
         sync_dir(&tmp)?;
+        // Replacing a checkpoint of the same step: the old one moves aside first and goes only
+        // once the new one is in place, so a kill at any point leaves one of them whole.
+        let aside = run_dir.join(format!(".{name}.old"));
+        let _ = std::fs::remove_dir_all(&aside);
         if dest.exists() {
-            std::fs::remove_dir_all(&dest)?;
+            std::fs::rename(&dest, &aside)?;
         }
         std::fs::rename(&tmp, &dest)?;
-        sync_dir(run_dir)
+        sync_dir(run_dir)?;
+        let _ = std::fs::remove_dir_all(&aside);
+        Ok(())
     })();
     if let Err(e) = written {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -73,8 +79,19 @@ pub fn save(run_dir: &Path, model: &Transformer, opt: &AdamW, state: &TrainState
     Ok(dest)
 }
 
-/// Completed checkpoints of a run, oldest first.
+/// Completed checkpoints of a run, oldest first. A checkpoint moved aside by a [`save`] that was
+/// killed before its replacement arrived is put back first.
 pub fn list(run_dir: &Path) -> Result<Vec<PathBuf>> {
+    let Ok(entries) = std::fs::read_dir(run_dir) else { return Ok(Vec::new()) };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(original) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".old")) else { continue };
+        let dest = run_dir.join(original);
+        if original.starts_with(PREFIX) && !dest.exists() {
+            std::fs::rename(entry.path(), &dest)
+                .with_context(|| format!("cannot restore {} to {}", entry.path().display(), dest.display()))?;
+        }
+    }
     let Ok(entries) = std::fs::read_dir(run_dir) else { return Ok(Vec::new()) };
     let mut found: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
@@ -127,6 +144,19 @@ pub fn load(
         "checkpoint {}: optimizer state has the wrong size",
         dir.display()
     );
+    // AdamW's moments: the first is any finite number, the second a finite non-negative one.
+    let bad_m = m.iter().position(|x| !x.is_finite());
+    let bad_v = v.iter().position(|x| !(x.is_finite() && *x >= 0.0));
+    if let Some((name, i)) = bad_m.map(|i| ("exp_avg", i)).or(bad_v.map(|i| ("exp_avg_sq", i))) {
+        bail!(
+            "checkpoint {}: optimizer.safetensors is corrupt ({name}[{i}] is not a valid moment); resume from an \
+             earlier checkpoint",
+            dir.display()
+        );
+    }
+    if let Some(i) = params.iter().position(|x| !x.is_finite()) {
+        bail!("checkpoint {}: trainable parameter {i} is not finite; resume from an earlier checkpoint", dir.display());
+    }
     model.trainable_mut().1.copy_from_slice(&params);
     opt.m = m;
     opt.v = v;

@@ -2,7 +2,7 @@
 //! (`--set train.lr=2e-5`), unknown keys refused.
 
 use crate::objective::talr::{Normalization, TalrConfig, Temperature};
-use crate::objective::Objective;
+use crate::objective::{Objective, ObjectiveKind};
 use crate::schedule::Schedule;
 use anyhow::{bail, ensure, Context, Result};
 use keel_data::batching::Truncation;
@@ -84,7 +84,7 @@ pub struct DataSection {
 #[serde(deny_unknown_fields, default)]
 pub struct TrainSection {
     /// ce, talr, dft or flow.
-    pub objective: String,
+    pub objective: ObjectiveKind,
     pub lr: f64,
     pub schedule: Schedule,
     pub warmup_steps: u64,
@@ -108,7 +108,7 @@ pub struct TrainSection {
 impl Default for TrainSection {
     fn default() -> Self {
         TrainSection {
-            objective: "talr".into(),
+            objective: ObjectiveKind::Talr,
             lr: 1e-5,
             schedule: Schedule::Cosine,
             warmup_steps: 0,
@@ -134,21 +134,30 @@ impl Default for TrainSection {
 pub struct TalrSection {
     pub normalization: Normalization,
     /// "sequence_median" (the paper's), "token_median", or a number for a fixed τ.
-    pub temperature: Value,
-    /// Minimum weight w_min.
+    pub temperature: Temperature,
+    /// Minimum coefficient w_min.
     pub floor: f64,
-    /// "batch" (softmax and median over the whole optimizer batch, across accumulated
-    /// micro-batches) or "micro_batch".
-    pub scope: String,
+    /// Which tokens share TALR's softmax and median.
+    pub scope: TalrScope,
+}
+
+/// Which tokens share TALR's softmax and median.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TalrScope {
+    /// The whole optimizer batch, across accumulated micro-batches (the paper's).
+    Batch,
+    /// Each micro-batch on its own.
+    MicroBatch,
 }
 
 impl Default for TalrSection {
     fn default() -> Self {
         TalrSection {
             normalization: Normalization::Simplex,
-            temperature: "sequence_median".into(),
+            temperature: Temperature::SequenceMedian,
             floor: 0.01,
-            scope: "batch".into(),
+            scope: TalrScope::Batch,
         }
     }
 }
@@ -199,8 +208,10 @@ impl RunConfig {
         for o in overrides {
             apply_override(&mut tree, o)?;
         }
-        let config: RunConfig =
-            serde_json::from_value(tree).with_context(|| format!("in the run config {}", path.display()))?;
+        let config: RunConfig = serde_path_to_error::deserialize(tree).map_err(|e| {
+            let key = e.path().to_string();
+            anyhow::anyhow!("{key}: {}", e.into_inner()).context(format!("in the run config {}", path.display()))
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -209,20 +220,27 @@ impl RunConfig {
         let t = &self.train;
         ensure!(t.lr > 0.0 && t.lr.is_finite(), "train.lr must be positive, got {}", t.lr);
         ensure!(
+            t.eps > 0.0 && t.eps.is_finite(),
+            "train.eps must be positive (AdamW divides by √v + eps), got {}",
+            t.eps
+        );
+        ensure!(
             t.micro_batch_size > 0 && t.grad_accum > 0,
             "train.micro_batch_size and train.grad_accum must be positive"
         );
         ensure!(t.epochs > 0 || t.max_steps > 0, "set train.epochs or train.max_steps");
         ensure!(t.threads > 0, "train.threads must be positive");
-        ensure!(t.max_grad_norm > 0.0, "train.max_grad_norm must be positive");
-        ensure!(t.l2_init >= 0.0 && t.weight_decay >= 0.0, "train.l2_init and train.weight_decay must not be negative");
+        ensure!(t.max_grad_norm > 0.0 && t.max_grad_norm.is_finite(), "train.max_grad_norm must be positive");
+        ensure!(
+            t.l2_init >= 0.0 && t.l2_init.is_finite() && t.weight_decay >= 0.0 && t.weight_decay.is_finite(),
+            "train.l2_init and train.weight_decay must be finite and not negative"
+        );
         ensure!(
             (0.0..1.0).contains(&t.beta1) && (0.0..1.0).contains(&t.beta2),
             "train.beta1 and train.beta2 must lie in [0, 1)"
         );
         ensure!(self.data.max_seq_len >= 2, "data.max_seq_len must be at least 2");
-        ensure!(self.talr.floor >= 0.0, "talr.floor must not be negative");
-        self.objective()?;
+        ensure!((0.0..=1.0).contains(&self.talr.floor), "talr.floor must lie in [0, 1], got {}", self.talr.floor);
         self.lora_config()?;
         Ok(())
     }
@@ -249,41 +267,32 @@ impl RunConfig {
         }
     }
 
-    pub fn objective(&self) -> Result<Objective> {
-        Ok(match self.train.objective.as_str() {
-            "ce" => Objective::Ce,
-            "dft" => Objective::Dft,
-            "flow" => Objective::Flow,
-            "talr" => Objective::Talr(TalrConfig {
+    /// The objective with its settings.
+    pub fn objective(&self) -> Objective {
+        match self.train.objective {
+            ObjectiveKind::Ce => Objective::Ce,
+            ObjectiveKind::Dft => Objective::Dft,
+            ObjectiveKind::Flow => Objective::Flow,
+            ObjectiveKind::Talr => Objective::Talr(TalrConfig {
                 normalization: self.talr.normalization,
-                temperature: match &self.talr.temperature {
-                    Value::String(s) if s == "sequence_median" => Temperature::SequenceMedian,
-                    Value::String(s) if s == "token_median" => Temperature::TokenMedian,
-                    Value::Number(n) if n.as_f64().is_some_and(|v| v > 0.0) => Temperature::Fixed(n.as_f64().unwrap()),
-                    other => bail!("talr.temperature must be \"sequence_median\", \"token_median\" or a positive number, got {other}"),
-                },
+                temperature: self.talr.temperature,
                 floor: self.talr.floor,
             }),
-            other => bail!("train.objective \"{other}\" is unknown (ce, talr, dft, flow)"),
-        })
-    }
-
-    /// TALR's softmax spans the optimizer batch (true) or each micro-batch.
-    pub fn batch_scope(&self) -> Result<bool> {
-        match self.talr.scope.as_str() {
-            "batch" => Ok(true),
-            "micro_batch" => Ok(false),
-            other => bail!("talr.scope \"{other}\" is unknown (batch, micro_batch)"),
         }
     }
 }
 
-/// `a.b=value`: value parsed as TOML (number, bool, string, array), else taken as a string.
+/// `a.b=value`: value parsed as TOML (number, bool, string, array, table). A bare word or path
+/// (`ce`, `runs/x`) is taken as a string; anything else that is not valid TOML is refused rather
+/// than silently becoming a string.
 fn apply_override(tree: &mut Value, o: &str) -> Result<()> {
     let (key, raw) = o.split_once('=').with_context(|| format!("override \"{o}\" is not section.key=value"))?;
     let value: Value = match toml::from_str::<toml::Value>(&format!("v = {raw}")) {
         Ok(t) => serde_json::to_value(&t["v"])?,
-        Err(_) => Value::String(raw.to_string()),
+        Err(_) if is_bare_word(raw) => Value::String(raw.to_string()),
+        Err(e) => {
+            bail!("override {key}: {raw:?} is not a TOML value ({}); quote strings: {key}='\"...\"'", e.message())
+        }
     };
     let mut node = tree;
     let parts: Vec<&str> = key.trim().split('.').collect();
@@ -298,6 +307,13 @@ fn apply_override(tree: &mut Value, o: &str) -> Result<()> {
         node = obj.entry(part.to_string()).or_insert_with(|| Value::Object(Default::default()));
     }
     bail!("override \"{o}\" has an empty key")
+}
+
+/// A value that reads as a plain string: a word or a path, not the start of a number, array,
+/// table or quoted string.
+fn is_bare_word(raw: &str) -> bool {
+    let starts_like_toml = raw.starts_with(|c: char| c.is_ascii_digit() || "+-.[{\"'".contains(c));
+    !raw.is_empty() && !starts_like_toml && !raw.contains(char::is_whitespace)
 }
 
 #[cfg(test)]
@@ -322,8 +338,8 @@ mod tests {
             &["train.lr=2e-5".into(), "train.objective=ce".into(), "talr.temperature=0.5".into()],
         )
         .unwrap();
-        assert_eq!((c.train.lr, c.train.objective.as_str()), (2e-5, "ce"));
-        assert_eq!(c.talr.temperature, serde_json::json!(0.5));
+        assert_eq!((c.train.lr, c.train.objective), (2e-5, ObjectiveKind::Ce));
+        assert_eq!(c.talr.temperature, Temperature::Fixed(0.5));
         let y = RunConfig::load(
             &write("a.yaml", "model: {path: m.gguf}\ndata: {path: d.jsonl, format: alpaca}\noutput: {dir: runs/y}\n"),
             &[],
@@ -341,8 +357,16 @@ mod tests {
         assert!(err(&format!("{MINIMAL}[train]\nlearning_rate = 1e-5\n"), &[]).contains("learning_rate"));
         assert!(err(MINIMAL, &["train.lr=-1e-5"]).contains("train.lr must be positive"));
         assert!(err(MINIMAL, &["train.micro_batch_size=0"]).contains("micro_batch_size"));
-        assert!(err(MINIMAL, &["train.objective=sft"]).contains("\"sft\" is unknown"));
+        assert!(err(MINIMAL, &["train.objective=sft"]).contains("train.objective: unknown variant `sft`"));
         assert!(err(MINIMAL, &["data.colour=1"]).contains("colour"));
         assert!(err(MINIMAL, &["talr.temperature=-1"]).contains("talr.temperature"));
+        assert!(err(MINIMAL, &["talr.scope=row"]).contains("talr.scope: unknown variant `row`"));
+        assert!(err(MINIMAL, &["train.eps=0"]).contains("train.eps must be positive"));
+        assert!(err(MINIMAL, &["train.max_grad_norm=inf"]).contains("train.max_grad_norm"));
+        // A type error names its key; nan (null once in JSON) too.
+        assert!(err(MINIMAL, &["train.lr=\"fast\""]).contains("train.lr: invalid type"));
+        assert!(err(&format!("{MINIMAL}[train]\nlr = nan\n"), &[]).contains("train.lr"));
+        // Broken TOML in --set is refused, not taken as a string.
+        assert!(err(MINIMAL, &["train.lr=[1e-5"]).contains("is not a TOML value"));
     }
 }

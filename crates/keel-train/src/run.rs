@@ -2,12 +2,11 @@
 
 use crate::checkpoint::{self, fingerprint, TrainState};
 use crate::config::RunConfig;
-use crate::l2::add_l2_to_initial;
+use crate::config::TalrScope;
 use crate::objective::flow::flow_weights;
-use crate::objective::talr::WeightStats;
-use crate::objective::{token_coefficients, Objective};
+use crate::objective::Objective;
 use crate::schedule::learning_rate;
-use crate::step::Trainer;
+use crate::step::{L2ToInitial, StepReport, Trainer};
 use anyhow::{bail, ensure, Context, Result};
 use keel_data::batching::{collate, prepare, BatchPlan, Collated, Prepared, Row};
 use keel_data::dataset::read_examples;
@@ -28,6 +27,7 @@ pub struct RunOptions {
 }
 
 /// What a finished run reports.
+#[derive(Debug)]
 pub struct RunSummary {
     pub steps: u64,
     /// Plain mean cross-entropy of the supervised tokens at the first and last step of this
@@ -60,20 +60,95 @@ pub fn load_data(config: &RunConfig) -> Result<(Pretrained, RunData)> {
     Ok((pre, RunData { prepared, fingerprint }))
 }
 
-/// One supervised token of an optimizer batch: where it is, its loss, its sequence.
-struct Token {
-    micro: usize,
-    pos: usize,
-    loss: f64,
-    example: usize,
+/// Holds a run directory for one `keel train` at a time. The lock is an advisory `flock` on
+/// `.keel.lock`, released by the kernel when the process ends, however it ends.
+struct RunLock {
+    _file: std::fs::File,
 }
 
+impl RunLock {
+    fn acquire(run_dir: &Path) -> Result<RunLock> {
+        let path = run_dir.join(".keel.lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+        if file.try_lock().is_err() {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            bail!(
+                "{} is in use by another keel train (pid {}); wait for it to finish or choose another output.dir",
+                run_dir.display(),
+                holder.trim()
+            );
+        }
+        file.set_len(0).and_then(|_| write!(file, "{}", std::process::id())).and_then(|_| file.flush())?;
+        Ok(RunLock { _file: file })
+    }
+}
+
+/// The fingerprint a checkpoint must match to resume: everything but the output section and
+/// the run's length (extending a run is allowed; its schedule then follows the new length).
+fn config_fingerprint(config_json: &serde_json::Value) -> String {
+    let mut fp_json = config_json.clone();
+    if let Some(o) = fp_json.as_object_mut() {
+        o.remove("output");
+    }
+    if let Some(t) = fp_json["train"].as_object_mut() {
+        t.remove("max_steps");
+        t.remove("epochs");
+    }
+    fingerprint(fp_json.to_string().into_bytes())
+}
+
+/// The trainer for `model`: buffers, optimizer, objective state (FLOW's coefficients, θ₀ for
+/// L2). Attaches the LoRA adapter first when the run trains one.
+fn build_trainer(
+    config: &RunConfig,
+    model: &mut Transformer,
+    data: &RunData,
+    pad_id: u32,
+    opts: &RunOptions,
+) -> Result<Trainer> {
+    let t = &config.train;
+    let objective = config.objective();
+    let flow_coefficients = match objective {
+        Objective::Flow => Some(flow_example_coefficients(&config.output.dir, model, data, pad_id, config, opts)?),
+        _ => None,
+    };
+    if let Some(lc) = config.lora_config()? {
+        model.lora = Some(LoraAdapter::new(&model.config, lc, t.seed)?);
+    }
+    let l2 = (t.l2_init > 0.0).then(|| L2ToInitial { lambda: t.l2_init, initial: model.trainable_params().to_vec() });
+    let hyper =
+        AdamWHyper { lr: config.peak_lr(), beta1: t.beta1, beta2: t.beta2, eps: t.eps, weight_decay: t.weight_decay };
+    let mut workspace =
+        Workspace::new(&model.config, t.micro_batch_size, config.data.max_seq_len, t.grad_checkpointing)?;
+    // Prompt and padding positions carry no loss: skip their vocabulary-wide logits.
+    workspace.logits_at_targets_only = true;
+    Ok(Trainer {
+        workspace,
+        grads: vec![0.0; model.num_trainable()],
+        optimizer: AdamW::new(model.num_trainable(), hyper),
+        max_grad_norm: t.max_grad_norm,
+        objective,
+        batch_scope: config.talr.scope == TalrScope::Batch,
+        flow_coefficients,
+        l2,
+    })
+}
+
+/// Runs `config` to its end (or continues it with `opts.resume`), saving checkpoints, metrics
+/// and the final model.
 pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
     let t = &config.train;
     keel_kernels::parallel::init_threads(t.threads).map_err(anyhow::Error::msg)?;
     let run_dir = &config.output.dir;
     std::fs::create_dir_all(run_dir)
         .with_context(|| format!("cannot create the run directory {}", run_dir.display()))?;
+    let _lock = RunLock::acquire(run_dir)?;
     let existing = checkpoint::list(run_dir)?;
     if !opts.resume && !existing.is_empty() {
         bail!(
@@ -81,33 +156,19 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
             run_dir.display()
         );
     }
-    let objective = config.objective()?;
-    let batch_scope = config.batch_scope()?;
     let (mut pre, data) = load_data(config)?;
-    let stats = &data.prepared.stats;
     if opts.progress {
-        eprintln!(
-            "data: {} examples, {} used ({} supervised of {} tokens); skipped: {} without an assistant turn, {} too long ({:?} policy, max_seq_len {}), {} truncated, {} with no target left",
-            stats.examples, stats.kept, stats.supervised_tokens, stats.tokens, stats.no_assistant_turn, stats.too_long_dropped,
-            config.data.truncation, config.data.max_seq_len, stats.truncated, stats.no_target_after_truncation
-        );
+        print_data_counts(config, &data.prepared.stats);
     }
-    ensure!(stats.kept > 0, "no training example is left after preparation (see the counts above)");
-
+    ensure!(data.prepared.stats.kept > 0, "no training example is left after preparation (see the counts above)");
+    let context = pre.model.config.max_position_embeddings;
+    ensure!(
+        config.data.max_seq_len <= context,
+        "data.max_seq_len {} exceeds the model's context length {context}; lower it",
+        config.data.max_seq_len
+    );
     let config_json = serde_json::to_value(config)?;
-    // What a checkpoint must agree on to resume: everything but the output section and the
-    // run's length (extending a run is allowed; its schedule then follows the new length).
-    let mut fp_json = config_json.clone();
-    fp_json.as_object_mut().expect("object").remove("output");
-    for key in ["max_steps", "epochs"] {
-        fp_json["train"].as_object_mut().expect("train section").remove(key);
-    }
-    let config_fp = fingerprint(fp_json.to_string().into_bytes());
-    write_json(
-        &run_dir.join("config.json"),
-        &json!({"keel_version": env!("CARGO_PKG_VERSION"), "config": config_json}),
-    )?;
-
+    let config_fp = config_fingerprint(&config_json);
     let examples = &data.prepared.examples;
     let lengths: Vec<usize> = examples.iter().map(|e| e.len()).collect();
     let plan = BatchPlan {
@@ -120,35 +181,8 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
     let steps_per_epoch = plan.epoch(&lengths, 0).len() as u64;
     let total_steps = if t.max_steps > 0 { t.max_steps } else { t.epochs * steps_per_epoch };
     let pad_id = pre.tokenizer.eos.as_ref().map(|e| e.0).unwrap_or(0);
-
-    let flow = if objective == Objective::Flow {
-        Some(flow_example_weights(
-            run_dir,
-            &pre.model,
-            examples,
-            pad_id,
-            &data.fingerprint,
-            config.data.max_seq_len,
-            opts.progress,
-        )?)
-    } else {
-        None
-    };
-    if let Some(lc) = config.lora_config()? {
-        pre.model.lora = Some(LoraAdapter::new(&pre.model.config, lc, t.seed)?);
-    }
-    let initial = (t.l2_init > 0.0).then(|| pre.model.trainable_params().to_vec());
+    let mut trainer = build_trainer(config, &mut pre.model, &data, pad_id, opts)?;
     let model = &mut pre.model;
-    let peak_lr = config.peak_lr();
-    let hyper = AdamWHyper { lr: peak_lr, beta1: t.beta1, beta2: t.beta2, eps: t.eps, weight_decay: t.weight_decay };
-    let mut trainer = Trainer {
-        workspace: Workspace::new(&model.config, t.micro_batch_size, config.data.max_seq_len, t.grad_checkpointing)?,
-        grads: vec![0.0; model.num_trainable()],
-        optimizer: AdamW::new(model.num_trainable(), hyper),
-        max_grad_norm: t.max_grad_norm,
-    };
-    // Prompt and padding positions carry no loss: skip their vocabulary-wide logits.
-    trainer.workspace.logits_at_targets_only = true;
     let mut state = TrainState {
         step: 0,
         tokens_seen: 0,
@@ -163,12 +197,11 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
             eprintln!("resuming from {} (step {})", last.display(), state.step);
         }
     }
-    let metrics_path = run_dir.join("metrics.jsonl");
-    let mut metrics = open_metrics(&metrics_path, state.step)?;
-
-    let started = Instant::now();
-    let start_step = state.step;
-    let (mut first_ce, mut last_ce) = (f64::NAN, f64::NAN);
+    // Written only once the run is accepted: a refused --resume leaves the run's files as they were.
+    let version = env!("CARGO_PKG_VERSION");
+    write_json(&run_dir.join("config.json"), &json!({"keel_version": version, "config": config_json}))?;
+    let mut log = StepLog::open(&run_dir.join("metrics.jsonl"), state.step, total_steps, opts.progress)?;
+    let resumed_at = state.step;
     let mut epoch_plan: Option<(u64, Vec<Vec<Vec<Row>>>)> = None;
     while state.step < total_steps {
         let step_started = Instant::now();
@@ -176,112 +209,31 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
         if epoch_plan.as_ref().is_none_or(|(e, _)| *e != epoch) {
             epoch_plan = Some((epoch, plan.epoch(&lengths, epoch)));
         }
-        let micro_batches: Vec<Collated> = epoch_plan.as_ref().expect("planned").1
-            [(state.step % steps_per_epoch) as usize]
-            .iter()
-            .map(|rows| collate(rows, examples, pad_id))
-            .collect();
-        let n_total: usize = micro_batches.iter().map(|c| c.batch.num_targets()).sum();
-        let lr = learning_rate(t.schedule, peak_lr, state.step, total_steps, t.warmup_steps);
-        trainer.grads.fill(0.0);
-
-        // Coefficients for TALR's batch-wide softmax need every micro-batch's losses first: a
-        // loss-only forward pass over them, then forward + backward per micro-batch.
-        let prepass = objective.batch_wide() && batch_scope && micro_batches.len() > 1;
-        let mut weights: Vec<Vec<f32>> = Vec::new();
-        let mut stats: Option<WeightStats> = None;
-        if prepass {
-            let mut tokens = Vec::new();
-            for (mi, mb) in micro_batches.iter().enumerate() {
-                set_dropout_key(model, state.step, mi);
-                let losses = model.forward(&mut trainer.workspace, &mb.batch)?;
-                collect_tokens(mi, mb, losses, &mut tokens);
-            }
-            (weights, stats) = coefficients(&objective, &tokens, &micro_batches, flow.as_deref(), n_total);
-        }
-        let (mut loss, mut ce_sum) = (0.0f64, 0.0f64);
-        for (mi, mb) in micro_batches.iter().enumerate() {
-            set_dropout_key(model, state.step, mi);
-            let losses = model.forward(&mut trainer.workspace, &mb.batch)?;
-            let w = if prepass {
-                weights[mi].clone()
-            } else {
-                let mut tokens = Vec::new();
-                collect_tokens(0, mb, losses, &mut tokens);
-                let (mut w, s) = coefficients(&objective, &tokens, std::slice::from_ref(mb), flow.as_deref(), n_total);
-                stats = stats.or(s);
-                w.remove(0)
+        let rows = &epoch_plan.as_ref().expect("planned").1[(state.step % steps_per_epoch) as usize];
+        let micro_batches: Vec<Collated> = rows.iter().map(|rows| collate(rows, examples, pad_id)).collect();
+        let lr = learning_rate(t.schedule, config.peak_lr(), state.step, total_steps, t.warmup_steps);
+        let report = trainer.optimizer_step(model, &micro_batches, lr, state.step).map_err(|e| {
+            let last = checkpoint::list(run_dir).ok().and_then(|mut l| l.pop());
+            let resume_from = match last {
+                Some(p) => format!("The last good checkpoint is {}.", p.display()),
+                None => "No checkpoint was written yet.".into(),
             };
-            loss += losses.iter().zip(&w).map(|(&l, &c)| l as f64 * c as f64).sum::<f64>();
-            ce_sum += mb
-                .batch
-                .targets
-                .iter()
-                .zip(losses)
-                .filter(|(t, _)| **t != keel_kernels::cross_entropy::IGNORE)
-                .map(|(_, &l)| l as f64)
-                .sum::<f64>();
-            model.backward(&mut trainer.workspace, &mb.batch, &w, &mut trainer.grads)?;
-        }
-        let l2 = match &initial {
-            Some(theta0) => add_l2_to_initial(&mut trainer.grads, model.trainable_params(), theta0, t.l2_init),
-            None => 0.0,
-        };
-        let loss = loss + l2;
-        let grad_norm = keel_kernels::clip::global_norm(&trainer.grads);
-        if !loss.is_finite() || !grad_norm.is_finite() {
-            let last = checkpoint::list(run_dir)?.pop();
-            bail!(
-                "step {}: the loss is {loss} and the gradient norm {grad_norm}; stopping before the update. {} Lower train.lr or check the data.",
-                state.step + 1,
-                match last {
-                    Some(p) => format!("The last good checkpoint is {}.", p.display()),
-                    None => "No checkpoint was written yet.".into(),
-                }
-            );
-        }
-        trainer.apply_update(model, lr);
+            e.context(format!(
+                "step {}: stopping before the update. {resume_from} Lower train.lr or check the data.",
+                state.step + 1
+            ))
+        })?;
         state.step += 1;
-        let tokens: u64 =
-            micro_batches.iter().map(|c| c.batch.segments.iter().filter(|&&s| s != 0).count() as u64).sum();
-        state.tokens_seen += tokens;
-        let secs = step_started.elapsed().as_secs_f64();
-        let ce = ce_sum / n_total.max(1) as f64;
-        if first_ce.is_nan() {
-            first_ce = ce;
-        }
-        last_ce = ce;
-        let mut line = json!({"step": state.step, "epoch": epoch, "loss": loss, "ce": ce,
-            "grad_norm": grad_norm, "lr": lr, "tokens": tokens, "tokens_per_s": tokens as f64 / secs, "step_s": secs,
-            "supervised_tokens": n_total});
-        if t.l2_init > 0.0 {
-            line["l2_penalty"] = json!(l2);
-        }
-        if let Some(s) = stats {
-            line["tau"] = json!(s.tau);
-            line["weight_mean"] = json!(s.mean);
-            line["weight_min"] = json!(s.min);
-            line["weight_max"] = json!(s.max);
-            line["at_floor"] = json!(s.at_floor);
-        }
-        writeln!(metrics, "{line}")
-            .and_then(|_| metrics.flush())
-            .with_context(|| format!("cannot write {}", metrics_path.display()))?;
-        if opts.progress {
-            let done = state.step - start_step;
-            let eta = started.elapsed().as_secs_f64() / done as f64 * (total_steps - state.step) as f64;
-            eprintln!(
-                "step {}/{total_steps}  loss {loss:.4}  lr {lr:.2e}  grad {grad_norm:.3}  {:.0} tok/s  ETA {}",
-                state.step,
-                tokens as f64 / secs,
-                keel_infer::progress::format_duration(eta)
-            );
-        }
+        state.tokens_seen += report.tokens;
+        log.record(&state, epoch, lr, &report, step_started.elapsed().as_secs_f64())?;
         if config.output.save_every > 0 && state.step % config.output.save_every == 0 && state.step < total_steps {
             checkpoint::save(run_dir, model, &trainer.optimizer, &state, config.output.keep_last)?;
         }
     }
-    checkpoint::save(run_dir, model, &trainer.optimizer, &state, config.output.keep_last)?;
+    // A finished run resumed again has nothing new to save: its last checkpoint stays as it is.
+    if state.step > resumed_at || existing.is_empty() {
+        checkpoint::save(run_dir, model, &trainer.optimizer, &state, config.output.keep_last)?;
+    }
     // LoRA: the adapter in PEFT's layout, and the merged model beside it for evaluation.
     if let Some(adapter) = &model.lora {
         adapter.save(&run_dir.join("final-adapter"))?;
@@ -292,65 +244,107 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
     if opts.progress {
         eprintln!("saved {} ({} steps)", final_dir.display(), state.step);
     }
-    Ok(RunSummary { steps: state.step, first_ce, last_ce, final_dir })
+    Ok(RunSummary { steps: state.step, first_ce: log.first_ce, last_ce: log.last_ce, final_dir })
 }
 
-/// Each micro-batch draws its own LoRA dropout masks, reproducibly (resume gives the same ones).
-fn set_dropout_key(model: &mut Transformer, step: u64, micro: usize) {
-    if let Some(l) = &mut model.lora {
-        l.dropout_key = step.wrapping_mul(0x1_0000) ^ micro as u64;
+fn print_data_counts(config: &RunConfig, stats: &keel_data::batching::PrepStats) {
+    eprintln!(
+        "data: {} examples, {} used ({} supervised of {} tokens); skipped: {} without an assistant turn, {} too long \
+         ({:?} policy, max_seq_len {}), {} truncated, {} with no target left",
+        stats.examples,
+        stats.kept,
+        stats.supervised_tokens,
+        stats.tokens,
+        stats.no_assistant_turn,
+        stats.too_long_dropped,
+        config.data.truncation,
+        config.data.max_seq_len,
+        stats.truncated,
+        stats.no_target_after_truncation
+    );
+}
+
+/// metrics.jsonl and the progress lines on stderr.
+struct StepLog {
+    path: PathBuf,
+    file: std::fs::File,
+    started: Instant,
+    start_step: u64,
+    total_steps: u64,
+    progress: bool,
+    first_ce: f64,
+    last_ce: f64,
+}
+
+impl StepLog {
+    fn open(path: &Path, step: u64, total_steps: u64, progress: bool) -> Result<StepLog> {
+        let file = open_metrics(path, step)?;
+        let (first_ce, last_ce) = (f64::NAN, f64::NAN);
+        let started = Instant::now();
+        Ok(StepLog { path: path.to_owned(), file, started, start_step: step, total_steps, progress, first_ce, last_ce })
     }
-}
 
-fn collect_tokens(micro: usize, mb: &Collated, losses: &[f32], out: &mut Vec<Token>) {
-    for (pos, &ex) in mb.example_of.iter().enumerate() {
-        if ex != usize::MAX {
-            out.push(Token { micro, pos, loss: losses[pos] as f64, example: ex });
+    fn record(&mut self, state: &TrainState, epoch: u64, lr: f64, r: &StepReport, secs: f64) -> Result<()> {
+        if self.first_ce.is_nan() {
+            self.first_ce = r.ce;
         }
+        self.last_ce = r.ce;
+        let tokens_per_s = r.tokens as f64 / secs;
+        let mut line = json!({"step": state.step, "epoch": epoch, "loss": r.loss, "ce": r.ce,
+            "grad_norm": r.grad_norm, "lr": lr, "tokens": r.tokens, "tokens_per_s": tokens_per_s, "step_s": secs,
+            "supervised_tokens": r.supervised_tokens});
+        if let Some(l2) = r.l2_penalty {
+            line["l2_penalty"] = json!(l2);
+        }
+        if let Some(s) = r.coefficients {
+            line["tau"] = json!(s.tau);
+            line["coef_mean"] = json!(s.mean);
+            line["coef_min"] = json!(s.min);
+            line["coef_max"] = json!(s.max);
+            line["at_floor"] = json!(s.at_floor);
+        }
+        writeln!(self.file, "{line}")
+            .and_then(|_| self.file.flush())
+            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        if self.progress {
+            let done = state.step - self.start_step;
+            let left = (self.total_steps - state.step) as f64;
+            let eta = self.started.elapsed().as_secs_f64() / done as f64 * left;
+            eprintln!(
+                "step {}/{}  loss {:.4}  lr {lr:.2e}  grad {:.3}  {tokens_per_s:.0} tok/s  ETA {}",
+                state.step,
+                self.total_steps,
+                r.loss,
+                r.grad_norm,
+                keel_infer::progress::format_duration(eta)
+            );
+        }
+        Ok(())
     }
 }
 
-/// Per-position loss coefficients for `micro` (one vector per micro-batch), from the tokens of
-/// the group. The objective normalizes by the group's token count; rescaling to `n_total` makes
-/// the accumulated loss the mean over the whole optimizer batch.
-fn coefficients(
-    objective: &Objective,
-    tokens: &[Token],
-    micro: &[Collated],
-    flow: Option<&[f64]>,
-    n_total: usize,
-) -> (Vec<Vec<f32>>, Option<WeightStats>) {
-    let losses: Vec<f64> = tokens.iter().map(|t| t.loss).collect();
-    let sequence: Vec<usize> = tokens.iter().map(|t| t.example).collect();
-    let sample: Vec<f64> = tokens.iter().map(|t| flow.map_or(1.0, |w| w[t.example])).collect();
-    let (c, stats) = token_coefficients(objective, &losses, &sequence, &sample);
-    let rescale = tokens.len() as f64 / n_total.max(1) as f64;
-    let mut out: Vec<Vec<f32>> = micro.iter().map(|m| vec![0.0; m.batch.targets.len()]).collect();
-    for (t, c) in tokens.iter().zip(c) {
-        out[t.micro][t.pos] = (c * rescale) as f32;
-    }
-    (out, stats)
-}
-
-/// FLOW's per-example weights under the initial model, cached beside the run.
-fn flow_example_weights(
+/// FLOW's per-example coefficients under the initial model, cached beside the run
+/// (`flow_weights.json`, reused while the data is unchanged).
+fn flow_example_coefficients(
     run_dir: &Path,
     model: &Transformer,
-    examples: &[keel_data::mask::TokenizedExample],
+    data: &RunData,
     pad_id: u32,
-    data_fp: &str,
-    max_seq_len: usize,
-    progress: bool,
+    config: &RunConfig,
+    opts: &RunOptions,
 ) -> Result<Vec<f64>> {
+    let (examples, data_fp) = (&data.prepared.examples, &data.fingerprint);
+    let (max_seq_len, progress) = (config.data.max_seq_len, opts.progress);
     let cache = run_dir.join("flow_weights.json");
     if let Ok(text) = std::fs::read_to_string(&cache) {
         let v: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("{} is corrupt; delete it", cache.display()))?;
-        if v["data_fingerprint"] == data_fp {
-            let w: Vec<f64> = serde_json::from_value(v["weights"].clone())?;
+        if v["data_fingerprint"] == data_fp.as_str() {
+            let w: Vec<f64> = serde_json::from_value(v["weights"].clone())
+                .with_context(|| format!("{}: \"weights\" is not a list of numbers; delete it", cache.display()))?;
             ensure!(
-                w.len() == examples.len(),
-                "{} has {} weights for {} examples; delete it",
+                w.len() == examples.len() && w.iter().all(|x| x.is_finite()),
+                "{} has {} weights for {} examples (or non-finite ones); delete it",
                 cache.display(),
                 w.len(),
                 examples.len()

@@ -1,10 +1,12 @@
 //! Same seed and thread count → the same bits after several steps.
 
+use keel_data::batching::Collated;
 use keel_kernels::adamw::AdamWHyper;
 use keel_kernels::cross_entropy::IGNORE;
 use keel_model::optim::AdamW;
 use keel_model::rng::Rng;
 use keel_model::{Batch, ModelConfig, Transformer, Workspace};
+use keel_train::objective::Objective;
 use keel_train::step::Trainer;
 
 fn config() -> ModelConfig {
@@ -35,10 +37,20 @@ fn train(seed: u64, steps: usize) -> Vec<f32> {
         grads: vec![0.0; model.layout.total],
         optimizer: AdamW::new(model.layout.total, hyper),
         max_grad_norm: 1.0,
+        objective: Objective::Ce,
+        batch_scope: true,
+        flow_coefficients: None,
+        l2: None,
     };
     for step in 0..steps {
         let batch = batch(seed * 1000 + step as u64);
-        trainer.step(&mut model, &batch, hyper.lr, |_| batch.mean_weights()).unwrap();
+        let example_of = batch
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| if t == IGNORE { usize::MAX } else { i / batch.seq })
+            .collect();
+        trainer.optimizer_step(&mut model, &[Collated { batch, example_of }], hyper.lr, step as u64).unwrap();
     }
     model.params
 }

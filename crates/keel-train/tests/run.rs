@@ -199,3 +199,76 @@ fn a_diverging_run_stops_at_the_first_non_finite_loss_and_keeps_its_checkpoints(
     assert!(keel_train::checkpoint::list(&c.output.dir).unwrap().len() >= 1, "the checkpoints written before are kept");
     assert!(!c.output.dir.join("final").exists(), "no final model from a diverged run");
 }
+
+#[test]
+fn a_second_run_on_a_locked_directory_is_refused_with_the_holders_pid() {
+    let dir = scratch("lock");
+    let c = config(&dir, 8, "", &["train.max_steps=1"]);
+    std::fs::create_dir_all(&c.output.dir).unwrap();
+    let holder = std::fs::File::create(c.output.dir.join(".keel.lock")).unwrap();
+    holder.try_lock().unwrap();
+    std::fs::write(c.output.dir.join(".keel.lock"), "4242").unwrap();
+    let err = format!("{:#}", train(&c, &QUIET).err().expect("the directory is locked"));
+    assert!(err.contains("in use by another keel train (pid 4242)"), "{err}");
+    assert!(!c.output.dir.join("metrics.jsonl").exists(), "the refused run wrote nothing");
+    drop(holder);
+    train(&c, &QUIET).unwrap();
+}
+
+#[test]
+fn corrupt_optimizer_state_is_refused_on_resume() {
+    let dir = scratch("corrupt_moments");
+    let mut c = config(&dir, 8, "", &["train.max_steps=2", "output.save_every=1"]);
+    train(&c, &QUIET).unwrap();
+    let last = keel_train::checkpoint::list(&c.output.dir).unwrap().pop().unwrap();
+    let path = last.join("optimizer.safetensors");
+    let st = keel_model::safetensors::SafeTensors::open(&path).unwrap();
+    let (mut m, mut v) = (st.to_vec_f32("exp_avg").unwrap(), st.to_vec_f32("exp_avg_sq").unwrap());
+    drop(st);
+    for (name, poison) in [("exp_avg", f32::NAN), ("exp_avg_sq", -1.0)] {
+        let (pm, pv) = if name == "exp_avg" { (&mut m, &mut v) } else { (&mut v, &mut m) };
+        let saved = pm[7];
+        pm[7] = poison;
+        let n = pm.len();
+        let (m_ref, v_ref) = if name == "exp_avg" { (&*pm, &*pv) } else { (&*pv, &*pm) };
+        let meta = std::collections::HashMap::from([("adamw_step".to_string(), "2".to_string())]);
+        keel_model::safetensors::write_f32(&path, &[("exp_avg", &[n], m_ref), ("exp_avg_sq", &[n], v_ref)], &meta)
+            .unwrap();
+        c.train.max_steps = 3;
+        let err = format!("{:#}", train(&c, &RunOptions { resume: true, progress: false }).unwrap_err());
+        assert!(err.contains("optimizer.safetensors is corrupt") && err.contains(&format!("{name}[7]")), "{err}");
+        pm[7] = saved;
+    }
+}
+
+#[test]
+fn a_refused_resume_leaves_the_runs_config_as_it_was() {
+    let dir = scratch("refused_resume");
+    let mut c = config(&dir, 8, "", &["train.max_steps=1"]);
+    train(&c, &QUIET).unwrap();
+    let before = std::fs::read(c.output.dir.join("config.json")).unwrap();
+    c.train.lr *= 2.0;
+    c.train.max_steps = 2;
+    let err = format!("{:#}", train(&c, &RunOptions { resume: true, progress: false }).unwrap_err());
+    assert!(err.contains("different configuration"), "{err}");
+    assert!(std::fs::read(c.output.dir.join("config.json")).unwrap() == before, "config.json was overwritten");
+}
+
+#[test]
+fn checkpoints_survive_a_resume_of_a_finished_run_and_a_kill_mid_replacement() {
+    let dir = scratch("atomic_checkpoints");
+    let c = config(&dir, 8, "", &["train.max_steps=2", "output.save_every=1"]);
+    train(&c, &QUIET).unwrap();
+    let last = keel_train::checkpoint::list(&c.output.dir).unwrap().pop().unwrap();
+    let weights = std::fs::read(last.join("model.safetensors")).unwrap();
+    let modified = std::fs::metadata(last.join("model.safetensors")).unwrap().modified().unwrap();
+    // Resuming a finished run has nothing to save: the newest checkpoint is not rewritten.
+    train(&c, &RunOptions { resume: true, progress: false }).unwrap();
+    assert_eq!(std::fs::metadata(last.join("model.safetensors")).unwrap().modified().unwrap(), modified);
+    // A save killed after moving the old checkpoint aside: the next run puts it back.
+    let name = last.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::rename(&last, c.output.dir.join(format!(".{name}.old"))).unwrap();
+    let listed = keel_train::checkpoint::list(&c.output.dir).unwrap();
+    assert_eq!(listed.last(), Some(&last));
+    assert!(std::fs::read(last.join("model.safetensors")).unwrap() == weights);
+}

@@ -1,7 +1,8 @@
 //! `keel bench`: training-step and GEMM throughput on randomly initialised models.
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
+use keel_data::batching::Collated;
 use keel_kernels::adamw::AdamWHyper;
 use keel_kernels::cross_entropy::IGNORE;
 use keel_model::lora::{LoraAdapter, LoraConfig, Module};
@@ -9,8 +10,8 @@ use keel_model::optim::AdamW;
 use keel_model::rng::Rng;
 use keel_model::{Batch, ModelConfig, Transformer, Workspace};
 use keel_train::objective::talr::{Normalization, TalrConfig, Temperature};
-use keel_train::objective::{token_coefficients, Objective};
-use keel_train::step::Trainer;
+use keel_train::objective::Objective;
+use keel_train::step::{StepReport, Trainer};
 use std::time::Instant;
 
 #[derive(Subcommand)]
@@ -94,16 +95,41 @@ pub struct TrainArgs {
     /// Keep only each layer's input and recompute the layer during the backward.
     #[arg(long)]
     grad_checkpointing: bool,
-    /// ce, or talr (simplex, sequence-median τ, floor 0.01): TALR's weights are computed from
-    /// the step's own losses, so the difference is TALR's whole cost.
-    #[arg(long, default_value = "ce")]
-    objective: String,
+    /// The objective; talr is simplex with sequence-median τ and floor 0.01. Coefficients come
+    /// from the step's own losses, so the difference to ce is the objective's whole cost.
+    #[arg(long, value_enum, default_value_t = BenchObjective::Ce)]
+    objective: BenchObjective,
     /// Train LoRA adapters of this rank on all seven projections instead of every weight.
     #[arg(long, default_value_t = 0)]
     lora_rank: usize,
     /// Print one JSON line instead of text.
     #[arg(long)]
     json: bool,
+}
+
+/// The objectives `keel bench train` times.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum BenchObjective {
+    /// Mean cross-entropy.
+    Ce,
+    /// Token-Adaptive Loss Reweighting.
+    Talr,
+    /// Dynamic Fine-Tuning.
+    Dft,
+}
+
+impl BenchObjective {
+    fn objective(self) -> Objective {
+        match self {
+            BenchObjective::Ce => Objective::Ce,
+            BenchObjective::Talr => Objective::Talr(TalrConfig {
+                normalization: Normalization::Simplex,
+                temperature: Temperature::SequenceMedian,
+                floor: 0.01,
+            }),
+            BenchObjective::Dft => Objective::Dft,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -123,17 +149,6 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     }
 }
 
-/// Per-position coefficients of an objective for one batch whose sequences are its rows.
-fn step_coefficients(objective: &Objective, batch: &Batch, losses: &[f32]) -> Vec<f32> {
-    let idx: Vec<usize> = (0..batch.targets.len()).filter(|&i| batch.targets[i] != IGNORE).collect();
-    let l: Vec<f64> = idx.iter().map(|&i| losses[i] as f64).collect();
-    let seq: Vec<usize> = idx.iter().map(|&i| i / batch.seq).collect();
-    let (c, _) = token_coefficients(objective, &l, &seq, &[]);
-    let mut w = vec![0.0f32; batch.targets.len()];
-    idx.iter().zip(c).for_each(|(&i, c)| w[i] = c as f32);
-    w
-}
-
 /// A named model shape for benchmarks.
 pub fn shape_config(name: &str) -> Result<ModelConfig> {
     let json = match name {
@@ -148,19 +163,22 @@ pub fn shape_config(name: &str) -> Result<ModelConfig> {
     ModelConfig::from_hf_json(&json)
 }
 
-/// Random tokens; each position's target is the next token (the last position has none).
-fn random_batch(batch: usize, seq: usize, vocab: usize, seed: u64) -> Batch {
+/// Random tokens; each position's target is the next token (the last position has none). Each
+/// row is its own example.
+fn random_batch(batch: usize, seq: usize, vocab: usize, seed: u64) -> Collated {
     let mut rng = Rng::new(seed);
     let ids: Vec<u32> = (0..batch * seq).map(|_| rng.below(vocab as u64) as u32).collect();
     let targets = (0..batch * seq).map(|i| if i % seq == seq - 1 { IGNORE } else { ids[i + 1] }).collect();
-    Batch {
+    let example_of = (0..batch * seq).map(|i| if i % seq == seq - 1 { usize::MAX } else { i / seq }).collect();
+    let batch = Batch {
         batch,
         seq,
         positions: (0..batch * seq).map(|i| (i % seq) as u32).collect(),
         segments: vec![1; batch * seq],
         ids,
         targets,
-    }
+    };
+    Collated { batch, example_of }
 }
 
 /// Peak resident memory of this process (VmHWM), in MiB.
@@ -199,46 +217,36 @@ fn bench_train(a: TrainArgs) -> Result<()> {
         };
         model.lora = Some(LoraAdapter::new(&model.config, lc, 0)?);
     }
-    let objective = match a.objective.as_str() {
-        "ce" => Objective::Ce,
-        "talr" => Objective::Talr(TalrConfig {
-            normalization: Normalization::Simplex,
-            temperature: Temperature::SequenceMedian,
-            floor: 0.01,
-        }),
-        other => bail!("--objective {other}: ce or talr"),
-    };
     let params = model.layout.total;
     let trainable = model.num_trainable();
-    let batch = random_batch(a.batch, a.seq, model.config.vocab_size, 1);
-    let weights = batch.mean_weights();
+    let batch = [random_batch(a.batch, a.seq, model.config.vocab_size, 1)];
     let hyper = AdamWHyper { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.1 };
+    // The trainer `keel train` builds, with this benchmark's objective and no L2 or FLOW.
     let mut trainer = Trainer {
         workspace: Workspace::new(&model.config, a.batch, a.seq, a.grad_checkpointing)?,
         grads: vec![0.0f32; trainable],
         optimizer: AdamW::new(trainable, hyper),
         max_grad_norm: 1.0,
+        objective: a.objective.objective(),
+        batch_scope: true,
+        flow_coefficients: None,
+        l2: None,
     };
-    let (mut step_s, mut fwd_s, mut bwd_s, mut opt_s, mut weights_s, mut losses) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut steps: Vec<StepReport> = Vec::new();
     for step in 0..=a.steps {
-        let s = trainer.step(&mut model, &batch, hyper.lr, |losses| match objective {
-            Objective::Ce => weights.clone(),
-            _ => step_coefficients(&objective, &batch, losses),
-        })?;
-        let total = s.forward_s + s.backward_s + s.optimizer_s;
+        let s = trainer.optimizer_step(&mut model, &batch, hyper.lr, step as u64)?;
+        let total = s.forward_s + s.coefficients_s + s.backward_s + s.optimizer_s;
         if !a.json {
             eprintln!("step {step}{}: loss {:.4}, {total:.3} s", if step == 0 { " (warm-up)" } else { "" }, s.loss);
         }
         if step > 0 {
-            step_s.push(total);
-            fwd_s.push(s.forward_s);
-            bwd_s.push(s.backward_s);
-            opt_s.push(s.optimizer_s);
-            weights_s.push(s.weights_s);
-            losses.push(s.loss);
+            steps.push(s);
         }
     }
+    let of = |f: fn(&StepReport) -> f64| steps.iter().map(f).collect::<Vec<f64>>();
+    let step_s = of(|s| s.forward_s + s.coefficients_s + s.backward_s + s.optimizer_s);
+    let (fwd_s, bwd_s, opt_s, coef_s, losses) =
+        (of(|s| s.forward_s), of(|s| s.backward_s), of(|s| s.optimizer_s), of(|s| s.coefficients_s), of(|s| s.loss));
     let med = median(&step_s);
     let tokens = (a.batch * a.seq) as f64;
     let gflops = 6.0 * params as f64 * tokens / med / 1e9;
@@ -249,9 +257,9 @@ fn bench_train(a: TrainArgs) -> Result<()> {
             serde_json::json!({"impl": "keel", "shape": a.shape, "batch": a.batch, "seq": a.seq, "threads": a.threads,
                 "steps": a.steps, "params": params, "median_s": med, "min_s": step_s.iter().copied().fold(f64::MAX, f64::min),
                 "forward_s": median(&fwd_s), "backward_s": median(&bwd_s), "optimizer_s": median(&opt_s),
-                "loss_weights_s": median(&weights_s),
+                "coefficients_s": median(&coef_s),
                 "tokens_per_s": tokens / med, "gflops": gflops, "peak_rss_mib": peak, "losses": losses,
-                "grad_checkpointing": a.grad_checkpointing, "objective": a.objective, "lora_rank": a.lora_rank,
+                "grad_checkpointing": a.grad_checkpointing, "objective": a.objective.objective().name(), "lora_rank": a.lora_rank,
                 "trainable_params": trainable})
         );
     } else {
@@ -261,16 +269,16 @@ fn bench_train(a: TrainArgs) -> Result<()> {
             a.batch,
             a.seq,
             a.threads,
-            a.objective,
+            a.objective.objective().name(),
             if a.grad_checkpointing { ", gradient checkpointing" } else { "" }
         );
         println!(
-            "  step      {med:.3} s median of {} (forward {:.3}, backward {:.3}, clip+AdamW {:.3}; loss weights {:.5})",
+            "  step      {med:.3} s median of {} (forward {:.3}, coefficients {:.5}, backward {:.3}, clip+AdamW {:.3})",
             a.steps,
             median(&fwd_s),
+            median(&coef_s),
             median(&bwd_s),
-            median(&opt_s),
-            median(&weights_s)
+            median(&opt_s)
         );
         println!("  tokens/s  {:.0}", tokens / med);
         println!("  GFLOP/s   {gflops:.1}  (6 · params · tokens / time)");

@@ -6,8 +6,23 @@ pub mod flow;
 pub mod talr;
 
 use serde::{Deserialize, Serialize};
-use talr::{talr_weights, Normalization, TalrConfig, Temperature, WeightStats};
+use talr::{talr_coefficients, CoefficientStats, Normalization, TalrConfig, Temperature};
 
+/// The objectives by name, as a run config's `train.objective` gives them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectiveKind {
+    /// Mean cross-entropy (plain SFT).
+    Ce,
+    /// Token-Adaptive Loss Reweighting, with the `[talr]` settings.
+    Talr,
+    /// Dynamic Fine-Tuning.
+    Dft,
+    /// FLOW's static per-example coefficients.
+    Flow,
+}
+
+/// An objective with its settings.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Objective {
@@ -46,19 +61,19 @@ pub fn token_coefficients(
     losses: &[f64],
     sequence: &[usize],
     sample_weight: &[f64],
-) -> (Vec<f64>, Option<WeightStats>) {
+) -> (Vec<f64>, Option<CoefficientStats>) {
     let n = losses.len().max(1) as f64;
     match objective {
         Objective::Ce => (vec![1.0 / n; losses.len()], None),
         Objective::Flow => (sample_weight.iter().map(|w| w / n).collect(), None),
         Objective::Talr(cfg) => {
-            let (w, stats) = talr_weights(losses, sequence, cfg);
+            let (w, stats) = talr_coefficients(losses, sequence, cfg);
             (w.iter().map(|w| w / n).collect(), Some(stats))
         }
         Objective::Dft => {
             let cfg =
                 TalrConfig { normalization: Normalization::Raw, temperature: Temperature::Fixed(1.0), floor: 0.0 };
-            let (w, stats) = talr_weights(losses, sequence, &cfg);
+            let (w, stats) = talr_coefficients(losses, sequence, &cfg);
             (w.iter().map(|w| w / n).collect(), Some(stats))
         }
     }

@@ -16,14 +16,41 @@ pub enum Normalization {
     Raw,
 }
 
+/// TALR's τ. In a run config: `"sequence_median"`, `"token_median"` or a positive number.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "kind", content = "value")]
+#[serde(try_from = "serde_json::Value", into = "serde_json::Value")]
 pub enum Temperature {
     /// Median over sequences of each sequence's mean token loss (the paper's default).
     SequenceMedian,
     /// Median of the token losses.
     TokenMedian,
+    /// A fixed τ (the paper's ablation).
     Fixed(f64),
+}
+
+impl TryFrom<serde_json::Value> for Temperature {
+    type Error = String;
+
+    fn try_from(v: serde_json::Value) -> Result<Self, String> {
+        match &v {
+            serde_json::Value::String(s) if s == "sequence_median" => Ok(Temperature::SequenceMedian),
+            serde_json::Value::String(s) if s == "token_median" => Ok(Temperature::TokenMedian),
+            serde_json::Value::Number(n) if n.as_f64().is_some_and(|t| t > 0.0 && t.is_finite()) => {
+                Ok(Temperature::Fixed(n.as_f64().unwrap_or_default()))
+            }
+            _ => Err(format!("expected \"sequence_median\", \"token_median\" or a positive number, got {v}")),
+        }
+    }
+}
+
+impl From<Temperature> for serde_json::Value {
+    fn from(t: Temperature) -> Self {
+        match t {
+            Temperature::SequenceMedian => "sequence_median".into(),
+            Temperature::TokenMedian => "token_median".into(),
+            Temperature::Fixed(tau) => tau.into(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -34,14 +61,14 @@ pub struct TalrConfig {
     pub floor: f64,
 }
 
-/// What a step's weights looked like (logged per step).
+/// What a step's coefficients looked like (logged per step).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
-pub struct WeightStats {
+pub struct CoefficientStats {
     pub tau: f64,
     pub mean: f64,
     pub min: f64,
     pub max: f64,
-    /// Fraction of supervised tokens whose weight was raised to the floor.
+    /// Fraction of supervised tokens whose coefficient was raised to the floor.
     pub at_floor: f64,
 }
 
@@ -81,10 +108,10 @@ pub fn temperature(losses: &[f64], sequence: &[usize], t: Temperature) -> f64 {
 
 /// TALR weights of the batch's supervised tokens. The loss is `(1/n) Σ wᵢ ℓᵢ` with these `wᵢ`
 /// treated as constants.
-pub fn talr_weights(losses: &[f64], sequence: &[usize], cfg: &TalrConfig) -> (Vec<f64>, WeightStats) {
+pub fn talr_coefficients(losses: &[f64], sequence: &[usize], cfg: &TalrConfig) -> (Vec<f64>, CoefficientStats) {
     let n = losses.len();
     if n == 0 {
-        return (Vec::new(), WeightStats::default());
+        return (Vec::new(), CoefficientStats::default());
     }
     let tau = temperature(losses, sequence, cfg.temperature);
     let mut floored = 0usize;
@@ -122,7 +149,7 @@ pub fn talr_weights(losses: &[f64], sequence: &[usize], cfg: &TalrConfig) -> (Ve
             })
             .collect(),
     };
-    let stats = WeightStats {
+    let stats = CoefficientStats {
         tau,
         mean: weights.iter().sum::<f64>() / n as f64,
         min: weights.iter().copied().fold(f64::INFINITY, f64::min),
@@ -156,7 +183,7 @@ mod tests {
     fn simplex_weights_match_the_hand_computation() {
         let cfg =
             TalrConfig { normalization: Normalization::Simplex, temperature: Temperature::SequenceMedian, floor: 0.0 };
-        let (w, s) = talr_weights(&LOSSES, &SEQ, &cfg);
+        let (w, s) = talr_coefficients(&LOSSES, &SEQ, &cfg);
         // By hand: e = exp(−ℓ/1.1) = [0.913101, 0.761300, 0.162321]; Σ = 1.836722;
         // n·e/Σ = [1.491408, 1.243466, 0.265126].
         let e: Vec<f64> = LOSSES.iter().map(|l| (-l / 1.1f64).exp()).collect();
@@ -172,7 +199,7 @@ mod tests {
     fn the_floor_raises_hard_tokens_then_renormalizes() {
         let cfg =
             TalrConfig { normalization: Normalization::Simplex, temperature: Temperature::SequenceMedian, floor: 0.5 };
-        let (w, s) = talr_weights(&LOSSES, &SEQ, &cfg);
+        let (w, s) = talr_coefficients(&LOSSES, &SEQ, &cfg);
         // n·w = [1.491408, 1.243466, 0.265126] → [1.491408, 1.243466, 0.5], mean 1.078291,
         // renormalized [1.383122, 1.153182, 0.463697].
         assert!((w[0] - 1.383122).abs() < 1e-6 && (w[1] - 1.153182).abs() < 1e-6 && (w[2] - 0.463697).abs() < 1e-6);
@@ -183,7 +210,7 @@ mod tests {
     fn raw_weights_are_floored_powers_of_the_probability() {
         let cfg =
             TalrConfig { normalization: Normalization::Raw, temperature: Temperature::SequenceMedian, floor: 0.2 };
-        let (w, s) = talr_weights(&LOSSES, &SEQ, &cfg);
+        let (w, s) = talr_coefficients(&LOSSES, &SEQ, &cfg);
         // p^(1/τ) = exp(−ℓ/1.1) = [0.913101, 0.761300, 0.162321 → floored to 0.2].
         assert!((w[0] - 0.913101).abs() < 1e-6 && (w[1] - 0.761300).abs() < 1e-6 && w[2] == 0.2);
         assert!(close(s.at_floor, 1.0 / 3.0) && close(s.max, w[0]) && s.min == 0.2);
@@ -193,8 +220,8 @@ mod tests {
     fn adaptive_temperature_tracks_falling_losses() {
         let cfg =
             TalrConfig { normalization: Normalization::Simplex, temperature: Temperature::SequenceMedian, floor: 0.0 };
-        let high = talr_weights(&[1.0, 3.0], &[0, 1], &cfg).1.tau;
-        let low = talr_weights(&[0.1, 0.3], &[0, 1], &cfg).1.tau;
+        let high = talr_coefficients(&[1.0, 3.0], &[0, 1], &cfg).1.tau;
+        let low = talr_coefficients(&[0.1, 0.3], &[0, 1], &cfg).1.tau;
         assert!(close(high, 2.0) && close(low, 0.2));
     }
 }
