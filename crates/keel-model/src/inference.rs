@@ -11,15 +11,14 @@
 //! first such call to a decoder of several slots; one-row calls (GEMV) and prompts (OpenBLAS)
 //! never need it.
 
+use crate::block::{project, Attend, BlockActs, PackedLayer};
 use crate::transformer::Transformer;
 use anyhow::{ensure, Result};
 use keel_kernels::attention::{attention_cached, cached_scores_len, CacheShape, CachedSpan};
 use keel_kernels::embedding::embedding_forward;
-use keel_kernels::gemm::gemm;
 use keel_kernels::packed::PackedLinear;
 use keel_kernels::rmsnorm::rmsnorm_forward;
 use keel_kernels::rope::RopeTable;
-use keel_kernels::swiglu::swiglu_forward;
 
 /// Decoding state for up to `slots` sequences.
 pub struct Decoder<'m> {
@@ -43,16 +42,6 @@ pub struct Decoder<'m> {
 /// Calls of up to this many rows (and more than one) use the packed weights; longer ones are
 /// prompts, where OpenBLAS's packing is amortized (and measured faster, BENCHMARKS.md).
 const PACKED_MAX_ROWS: usize = 48;
-
-struct PackedLayer {
-    q: PackedLinear,
-    k: PackedLinear,
-    v: PackedLinear,
-    o: PackedLinear,
-    gate: PackedLinear,
-    up: PackedLinear,
-    down: PackedLinear,
-}
 
 /// Every weight a decoding step multiplies by, packed.
 struct PackedModel {
@@ -85,50 +74,47 @@ impl PackedModel {
     }
 }
 
-/// `y[rows × n_out] = x·Wᵀ + b`, or `y += x·Wᵀ` for a residual, through the packed weight when
-/// the call has one.
-#[allow(clippy::too_many_arguments)]
-fn project(
-    y: &mut [f32],
-    x: &[f32],
-    packed: Option<&PackedLinear>,
-    w: &[f32],
-    bias: Option<&[f32]>,
-    n_in: usize,
-    n_out: usize,
-    accumulate: bool,
-) {
-    match packed {
-        Some(pw) => pw.forward(y, x, w, accumulate),
-        None => gemm(false, true, x.len() / n_in, n_out, n_in, x, w, if accumulate { 1.0 } else { 0.0 }, y),
-    }
-    if let Some(b) = bias {
-        y.chunks_mut(n_out).for_each(|row| row.iter_mut().zip(b).for_each(|(y, &b)| *y += b));
-    }
-}
-
 /// Buffers for the tokens of one call, grown on demand (only a prefill grows them).
 #[derive(Default)]
 struct Scratch {
+    /// The block's activations for the call's `n` tokens.
+    acts: BlockActs,
+    /// `[n × h]` the residual stream into and out of each block.
     x: Vec<f32>,
-    xn: Vec<f32>,
-    rstd: Vec<f32>,
-    q: Vec<f32>,
-    q_pre: Vec<f32>,
-    k: Vec<f32>,
-    k_pre: Vec<f32>,
-    v: Vec<f32>,
-    head_rstd: Vec<f32>,
-    att: Vec<f32>,
-    gate: Vec<f32>,
-    up: Vec<f32>,
-    act: Vec<f32>,
+    out: Vec<f32>,
+    /// Cached attention's scores ([`cached_scores_len`]).
     scores: Vec<f32>,
+    /// `[fed × h]` each fed slot's last hidden state, normalized, and `[fed]` its 1/rms.
     last: Vec<f32>,
+    last_norm: Vec<f32>,
+    last_rstd: Vec<f32>,
 }
 
 fn fit(v: &mut Vec<f32>, len: usize) {
     v.resize(len, 0.0);
+}
+
+/// Decoding: each fed span appends its keys and values to its slot's cache, then its queries
+/// attend to everything the slot holds.
+struct CacheAttention<'c> {
+    k_cache: &'c mut [Vec<f32>],
+    v_cache: &'c mut [Vec<f32>],
+    spans: &'c [CachedSpan],
+    scores: &'c mut Vec<f32>,
+    shape: CacheShape,
+}
+
+impl Attend for CacheAttention<'_> {
+    fn attend(&mut self, l: usize, a: &mut BlockActs) {
+        let kw = self.shape.kv_heads * self.shape.head_dim;
+        for sp in self.spans {
+            let at = (sp.slot * self.shape.capacity + sp.past) * kw;
+            let new = sp.at * kw..(sp.at + sp.new) * kw;
+            self.k_cache[l][at..at + sp.new * kw].copy_from_slice(&a.k[new.clone()]);
+            self.v_cache[l][at..at + sp.new * kw].copy_from_slice(&a.v[new]);
+        }
+        attention_cached(&mut a.att, self.scores, &a.q, &self.k_cache[l], &self.v_cache[l], self.spans, self.shape);
+    }
 }
 
 impl<'m> Decoder<'m> {
@@ -210,37 +196,29 @@ impl<'m> Decoder<'m> {
             spans.push(CachedSpan { slot, at: tokens.len(), new: ids.len(), past });
             tokens.extend_from_slice(ids);
         }
-        let n = tokens.len();
-        let (h, qw, kw, f) =
-            (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
+        self.forward_spans(&spans, &tokens);
+        for sp in &spans {
+            self.lens[sp.slot] += sp.new;
+        }
+        Ok(&self.logits)
+    }
+
+    /// The packed forward of one call: every block over the fed tokens, then the LM head over
+    /// each span's last token, into `self.logits` `[spans × vocab]`.
+    fn forward_spans(&mut self, spans: &[CachedSpan], tokens: &[u32]) {
+        let model = self.model;
+        let c = &model.config;
+        let (n, h, b) = (tokens.len(), c.hidden_size, spans.len());
         let positions: Vec<u32> = spans.iter().flat_map(|s| (s.past..s.past + s.new).map(|p| p as u32)).collect();
         let s = &mut self.scratch;
-        for (buf, len) in [
-            (&mut s.x, n * h),
-            (&mut s.xn, n * h),
-            (&mut s.rstd, n),
-            (&mut s.q, n * qw),
-            (&mut s.k, n * kw),
-            (&mut s.v, n * kw),
-            (&mut s.att, n * qw),
-            (&mut s.gate, n * f),
-            (&mut s.up, n * f),
-            (&mut s.act, n * f),
-            (&mut s.scores, cached_scores_len(&spans, c.num_heads)),
-        ] {
+        s.acts.fit(c, n, 0);
+        for (buf, len) in
+            [(&mut s.x, n * h), (&mut s.out, n * h), (&mut s.scores, cached_scores_len(spans, c.num_heads))]
+        {
             fit(buf, len);
         }
-        if c.arch.qk_norm() {
-            fit(&mut s.q_pre, n * qw);
-            fit(&mut s.k_pre, n * kw);
-            fit(&mut s.head_rstd, n * c.num_heads);
-        }
         let p = &model.params;
-        let opt = |r: &Option<std::ops::Range<usize>>| r.clone().map(|r| &p[r]);
-        embedding_forward(&mut s.x, &p[model.layout.embed.clone()], &tokens, h);
-        let shape =
-            CacheShape { capacity: self.capacity, heads: c.num_heads, kv_heads: c.num_kv_heads, head_dim: c.head_dim };
-        let b = spans.len();
+        embedding_forward(&mut s.x, &p[model.layout.embed.clone()], tokens, h);
         // Only a decoder of several slots has decoding steps of several rows; a one-slot
         // decoder's short prompt is not worth a copy of the weights.
         let few_rows = |rows: usize| (2..=PACKED_MAX_ROWS).contains(&rows);
@@ -248,40 +226,19 @@ impl<'m> Decoder<'m> {
             self.packed = Some(PackedModel::pack(model));
         }
         let packed = self.packed.as_ref().filter(|_| few_rows(n));
-        for (l, r) in model.layout.layers.iter().enumerate() {
+        let shape =
+            CacheShape { capacity: self.capacity, heads: c.num_heads, kv_heads: c.num_kv_heads, head_dim: c.head_dim };
+        let mut attention = CacheAttention {
+            k_cache: &mut self.k_cache,
+            v_cache: &mut self.v_cache,
+            spans,
+            scores: &mut s.scores,
+            shape,
+        };
+        for l in 0..c.num_layers {
             let w = packed.map(|pm| &pm.layers[l]);
-            rmsnorm_forward(&mut s.xn, &mut s.rstd, &s.x, &p[r.attn_norm.clone()], c.rms_norm_eps);
-            if let (Some(qn), Some(kn)) = (&r.q_norm, &r.k_norm) {
-                project(&mut s.q_pre, &s.xn, w.map(|w| &w.q), &p[r.q.clone()], opt(&r.q_bias), h, qw, false);
-                project(&mut s.k_pre, &s.xn, w.map(|w| &w.k), &p[r.k.clone()], opt(&r.k_bias), h, kw, false);
-                rmsnorm_forward(&mut s.q, &mut s.head_rstd, &s.q_pre, &p[qn.clone()], c.rms_norm_eps);
-                rmsnorm_forward(
-                    &mut s.k,
-                    &mut s.head_rstd[..n * c.num_kv_heads],
-                    &s.k_pre,
-                    &p[kn.clone()],
-                    c.rms_norm_eps,
-                );
-            } else {
-                project(&mut s.q, &s.xn, w.map(|w| &w.q), &p[r.q.clone()], opt(&r.q_bias), h, qw, false);
-                project(&mut s.k, &s.xn, w.map(|w| &w.k), &p[r.k.clone()], opt(&r.k_bias), h, kw, false);
-            }
-            project(&mut s.v, &s.xn, w.map(|w| &w.v), &p[r.v.clone()], opt(&r.v_bias), h, kw, false);
-            self.rope.apply(&mut s.q, &positions, c.num_heads, false);
-            self.rope.apply(&mut s.k, &positions, c.num_kv_heads, false);
-            for sp in &spans {
-                let at = (sp.slot * self.capacity + sp.past) * kw;
-                self.k_cache[l][at..at + sp.new * kw].copy_from_slice(&s.k[sp.at * kw..(sp.at + sp.new) * kw]);
-                self.v_cache[l][at..at + sp.new * kw].copy_from_slice(&s.v[sp.at * kw..(sp.at + sp.new) * kw]);
-            }
-            attention_cached(&mut s.att, &mut s.scores, &s.q, &self.k_cache[l], &self.v_cache[l], &spans, shape);
-            // The residual stream takes the output projections in the same product.
-            project(&mut s.x, &s.att, w.map(|w| &w.o), &p[r.o.clone()], None, qw, h, true);
-            rmsnorm_forward(&mut s.xn, &mut s.rstd, &s.x, &p[r.mlp_norm.clone()], c.rms_norm_eps);
-            project(&mut s.gate, &s.xn, w.map(|w| &w.gate), &p[r.gate.clone()], None, h, f, false);
-            project(&mut s.up, &s.xn, w.map(|w| &w.up), &p[r.up.clone()], None, h, f, false);
-            swiglu_forward(&mut s.act, &s.gate, &s.up);
-            project(&mut s.x, &s.act, w.map(|w| &w.down), &p[r.down.clone()], None, f, h, true);
+            model.block_forward(l, &mut s.acts, &s.x, &mut s.out, &positions, &self.rope, w, &mut attention);
+            std::mem::swap(&mut s.x, &mut s.out);
         }
         // Only each span's last token needs logits.
         fit(&mut s.last, b * h);
@@ -289,19 +246,12 @@ impl<'m> Decoder<'m> {
             let src = (sp.at + sp.new - 1) * h;
             s.last[row * h..(row + 1) * h].copy_from_slice(&s.x[src..src + h]);
         }
-        rmsnorm_forward(
-            &mut s.xn[..b * h],
-            &mut s.rstd[..b],
-            &s.last,
-            &p[model.layout.final_norm.clone()],
-            c.rms_norm_eps,
-        );
+        fit(&mut s.last_norm, b * h);
+        fit(&mut s.last_rstd, b);
+        let final_norm = &p[model.layout.final_norm.clone()];
+        rmsnorm_forward(&mut s.last_norm, &mut s.last_rstd, &s.last, final_norm, c.rms_norm_eps);
         fit(&mut self.logits, b * c.vocab_size);
         let head = self.packed.as_ref().filter(|_| few_rows(b)).map(|pm| &pm.head);
-        project(&mut self.logits, &s.xn[..b * h], head, &p[model.layout.head()], None, h, c.vocab_size, false);
-        for sp in &spans {
-            self.lens[sp.slot] += sp.new;
-        }
-        Ok(&self.logits)
+        project(&mut self.logits, &s.last_norm, head, &p[model.layout.head()], None, h, c.vocab_size);
     }
 }

@@ -2,6 +2,7 @@
 //! explicit forward and backward.
 
 pub mod batch;
+mod block;
 pub mod config;
 pub mod gguf;
 pub mod inference;

@@ -5,7 +5,11 @@ use crate::config::ModelConfig;
 use crate::params::{LayerRanges, TensorSpec};
 use crate::rng::Rng;
 use crate::safetensors::{write_f32, SafeTensors};
+use crate::transformer::Transformer;
 use anyhow::{bail, ensure, Context, Result};
+use keel_kernels::gemm::gemm_strided_scaled;
+use keel_kernels::lora::{lora_backward, lora_forward};
+use rayon::prelude::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::ops::Range;
@@ -265,4 +269,296 @@ fn parse_config(v: &Value) -> Result<LoraConfig> {
         dropout: v.get("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0),
         targets,
     })
+}
+
+// The adapter inside the engine's forward and backward: what a block calls for its projections.
+
+impl Transformer {
+    /// Adds the adapters of `modules` of layer `l` (projections that all read `x`) to their
+    /// outputs `ys`: as one stacked product when [`Self::lora_group`] allows, else one by one.
+    /// `u` keeps each projection's `x·Aᵀ` for the backward. A no-op without an adapter.
+    pub(crate) fn lora_forward_modules(
+        &self,
+        l: usize,
+        modules: &[Module],
+        ys: &mut [&mut [f32]],
+        x: &[f32],
+        u: &mut [Vec<f32>; 7],
+        x_drop: &mut Vec<f32>,
+    ) {
+        if self.lora.is_none() {
+            return;
+        }
+        if let Some(group) = self.lora_group(l, modules).filter(|_| modules.len() > 1) {
+            self.lora_group_forward(&group, ys, x, &mut u[modules[0] as usize]);
+        } else {
+            for (&m, y) in modules.iter().zip(ys.iter_mut()) {
+                self.lora_forward_into(l, m, y, x, &mut u[m as usize], x_drop);
+            }
+        }
+    }
+
+    /// Backward of [`Self::lora_forward_modules`]: adapter gradients into `grads` (the
+    /// adapter's layout) and the input gradient added to `dx`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn lora_backward_modules(
+        &self,
+        l: usize,
+        modules: &[Module],
+        dx: &mut [f32],
+        dys: &[&[f32]],
+        x: &[f32],
+        u: &[Vec<f32>; 7],
+        grads: &mut [f32],
+        s: &mut LoraScratch,
+    ) {
+        if self.lora.is_none() {
+            return;
+        }
+        if let Some(group) = self.lora_group(l, modules).filter(|_| modules.len() > 1) {
+            self.lora_group_backward(&group, dx, dys, x, &u[modules[0] as usize], grads, s.du);
+        } else {
+            for (&m, dy) in modules.iter().zip(dys) {
+                self.lora_backward_into(l, m, dx, dy, x, &u[m as usize], grads, s);
+            }
+        }
+    }
+
+    /// Adds the adapter's part of projection `m` of layer `l` to `y` (a no-op without one).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn lora_forward_into(
+        &self,
+        l: usize,
+        m: Module,
+        y: &mut [f32],
+        x: &[f32],
+        u: &mut Vec<f32>,
+        x_drop: &mut Vec<f32>,
+    ) {
+        let Some(lora) = &self.lora else { return };
+        let Some((a, b)) = &lora.slots[l][m as usize] else { return };
+        let (n_in, n_out) = m.dims(&self.config);
+        let (rank, rows) = (lora.config.rank, x.len() / n_in);
+        u.resize(rows * rank, 0.0);
+        let input = if lora.config.dropout > 0.0 {
+            dropout(x_drop, x, lora, l, m);
+            &x_drop[..]
+        } else {
+            x
+        };
+        lora_forward(
+            y,
+            u,
+            input,
+            &lora.params[a.clone()],
+            &lora.params[b.clone()],
+            n_in,
+            n_out,
+            rank,
+            lora.config.scale(),
+        );
+    }
+
+    /// Projections of layer `l` that read the same input (q/k/v, gate/up) and whose adapters can
+    /// run as one: every one adapted, no dropout, and their `A` matrices back to back in the
+    /// adapter's buffer (as [`LoraAdapter::new`] lays them out). Then `x` is multiplied by the
+    /// stacked `A` once instead of once per projection.
+    fn lora_group(&self, l: usize, modules: &[Module]) -> Option<LoraGroup> {
+        let lora = self.lora.as_ref().filter(|a| a.config.dropout == 0.0)?;
+        let slots: Vec<_> = modules.iter().map(|&m| lora.slots[l][m as usize].clone()).collect::<Option<_>>()?;
+        let contiguous = slots.windows(2).all(|w| w[0].0.end == w[1].0.start);
+        contiguous.then(|| LoraGroup {
+            a: slots[0].0.start..slots[slots.len() - 1].0.end,
+            members: modules.iter().zip(slots).map(|(&m, (_, b))| (m.dims(&self.config).1, b)).collect(),
+            n_in: modules[0].dims(&self.config).0,
+        })
+    }
+
+    /// `u = x·[A₁; A₂; …]ᵀ` (kept for the backward) and `yᵢ += s · uᵢ·Bᵢᵀ`, `uᵢ` being `u`'s
+    /// columns of member `i`.
+    fn lora_group_forward(&self, g: &LoraGroup, ys: &mut [&mut [f32]], x: &[f32], u: &mut Vec<f32>) {
+        let lora = self.lora.as_ref().expect("a group implies an adapter");
+        let (rank, scale, width) = (lora.config.rank, lora.config.scale(), g.members.len() * lora.config.rank);
+        let rows = x.len() / g.n_in;
+        u.resize(rows * width, 0.0);
+        gemm_strided_scaled(
+            false,
+            true,
+            rows,
+            width,
+            g.n_in,
+            1.0,
+            x,
+            g.n_in,
+            &lora.params[g.a.clone()],
+            g.n_in,
+            0.0,
+            u,
+            width,
+        );
+        for (i, ((n_out, b), y)) in g.members.iter().zip(ys.iter_mut()).enumerate() {
+            gemm_strided_scaled(
+                false,
+                true,
+                rows,
+                *n_out,
+                rank,
+                scale,
+                &u[i * rank..],
+                width,
+                &lora.params[b.clone()],
+                rank,
+                1.0,
+                y,
+                *n_out,
+            );
+        }
+    }
+
+    /// Backward of [`Self::lora_group_forward`]: `dBᵢ += s·dyᵢᵀ·uᵢ`, `du = s·[dy₁·B₁, …]`, then
+    /// one product each for `dA += duᵀ·x` and `dx += du·A`.
+    #[allow(clippy::too_many_arguments)]
+    fn lora_group_backward(
+        &self,
+        g: &LoraGroup,
+        dx: &mut [f32],
+        dys: &[&[f32]],
+        x: &[f32],
+        u: &[f32],
+        grads: &mut [f32],
+        du: &mut Vec<f32>,
+    ) {
+        let lora = self.lora.as_ref().expect("a group implies an adapter");
+        let (rank, scale, width) = (lora.config.rank, lora.config.scale(), g.members.len() * lora.config.rank);
+        let rows = x.len() / g.n_in;
+        du.resize(rows * width, 0.0);
+        for (i, ((n_out, b), dy)) in g.members.iter().zip(dys).enumerate() {
+            gemm_strided_scaled(
+                true,
+                false,
+                *n_out,
+                rank,
+                rows,
+                scale,
+                dy,
+                *n_out,
+                &u[i * rank..],
+                width,
+                1.0,
+                &mut grads[b.clone()],
+                rank,
+            );
+            gemm_strided_scaled(
+                false,
+                false,
+                rows,
+                rank,
+                *n_out,
+                scale,
+                dy,
+                *n_out,
+                &lora.params[b.clone()],
+                rank,
+                0.0,
+                &mut du[i * rank..],
+                width,
+            );
+        }
+        gemm_strided_scaled(
+            true,
+            false,
+            width,
+            g.n_in,
+            rows,
+            1.0,
+            du,
+            width,
+            x,
+            g.n_in,
+            1.0,
+            &mut grads[g.a.clone()],
+            g.n_in,
+        );
+        gemm_strided_scaled(
+            false,
+            false,
+            rows,
+            g.n_in,
+            width,
+            1.0,
+            du,
+            width,
+            &lora.params[g.a.clone()],
+            g.n_in,
+            1.0,
+            dx,
+            g.n_in,
+        );
+    }
+
+    /// Backward of [`Self::lora_forward_into`]: adapter gradients into `grads` (the adapter's
+    /// layout) and the input gradient added to `dx`.
+    #[allow(clippy::too_many_arguments)]
+    fn lora_backward_into(
+        &self,
+        l: usize,
+        m: Module,
+        dx: &mut [f32],
+        dy: &[f32],
+        x: &[f32],
+        u: &[f32],
+        grads: &mut [f32],
+        s: &mut LoraScratch,
+    ) {
+        let Some(lora) = &self.lora else { return };
+        let Some((a, b)) = &lora.slots[l][m as usize] else { return };
+        let (n_in, n_out) = m.dims(&self.config);
+        let (rank, rows) = (lora.config.rank, x.len() / n_in);
+        s.du.resize(rows * rank, 0.0);
+        let (lo, hi) = grads.split_at_mut(b.start);
+        let (da, db) = (&mut lo[a.clone()], &mut hi[..b.len()]);
+        let (pa, pb, scale) = (&lora.params[a.clone()], &lora.params[b.clone()], lora.config.scale());
+        if lora.config.dropout > 0.0 {
+            // dropout(x)·… : the input gradient passes through the same mask.
+            dropout(s.x, x, lora, l, m);
+            s.dx.clear();
+            s.dx.resize(rows * n_in, 0.0);
+            lora_backward(s.dx, da, db, s.du, dy, s.x, u, pa, pb, n_in, n_out, rank, scale);
+            dropout(s.x, &s.dx[..], lora, l, m);
+            dx.iter_mut().zip(s.x.iter()).for_each(|(d, &g)| *d += g);
+        } else {
+            lora_backward(dx, da, db, s.du, dy, x, u, pa, pb, n_in, n_out, rank, scale);
+        }
+    }
+}
+
+/// Adapted projections that share an input: their stacked `A` (one range of the adapter's
+/// buffer), and per member its output width and `B` range.
+struct LoraGroup {
+    a: std::ops::Range<usize>,
+    members: Vec<(usize, std::ops::Range<usize>)>,
+    n_in: usize,
+}
+
+/// Scratch for the LoRA backward, borrowed from the workspace.
+pub(crate) struct LoraScratch<'w> {
+    pub(crate) du: &'w mut Vec<f32>,
+    pub(crate) x: &'w mut Vec<f32>,
+    pub(crate) dx: &'w mut Vec<f32>,
+}
+
+/// `out = x ⊙ mask / keep` with a mask drawn from a hash of (dropout key, layer, module, index):
+/// the backward regenerates the same mask instead of storing it.
+fn dropout(out: &mut Vec<f32>, x: &[f32], lora: &LoraAdapter, l: usize, m: Module) {
+    let keep = 1.0 - lora.config.dropout;
+    let inv = (1.0 / keep) as f32;
+    let base = lora.dropout_key ^ ((l as u64) << 48) ^ ((m as u64) << 40);
+    out.resize(x.len(), 0.0);
+    out.par_iter_mut().zip(x.par_iter()).enumerate().for_each(|(i, (o, &v))| {
+        let mut z = base.wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let u = ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64;
+        *o = if u < keep { v * inv } else { 0.0 };
+    });
 }

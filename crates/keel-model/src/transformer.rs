@@ -5,20 +5,17 @@
 //! (batch, seq) shape and is allocated once; the step loop allocates nothing large.
 
 use crate::batch::Batch;
+use crate::block::{BatchAttention, BlockActs, BlockGrads, GradSink};
 use crate::config::ModelConfig;
-use crate::lora::{LoraAdapter, Module};
-use crate::params::{LayerRanges, ParamLayout, TensorSpec};
+use crate::lora::LoraAdapter;
+use crate::params::{ParamLayout, TensorSpec};
 use anyhow::{ensure, Result};
-use keel_kernels::attention::{attention_backward, attention_forward, AttnShape};
+use keel_kernels::attention::AttnShape;
 use keel_kernels::cross_entropy::{cross_entropy_backward, cross_entropy_forward, IGNORE};
 use keel_kernels::embedding::{embedding_backward, embedding_forward};
-use keel_kernels::gemm::gemm_strided_scaled;
 use keel_kernels::linear::{linear_backward, linear_forward};
-use keel_kernels::lora::{lora_backward, lora_forward};
 use keel_kernels::rmsnorm::{rmsnorm_backward, rmsnorm_forward};
 use keel_kernels::rope::RopeTable;
-use keel_kernels::swiglu::{swiglu_backward, swiglu_forward};
-use rayon::prelude::*;
 
 pub struct Transformer {
     pub config: ModelConfig,
@@ -29,117 +26,6 @@ pub struct Transformer {
     pub lora: Option<LoraAdapter>,
 }
 
-/// What one layer's backward needs from its forward.
-struct LayerActs {
-    xn1: Vec<f32>,
-    rstd1: Vec<f32>,
-    /// q and k before their per-head norm (qwen3 only), with the norms' 1/rms.
-    q_pre: Vec<f32>,
-    k_pre: Vec<f32>,
-    q_rstd: Vec<f32>,
-    k_rstd: Vec<f32>,
-    /// q and k after RoPE, and v.
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-    probs: Vec<f32>,
-    att: Vec<f32>,
-    x_mid: Vec<f32>,
-    xn2: Vec<f32>,
-    rstd2: Vec<f32>,
-    gate: Vec<f32>,
-    up: Vec<f32>,
-    act: Vec<f32>,
-    /// LoRA: each adapted projection's `x·Aᵀ`, and the dropout-masked input (sized on use).
-    lora_u: [Vec<f32>; 7],
-    lora_x: Vec<f32>,
-}
-
-impl LayerActs {
-    /// Element counts of every buffer for a shape, in the order of [`LayerActs::buffers`].
-    fn sizes(c: &ModelConfig, s: AttnShape) -> [usize; 17] {
-        let n = s.batch * s.seq;
-        let (h, qw, kw, f) =
-            (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
-        let qk = usize::from(c.arch.qk_norm());
-        [
-            n * h,
-            n,
-            qk * n * qw,
-            qk * n * kw,
-            qk * n * c.num_heads,
-            qk * n * c.num_kv_heads,
-            n * qw,
-            n * kw,
-            n * kw,
-            s.probs_len(),
-            n * qw,
-            n * h,
-            n * h,
-            n,
-            n * f,
-            n * f,
-            n * f,
-        ]
-    }
-
-    fn buffers(&mut self) -> [&mut Vec<f32>; 17] {
-        [
-            &mut self.xn1,
-            &mut self.rstd1,
-            &mut self.q_pre,
-            &mut self.k_pre,
-            &mut self.q_rstd,
-            &mut self.k_rstd,
-            &mut self.q,
-            &mut self.k,
-            &mut self.v,
-            &mut self.probs,
-            &mut self.att,
-            &mut self.x_mid,
-            &mut self.xn2,
-            &mut self.rstd2,
-            &mut self.gate,
-            &mut self.up,
-            &mut self.act,
-        ]
-    }
-
-    fn with_capacity(c: &ModelConfig, s: AttnShape) -> Self {
-        let mut a = LayerActs {
-            xn1: vec![],
-            rstd1: vec![],
-            q_pre: vec![],
-            k_pre: vec![],
-            q_rstd: vec![],
-            k_rstd: vec![],
-            q: vec![],
-            k: vec![],
-            v: vec![],
-            probs: vec![],
-            att: vec![],
-            x_mid: vec![],
-            xn2: vec![],
-            rstd2: vec![],
-            gate: vec![],
-            up: vec![],
-            act: vec![],
-            lora_u: Default::default(),
-            lora_x: vec![],
-        };
-        for (buf, len) in a.buffers().into_iter().zip(Self::sizes(c, s)) {
-            *buf = vec![0.0; len];
-        }
-        a
-    }
-
-    fn resize(&mut self, c: &ModelConfig, s: AttnShape) {
-        for (buf, len) in self.buffers().into_iter().zip(Self::sizes(c, s)) {
-            buf.resize(len, 0.0);
-        }
-    }
-}
-
 /// Activations and backward scratch, allocated once for the largest (batch, seq) shape; smaller
 /// batches (length-grouped, or the last one) reuse the same memory.
 pub struct Workspace {
@@ -148,43 +34,32 @@ pub struct Workspace {
     capacity: AttnShape,
     checkpointing: bool,
     rope: RopeTable<f32>,
-    /// The input of every layer, and the final hidden state last (`num_layers + 1` entries).
+    /// `[n × h]` the input of every layer, and the final hidden state last (`num_layers + 1`).
     layer_inputs: Vec<Vec<f32>>,
     /// One per layer, or a single one that is refilled by recomputation under checkpointing.
-    acts: Vec<LayerActs>,
+    acts: Vec<BlockActs>,
+    /// `[n × h]` the final norm's output and `[n]` its 1/rms.
     xf: Vec<f32>,
     rstdf: Vec<f32>,
-    /// Logits after the forward (one row per position, or per target position with
+    /// `[n × vocab]` logits after the forward (or `[targets × vocab]` with
     /// `logits_at_targets_only`); the gradient of the loss w.r.t. them after the backward.
     pub logits: Vec<f32>,
     /// Compute the LM head only where a position has a target: the same losses and gradients,
     /// without the vocabulary-wide product for prompt and padding positions.
     pub logits_at_targets_only: bool,
-    /// With `logits_at_targets_only`: the positions that have targets, and their rows of the
-    /// final hidden state and of its gradient.
+    /// With `logits_at_targets_only`: the positions that have targets, and `[targets × h]`
+    /// their rows of the final hidden state and of its gradient, their targets and losses.
     selected: Vec<usize>,
     xf_sel: Vec<f32>,
     dxf_sel: Vec<f32>,
     targets_sel: Vec<u32>,
     losses_sel: Vec<f32>,
+    /// `[n]` each row's log-sum-exp of the logits.
     lse: Vec<f32>,
-    /// Per-position loss `−log p(target)` of the last forward (0 where there is no target).
+    /// `[n]` per-position loss `−log p(target)` of the last forward (0 where there is no target).
     pub losses: Vec<f32>,
-    dx: Vec<f32>,
-    dxn: Vec<f32>,
-    dq: Vec<f32>,
-    dk: Vec<f32>,
-    dv: Vec<f32>,
-    datt: Vec<f32>,
-    dk_pre: Vec<f32>,
-    dgate: Vec<f32>,
-    dup: Vec<f32>,
-    dact: Vec<f32>,
-    attn_scratch: Vec<f32>,
-    /// LoRA backward scratch (sized on use).
-    lora_du: Vec<f32>,
-    lora_x: Vec<f32>,
-    lora_dx: Vec<f32>,
+    /// The backward's gradients through one block at a time.
+    grads: BlockGrads,
 }
 
 impl Workspace {
@@ -200,7 +75,7 @@ impl Workspace {
             checkpointing,
             rope: RopeTable::new(&c.rope_inv_freq(), seq),
             layer_inputs: (0..=c.num_layers).map(|_| Vec::new()).collect(),
-            acts: (0..kept).map(|_| LayerActs::with_capacity(c, s)).collect(),
+            acts: (0..kept).map(|_| BlockActs::default()).collect(),
             xf: vec![],
             rstdf: vec![],
             logits: vec![],
@@ -212,75 +87,28 @@ impl Workspace {
             losses_sel: vec![],
             lse: vec![],
             losses: vec![],
-            dx: vec![],
-            dxn: vec![],
-            dq: vec![],
-            dk: vec![],
-            dv: vec![],
-            datt: vec![],
-            dk_pre: vec![],
-            dgate: vec![],
-            dup: vec![],
-            dact: vec![],
-            attn_scratch: vec![],
-            lora_du: vec![],
-            lora_x: vec![],
-            lora_dx: vec![],
+            grads: BlockGrads::default(),
         };
-        for (buf, len) in ws.buffers().into_iter().zip(Self::sizes(c, s)) {
-            *buf = vec![0.0; len];
-        }
-        for x in &mut ws.layer_inputs {
-            *x = vec![0.0; batch * seq * c.hidden_size];
-        }
+        ws.fit(c, s);
         Ok(ws)
     }
 
-    /// Element counts of every buffer for a shape, in the order of [`Workspace::buffers`].
-    fn sizes(c: &ModelConfig, s: AttnShape) -> [usize; 16] {
-        let n = s.batch * s.seq;
-        let (h, qw, kw, f) =
-            (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
-        let qk = usize::from(c.arch.qk_norm());
-        [
-            n * h,
-            n,
-            n * c.vocab_size,
-            n,
-            n,
-            n * h,
-            n * h,
-            n * qw,
-            n * kw,
-            n * kw,
-            n * qw,
-            qk * n * kw,
-            n * f,
-            n * f,
-            n * f,
-            s.scratch_len(),
-        ]
-    }
-
-    fn buffers(&mut self) -> [&mut Vec<f32>; 16] {
-        [
-            &mut self.xf,
-            &mut self.rstdf,
-            &mut self.logits,
-            &mut self.lse,
-            &mut self.losses,
-            &mut self.dx,
-            &mut self.dxn,
-            &mut self.dq,
-            &mut self.dk,
-            &mut self.dv,
-            &mut self.datt,
-            &mut self.dk_pre,
-            &mut self.dgate,
-            &mut self.dup,
-            &mut self.dact,
-            &mut self.attn_scratch,
-        ]
+    /// Fits every buffer to shape `s`: allocates on the first call, and within that capacity
+    /// (a smaller batch) allocates nothing.
+    fn fit(&mut self, c: &ModelConfig, s: AttnShape) {
+        let (n, h) = (s.batch * s.seq, c.hidden_size);
+        for (buf, len) in [
+            (&mut self.xf, n * h),
+            (&mut self.rstdf, n),
+            (&mut self.logits, n * c.vocab_size),
+            (&mut self.lse, n),
+            (&mut self.losses, n),
+        ] {
+            buf.resize(len, 0.0);
+        }
+        self.grads.fit(c, s);
+        self.acts.iter_mut().for_each(|a| a.fit(c, n, s.probs_len()));
+        self.layer_inputs.iter_mut().for_each(|x| x.resize(n * h, 0.0));
     }
 
     pub fn batch(&self) -> usize {
@@ -327,11 +155,7 @@ impl Workspace {
         let s = AttnShape { batch: batch.batch, seq: batch.seq, ..cap };
         if (s.batch, s.seq) != (self.shape.batch, self.shape.seq) {
             self.shape = s;
-            for (buf, len) in self.buffers().into_iter().zip(Self::sizes(c, s)) {
-                buf.resize(len, 0.0);
-            }
-            self.acts.iter_mut().for_each(|a| a.resize(c, s));
-            self.layer_inputs.iter_mut().for_each(|x| x.resize(s.batch * s.seq * c.hidden_size, 0.0));
+            self.fit(c, s);
         }
         let max_pos = batch.positions.iter().copied().max().unwrap_or(0) as usize;
         if max_pos >= self.rope.len() {
@@ -383,213 +207,6 @@ impl Transformer {
         }
     }
 
-    /// Adds the adapter's part of projection `m` of layer `l` to `y` (a no-op without one).
-    #[allow(clippy::too_many_arguments)]
-    fn lora_forward_into(
-        &self,
-        l: usize,
-        m: Module,
-        y: &mut [f32],
-        x: &[f32],
-        u: &mut Vec<f32>,
-        x_drop: &mut Vec<f32>,
-    ) {
-        let Some(lora) = &self.lora else { return };
-        let Some((a, b)) = &lora.slots[l][m as usize] else { return };
-        let (n_in, n_out) = m.dims(&self.config);
-        let (rank, rows) = (lora.config.rank, x.len() / n_in);
-        u.resize(rows * rank, 0.0);
-        let input = if lora.config.dropout > 0.0 {
-            dropout(x_drop, x, lora, l, m);
-            &x_drop[..]
-        } else {
-            x
-        };
-        lora_forward(
-            y,
-            u,
-            input,
-            &lora.params[a.clone()],
-            &lora.params[b.clone()],
-            n_in,
-            n_out,
-            rank,
-            lora.config.scale(),
-        );
-    }
-
-    /// Projections of layer `l` that read the same input (q/k/v, gate/up) and whose adapters can
-    /// run as one: every one adapted, no dropout, and their `A` matrices back to back in the
-    /// adapter's buffer (as [`LoraAdapter::new`] lays them out). Then `x` is multiplied by the
-    /// stacked `A` once instead of once per projection.
-    fn lora_group(&self, l: usize, modules: &[Module]) -> Option<LoraGroup> {
-        let lora = self.lora.as_ref().filter(|a| a.config.dropout == 0.0)?;
-        let slots: Vec<_> = modules.iter().map(|&m| lora.slots[l][m as usize].clone()).collect::<Option<_>>()?;
-        let contiguous = slots.windows(2).all(|w| w[0].0.end == w[1].0.start);
-        contiguous.then(|| LoraGroup {
-            a: slots[0].0.start..slots[slots.len() - 1].0.end,
-            members: modules.iter().zip(slots).map(|(&m, (_, b))| (m.dims(&self.config).1, b)).collect(),
-            n_in: modules[0].dims(&self.config).0,
-        })
-    }
-
-    /// `u = x·[A₁; A₂; …]ᵀ` (kept for the backward) and `yᵢ += s · uᵢ·Bᵢᵀ`, `uᵢ` being `u`'s
-    /// columns of member `i`.
-    fn lora_group_forward(&self, g: &LoraGroup, ys: &mut [&mut [f32]], x: &[f32], u: &mut Vec<f32>) {
-        let lora = self.lora.as_ref().expect("a group implies an adapter");
-        let (rank, scale, width) = (lora.config.rank, lora.config.scale(), g.members.len() * lora.config.rank);
-        let rows = x.len() / g.n_in;
-        u.resize(rows * width, 0.0);
-        gemm_strided_scaled(
-            false,
-            true,
-            rows,
-            width,
-            g.n_in,
-            1.0,
-            x,
-            g.n_in,
-            &lora.params[g.a.clone()],
-            g.n_in,
-            0.0,
-            u,
-            width,
-        );
-        for (i, ((n_out, b), y)) in g.members.iter().zip(ys.iter_mut()).enumerate() {
-            gemm_strided_scaled(
-                false,
-                true,
-                rows,
-                *n_out,
-                rank,
-                scale,
-                &u[i * rank..],
-                width,
-                &lora.params[b.clone()],
-                rank,
-                1.0,
-                y,
-                *n_out,
-            );
-        }
-    }
-
-    /// Backward of [`Self::lora_group_forward`]: `dBᵢ += s·dyᵢᵀ·uᵢ`, `du = s·[dy₁·B₁, …]`, then
-    /// one product each for `dA += duᵀ·x` and `dx += du·A`.
-    #[allow(clippy::too_many_arguments)]
-    fn lora_group_backward(
-        &self,
-        g: &LoraGroup,
-        dx: &mut [f32],
-        dys: &[&[f32]],
-        x: &[f32],
-        u: &[f32],
-        grads: &mut [f32],
-        du: &mut Vec<f32>,
-    ) {
-        let lora = self.lora.as_ref().expect("a group implies an adapter");
-        let (rank, scale, width) = (lora.config.rank, lora.config.scale(), g.members.len() * lora.config.rank);
-        let rows = x.len() / g.n_in;
-        du.resize(rows * width, 0.0);
-        for (i, ((n_out, b), dy)) in g.members.iter().zip(dys).enumerate() {
-            gemm_strided_scaled(
-                true,
-                false,
-                *n_out,
-                rank,
-                rows,
-                scale,
-                dy,
-                *n_out,
-                &u[i * rank..],
-                width,
-                1.0,
-                &mut grads[b.clone()],
-                rank,
-            );
-            gemm_strided_scaled(
-                false,
-                false,
-                rows,
-                rank,
-                *n_out,
-                scale,
-                dy,
-                *n_out,
-                &lora.params[b.clone()],
-                rank,
-                0.0,
-                &mut du[i * rank..],
-                width,
-            );
-        }
-        gemm_strided_scaled(
-            true,
-            false,
-            width,
-            g.n_in,
-            rows,
-            1.0,
-            du,
-            width,
-            x,
-            g.n_in,
-            1.0,
-            &mut grads[g.a.clone()],
-            g.n_in,
-        );
-        gemm_strided_scaled(
-            false,
-            false,
-            rows,
-            g.n_in,
-            width,
-            1.0,
-            du,
-            width,
-            &lora.params[g.a.clone()],
-            g.n_in,
-            1.0,
-            dx,
-            g.n_in,
-        );
-    }
-
-    /// Backward of [`Self::lora_forward_into`]: adapter gradients into `grads` (the adapter's
-    /// layout) and the input gradient added to `dx`.
-    #[allow(clippy::too_many_arguments)]
-    fn lora_backward_into(
-        &self,
-        l: usize,
-        m: Module,
-        dx: &mut [f32],
-        dy: &[f32],
-        x: &[f32],
-        u: &[f32],
-        grads: &mut [f32],
-        s: &mut LoraScratch,
-    ) {
-        let Some(lora) = &self.lora else { return };
-        let Some((a, b)) = &lora.slots[l][m as usize] else { return };
-        let (n_in, n_out) = m.dims(&self.config);
-        let (rank, rows) = (lora.config.rank, x.len() / n_in);
-        s.du.resize(rows * rank, 0.0);
-        let (lo, hi) = grads.split_at_mut(b.start);
-        let (da, db) = (&mut lo[a.clone()], &mut hi[..b.len()]);
-        let (pa, pb, scale) = (&lora.params[a.clone()], &lora.params[b.clone()], lora.config.scale());
-        if lora.config.dropout > 0.0 {
-            // dropout(x)·… : the input gradient passes through the same mask.
-            dropout(s.x, x, lora, l, m);
-            s.dx.clear();
-            s.dx.resize(rows * n_in, 0.0);
-            lora_backward(s.dx, da, db, s.du, dy, s.x, u, pa, pb, n_in, n_out, rank, scale);
-            dropout(s.x, &s.dx[..], lora, l, m);
-            dx.iter_mut().zip(s.x.iter()).for_each(|(d, &g)| *d += g);
-        } else {
-            lora_backward(dx, da, db, s.du, dy, x, u, pa, pb, n_in, n_out, rank, scale);
-        }
-    }
-
     /// The training-from-scratch initialisation transformers uses for Llama: N(0, std) for
     /// every matrix and embedding, 1 for norm gains, 0 for biases.
     pub fn init_random(config: ModelConfig, seed: u64, std: f64) -> Self {
@@ -613,10 +230,11 @@ impl Transformer {
         ws.prepare(c, batch)?;
         let p = &self.params;
         embedding_forward(&mut ws.layer_inputs[0], &p[self.layout.embed.clone()], &batch.ids, c.hidden_size);
+        let mut attention = BatchAttention { segments: &batch.segments, shape: ws.shape };
         for l in 0..c.num_layers {
             let (inputs, outputs) = ws.layer_inputs.split_at_mut(l + 1);
             let acts = &mut ws.acts[if ws.checkpointing { 0 } else { l }];
-            self.layer_forward(l, acts, &ws.rope, ws.shape, batch, &inputs[l], &mut outputs[0]);
+            self.block_forward(l, acts, &inputs[l], &mut outputs[0], &batch.positions, &ws.rope, None, &mut attention);
         }
         rmsnorm_forward(
             &mut ws.xf,
@@ -652,311 +270,52 @@ impl Transformer {
         Ok(&ws.losses)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn layer_forward(
-        &self,
-        l: usize,
-        a: &mut LayerActs,
-        rope: &RopeTable<f32>,
-        s: AttnShape,
-        batch: &Batch,
-        x: &[f32],
-        out: &mut [f32],
-    ) {
-        let c = &self.config;
-        let (p, r) = (&self.params, &self.layout.layers[l]);
-        let (h, qw, kw, f) =
-            (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
-        let opt = |range: &Option<std::ops::Range<usize>>| range.clone().map(|r| &p[r]);
-        let [uq, uk, uv, uo, ug, uu, ud] = &mut a.lora_u;
-        // Attention block.
-        rmsnorm_forward(&mut a.xn1, &mut a.rstd1, x, &p[r.attn_norm.clone()], c.rms_norm_eps);
-        {
-            let (q, k) = if c.arch.qk_norm() { (&mut a.q_pre, &mut a.k_pre) } else { (&mut a.q, &mut a.k) };
-            linear_forward(q, &a.xn1, &p[r.q.clone()], opt(&r.q_bias), h, qw);
-            linear_forward(k, &a.xn1, &p[r.k.clone()], opt(&r.k_bias), h, kw);
-            linear_forward(&mut a.v, &a.xn1, &p[r.v.clone()], opt(&r.v_bias), h, kw);
-            if let Some(group) = self.lora_group(l, &[Module::Q, Module::K, Module::V]) {
-                self.lora_group_forward(&group, &mut [&mut q[..], &mut k[..], &mut a.v[..]], &a.xn1, uq);
-            } else {
-                self.lora_forward_into(l, Module::Q, q, &a.xn1, uq, &mut a.lora_x);
-                self.lora_forward_into(l, Module::K, k, &a.xn1, uk, &mut a.lora_x);
-                self.lora_forward_into(l, Module::V, &mut a.v, &a.xn1, uv, &mut a.lora_x);
-            }
-        }
-        if let (Some(qn), Some(kn)) = (&r.q_norm, &r.k_norm) {
-            rmsnorm_forward(&mut a.q, &mut a.q_rstd, &a.q_pre, &p[qn.clone()], c.rms_norm_eps);
-            rmsnorm_forward(&mut a.k, &mut a.k_rstd, &a.k_pre, &p[kn.clone()], c.rms_norm_eps);
-        }
-        rope.apply(&mut a.q, &batch.positions, c.num_heads, false);
-        rope.apply(&mut a.k, &batch.positions, c.num_kv_heads, false);
-        attention_forward(&mut a.att, &mut a.probs, &a.q, &a.k, &a.v, &batch.segments, s);
-        linear_forward(&mut a.x_mid, &a.att, &p[r.o.clone()], None, qw, h);
-        self.lora_forward_into(l, Module::O, &mut a.x_mid, &a.att, uo, &mut a.lora_x);
-        add_into(&mut a.x_mid, x);
-        // MLP block.
-        rmsnorm_forward(&mut a.xn2, &mut a.rstd2, &a.x_mid, &p[r.mlp_norm.clone()], c.rms_norm_eps);
-        linear_forward(&mut a.gate, &a.xn2, &p[r.gate.clone()], None, h, f);
-        linear_forward(&mut a.up, &a.xn2, &p[r.up.clone()], None, h, f);
-        if let Some(group) = self.lora_group(l, &[Module::Gate, Module::Up]) {
-            self.lora_group_forward(&group, &mut [&mut a.gate[..], &mut a.up[..]], &a.xn2, ug);
-        } else {
-            self.lora_forward_into(l, Module::Gate, &mut a.gate, &a.xn2, ug, &mut a.lora_x);
-            self.lora_forward_into(l, Module::Up, &mut a.up, &a.xn2, uu, &mut a.lora_x);
-        }
-        swiglu_forward(&mut a.act, &a.gate, &a.up);
-        linear_forward(out, &a.act, &p[r.down.clone()], None, f, h);
-        self.lora_forward_into(l, Module::Down, out, &a.act, ud, &mut a.lora_x);
-        add_into(out, &a.x_mid);
-    }
-
     /// Backpropagates `Σ weights[t] · losses[t]` from the last [`forward`](Self::forward) on
     /// the same batch, adding the gradient of every trainable parameter into `grads` (laid out
     /// as [`Self::trainable_tensors`]: the whole model, or only the LoRA adapter, in which case
     /// no weight gradient of the frozen base is computed).
     pub fn backward(&self, ws: &mut Workspace, batch: &Batch, weights: &[f32], grads: &mut [f32]) -> Result<()> {
         let c = &self.config;
-        ensure!(weights.len() == batch.targets.len(), "one loss weight per position is needed");
+        ensure!(weights.len() == batch.targets.len(), "one loss coefficient per position is needed");
         ensure!(grads.len() == self.num_trainable(), "the gradient buffer does not match the trainable parameters");
         let p = &self.params;
         let (h, v) = (c.hidden_size, c.vocab_size);
         let mut g = GradSink { grads, frozen_base: self.lora.is_some() };
         let head = self.layout.head();
+        let d = &mut ws.grads;
         if ws.logits_at_targets_only {
             let m = ws.selected.len();
             let w_sel: Vec<f32> = ws.selected.iter().map(|&i| weights[i]).collect();
             cross_entropy_backward(&mut ws.logits, &ws.lse[..m], &ws.targets_sel, &w_sel);
             ws.dxf_sel.resize(m * h, 0.0);
             linear_backward(Some(&mut ws.dxf_sel), false, g.base(&head), None, &ws.logits, &ws.xf_sel, &p[head], h, v);
-            ws.dxn.fill(0.0);
+            d.dxn.fill(0.0);
             for (k, &i) in ws.selected.iter().enumerate() {
-                ws.dxn[i * h..(i + 1) * h].copy_from_slice(&ws.dxf_sel[k * h..(k + 1) * h]);
+                d.dxn[i * h..(i + 1) * h].copy_from_slice(&ws.dxf_sel[k * h..(k + 1) * h]);
             }
         } else {
             cross_entropy_backward(&mut ws.logits, &ws.lse, &batch.targets, weights);
-            linear_backward(Some(&mut ws.dxn), false, g.base(&head), None, &ws.logits, &ws.xf, &p[head], h, v);
+            linear_backward(Some(&mut d.dxn), false, g.base(&head), None, &ws.logits, &ws.xf, &p[head], h, v);
         }
-        ws.dx.fill(0.0);
+        d.dx.fill(0.0);
         let fnorm = self.layout.final_norm.clone();
-        rmsnorm_backward(&mut ws.dx, g.base(&fnorm), &ws.dxn, &ws.layer_inputs[c.num_layers], &p[fnorm], &ws.rstdf);
+        rmsnorm_backward(&mut d.dx, g.base(&fnorm), &d.dxn, &ws.layer_inputs[c.num_layers], &p[fnorm], &ws.rstdf);
+        let mut attention = BatchAttention { segments: &batch.segments, shape: ws.shape };
         for l in (0..c.num_layers).rev() {
+            let (x, rope) = (&ws.layer_inputs[l], &ws.rope);
             let idx = if ws.checkpointing {
                 // Recompute this layer's activations from its kept input; the output is discarded
                 // into dxn, which is free at this point.
-                self.layer_forward(l, &mut ws.acts[0], &ws.rope, ws.shape, batch, &ws.layer_inputs[l], &mut ws.dxn);
+                self.block_forward(l, &mut ws.acts[0], x, &mut d.dxn, &batch.positions, rope, None, &mut attention);
                 0
             } else {
                 l
             };
-            self.layer_backward(l, idx, ws, batch, &mut g);
+            self.block_backward(l, &ws.acts[idx], x, d, &batch.positions, rope, ws.shape, &mut g);
         }
         if let Some(embed) = g.base(&self.layout.embed) {
-            embedding_backward(embed, &ws.dx, &batch.ids, h);
+            embedding_backward(embed, &d.dx, &batch.ids, h);
         }
         Ok(())
     }
-
-    /// Turns `ws.dx` from the gradient w.r.t. layer `l`'s output into the gradient w.r.t. its input.
-    fn layer_backward(&self, l: usize, idx: usize, ws: &mut Workspace, batch: &Batch, g: &mut GradSink) {
-        let c = &self.config;
-        let (p, r): (&[f32], &LayerRanges) = (&self.params, &self.layout.layers[l]);
-        let (h, qw, kw, f) =
-            (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
-        let a = &ws.acts[idx];
-        let x = &ws.layer_inputs[l];
-        let mut ls = LoraScratch { du: &mut ws.lora_du, x: &mut ws.lora_x, dx: &mut ws.lora_dx };
-        // MLP block: out = x_mid + down(swiglu(gate(xn2), up(xn2))).
-        linear_backward(Some(&mut ws.dact), false, g.base(&r.down), None, &ws.dx, &a.act, &p[r.down.clone()], f, h);
-        self.lora_backward_into(
-            l,
-            Module::Down,
-            &mut ws.dact,
-            &ws.dx,
-            &a.act,
-            &a.lora_u[Module::Down as usize],
-            g.grads,
-            &mut ls,
-        );
-        swiglu_backward(&mut ws.dgate, &mut ws.dup, &ws.dact, &a.gate, &a.up);
-        linear_backward(Some(&mut ws.dxn), false, g.base(&r.gate), None, &ws.dgate, &a.xn2, &p[r.gate.clone()], h, f);
-        linear_backward(Some(&mut ws.dxn), true, g.base(&r.up), None, &ws.dup, &a.xn2, &p[r.up.clone()], h, f);
-        if let Some(group) = self.lora_group(l, &[Module::Gate, Module::Up]) {
-            let u = &a.lora_u[Module::Gate as usize];
-            self.lora_group_backward(&group, &mut ws.dxn, &[&ws.dgate, &ws.dup], &a.xn2, u, g.grads, ls.du);
-        } else {
-            self.lora_backward_into(
-                l,
-                Module::Gate,
-                &mut ws.dxn,
-                &ws.dgate,
-                &a.xn2,
-                &a.lora_u[Module::Gate as usize],
-                g.grads,
-                &mut ls,
-            );
-            self.lora_backward_into(
-                l,
-                Module::Up,
-                &mut ws.dxn,
-                &ws.dup,
-                &a.xn2,
-                &a.lora_u[Module::Up as usize],
-                g.grads,
-                &mut ls,
-            );
-        }
-        rmsnorm_backward(&mut ws.dx, g.base(&r.mlp_norm), &ws.dxn, &a.x_mid, &p[r.mlp_norm.clone()], &a.rstd2);
-        // Attention block: x_mid = x + o(attention(rope(q), rope(k), v)).
-        linear_backward(Some(&mut ws.datt), false, g.base(&r.o), None, &ws.dx, &a.att, &p[r.o.clone()], qw, h);
-        self.lora_backward_into(
-            l,
-            Module::O,
-            &mut ws.datt,
-            &ws.dx,
-            &a.att,
-            &a.lora_u[Module::O as usize],
-            g.grads,
-            &mut ls,
-        );
-        attention_backward(
-            &mut ws.dq,
-            &mut ws.dk,
-            &mut ws.dv,
-            &mut ws.attn_scratch,
-            &ws.datt,
-            &a.probs,
-            &a.q,
-            &a.k,
-            &a.v,
-            ws.shape,
-        );
-        ws.rope.apply(&mut ws.dq, &batch.positions, c.num_heads, true);
-        ws.rope.apply(&mut ws.dk, &batch.positions, c.num_kv_heads, true);
-        // With per-head q/k norms, the projections' outputs are q_pre/k_pre: take the gradient
-        // through the norms (into datt, free now, and dk_pre).
-        let (dq, dk): (&[f32], &[f32]) = if let (Some(qn), Some(kn)) = (&r.q_norm, &r.k_norm) {
-            ws.datt.fill(0.0);
-            ws.dk_pre.fill(0.0);
-            rmsnorm_backward(&mut ws.datt, g.base(qn), &ws.dq, &a.q_pre, &p[qn.clone()], &a.q_rstd);
-            rmsnorm_backward(&mut ws.dk_pre, g.base(kn), &ws.dk, &a.k_pre, &p[kn.clone()], &a.k_rstd);
-            (&ws.datt, &ws.dk_pre)
-        } else {
-            (&ws.dq, &ws.dk)
-        };
-        linear_backward_into(g, &mut ws.dxn, false, r.q.clone(), r.q_bias.clone(), dq, &a.xn1, p, h, qw);
-        linear_backward_into(g, &mut ws.dxn, true, r.k.clone(), r.k_bias.clone(), dk, &a.xn1, p, h, kw);
-        linear_backward_into(g, &mut ws.dxn, true, r.v.clone(), r.v_bias.clone(), &ws.dv, &a.xn1, p, h, kw);
-        if let Some(group) = self.lora_group(l, &[Module::Q, Module::K, Module::V]) {
-            let u = &a.lora_u[Module::Q as usize];
-            self.lora_group_backward(&group, &mut ws.dxn, &[dq, dk, &ws.dv], &a.xn1, u, g.grads, ls.du);
-        } else {
-            self.lora_backward_into(
-                l,
-                Module::Q,
-                &mut ws.dxn,
-                dq,
-                &a.xn1,
-                &a.lora_u[Module::Q as usize],
-                g.grads,
-                &mut ls,
-            );
-            self.lora_backward_into(
-                l,
-                Module::K,
-                &mut ws.dxn,
-                dk,
-                &a.xn1,
-                &a.lora_u[Module::K as usize],
-                g.grads,
-                &mut ls,
-            );
-            self.lora_backward_into(
-                l,
-                Module::V,
-                &mut ws.dxn,
-                &ws.dv,
-                &a.xn1,
-                &a.lora_u[Module::V as usize],
-                g.grads,
-                &mut ls,
-            );
-        }
-        rmsnorm_backward(&mut ws.dx, g.base(&r.attn_norm), &ws.dxn, x, &p[r.attn_norm.clone()], &a.rstd1);
-    }
-}
-
-/// Where the backward writes weight gradients: the base model's, unless it is frozen under LoRA
-/// (then `grads` holds the adapter's and base weight gradients are skipped).
-struct GradSink<'g> {
-    grads: &'g mut [f32],
-    frozen_base: bool,
-}
-
-impl GradSink<'_> {
-    fn base(&mut self, range: &std::ops::Range<usize>) -> Option<&mut [f32]> {
-        (!self.frozen_base).then(|| &mut self.grads[range.clone()])
-    }
-}
-
-/// Adapted projections that share an input: their stacked `A` (one range of the adapter's
-/// buffer), and per member its output width and `B` range.
-struct LoraGroup {
-    a: std::ops::Range<usize>,
-    members: Vec<(usize, std::ops::Range<usize>)>,
-    n_in: usize,
-}
-
-/// Scratch for the LoRA backward, borrowed from the workspace.
-struct LoraScratch<'w> {
-    du: &'w mut Vec<f32>,
-    x: &'w mut Vec<f32>,
-    dx: &'w mut Vec<f32>,
-}
-
-/// `out = x ⊙ mask / keep` with a mask drawn from a hash of (dropout key, layer, module, index):
-/// the backward regenerates the same mask instead of storing it.
-fn dropout(out: &mut Vec<f32>, x: &[f32], lora: &LoraAdapter, l: usize, m: Module) {
-    let keep = 1.0 - lora.config.dropout;
-    let inv = (1.0 / keep) as f32;
-    let base = lora.dropout_key ^ ((l as u64) << 48) ^ ((m as u64) << 40);
-    out.resize(x.len(), 0.0);
-    out.par_iter_mut().zip(x.par_iter()).enumerate().for_each(|(i, (o, &v))| {
-        let mut z = base.wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        let u = ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64;
-        *o = if u < keep { v * inv } else { 0.0 };
-    });
-}
-
-/// [`linear_backward`] for a projection with an optional bias; the layout puts each bias right
-/// after its weight, so both gradients come from one split of the buffer.
-#[allow(clippy::too_many_arguments)]
-fn linear_backward_into(
-    g: &mut GradSink,
-    dx: &mut [f32],
-    accumulate_dx: bool,
-    w: std::ops::Range<usize>,
-    b: Option<std::ops::Range<usize>>,
-    dy: &[f32],
-    x: &[f32],
-    p: &[f32],
-    n_in: usize,
-    n_out: usize,
-) {
-    let span = w.start..b.as_ref().map_or(w.end, |b| b.end);
-    match g.base(&span) {
-        Some(grads) => {
-            let (gw, gb) = grads.split_at_mut(w.len());
-            let gb = (!gb.is_empty()).then_some(gb);
-            linear_backward(Some(dx), accumulate_dx, Some(gw), gb, dy, x, &p[w], n_in, n_out);
-        }
-        None => linear_backward(Some(dx), accumulate_dx, None, None, dy, x, &p[w], n_in, n_out),
-    }
-}
-
-pub(crate) fn add_into(dst: &mut [f32], src: &[f32]) {
-    dst.par_chunks_mut(4096)
-        .zip(src.par_chunks(4096))
-        .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, &s)| *d += s));
 }
