@@ -84,6 +84,7 @@ pub fn pareto_svg(summary: &Summary) -> String {
     for p in points {
         draw_point(&mut canvas, p, color_of(&styles, &p.series), &x, &y);
     }
+    draw_labels(&mut canvas, points, &x, &y);
     let origin = (x.map(0.0), y.map(0.0));
     canvas.raw(&format!(
         "<rect x=\"{}\" y=\"{}\" width=\"11\" height=\"11\" fill=\"#111\"/>",
@@ -144,16 +145,38 @@ fn draw_point(canvas: &mut Canvas, p: &Point, color: &str, x: &Linear, y: &Linea
         canvas.marker(center, merge, 9.5, "fill=\"none\" stroke=\"#111\" stroke-width=\"2\"");
     }
     canvas.marker(center, merge, 6.0, &format!("fill=\"{color}\" stroke=\"#222\""));
-    let label = match p.alpha {
-        Some(alpha) => format!("α={} · {}", fmt_number(alpha), fmt_lr(p.lr)),
-        None => fmt_lr(p.lr),
-    };
-    canvas.text(
-        (center.0 + 10.0, center.1 - 8.0),
-        &label,
-        "start",
-        "font-size=\"12\" fill=\"#111\" stroke=\"white\" stroke-width=\"3\" paint-order=\"stroke\"",
-    );
+}
+
+/// A box (x0, y0, x1, y1) in pixels.
+type Bounds = [f64; 4];
+
+fn intersects(a: &Bounds, b: &Bounds) -> bool {
+    a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3]
+}
+
+/// Label each point with its LR (and α for merges) at the first spot around it that covers no
+/// marker and no label placed before; where every spot is taken, the first one.
+fn draw_labels(canvas: &mut Canvas, points: &[Point], x: &Linear, y: &Linear) {
+    let centers: Vec<(f64, f64)> = points.iter().map(|p| (x.map(p.domain.delta), y.map(p.general.delta))).collect();
+    let mut taken: Vec<Bounds> = centers.iter().map(|&(cx, cy)| [cx - 8.0, cy - 8.0, cx + 8.0, cy + 8.0]).collect();
+    for (p, &(cx, cy)) in points.iter().zip(&centers) {
+        let label = match p.alpha {
+            Some(alpha) => format!("α={} · {}", fmt_number(alpha), fmt_lr(p.lr)),
+            None => fmt_lr(p.lr),
+        };
+        // DejaVu Sans at 12 px averages about 7 px per character.
+        let width = 7.0 * label.chars().count() as f64;
+        let spots = [(10.0, -8.0), (10.0, 17.0), (-10.0, -8.0), (-10.0, 17.0), (10.0, -22.0), (-10.0, 31.0)];
+        let bounds = |(dx, dy): (f64, f64)| {
+            let x0 = if dx > 0.0 { cx + dx } else { cx + dx - width };
+            [x0, cy + dy - 11.0, x0 + width, cy + dy + 3.0]
+        };
+        let spot = spots.into_iter().find(|&s| !taken.iter().any(|t| intersects(t, &bounds(s)))).unwrap_or(spots[0]);
+        taken.push(bounds(spot));
+        let anchor = if spot.0 > 0.0 { "start" } else { "end" };
+        let style = "font-size=\"12\" fill=\"#111\" stroke=\"white\" stroke-width=\"3\" paint-order=\"stroke\"";
+        canvas.text((cx + spot.0, cy + spot.1), &label, anchor, style);
+    }
 }
 
 /// Score change against log LR, one line per series, one panel for domain and one for

@@ -10,7 +10,7 @@ pub const DOMAIN_SHARE: f64 = 0.95;
 /// The rule, as the report states it.
 pub const RULE: &str = "Among the points whose domain gain is at least 95% of the best domain gain, recommend the one \
 whose general score changes least for the worse (largest general change; ties: larger domain gain, then smaller LR). \
-Then check whether plain `sft` at its smallest LR reaches the same 95% threshold: whether a small learning rate alone \
+Then check whether plain sft at its smallest LR reaches the same 95% threshold: whether a small learning rate alone \
 gets there. Where 95% intervals overlap zero or each other, the difference is below what the sample sizes resolve.";
 
 /// Plain SFT at its smallest learning rate, measured against the threshold.
@@ -163,9 +163,8 @@ fn small_lr_check(g: &mut Guideline, points: &[Point], recommended: &Point, best
     let smallest_first = |a: &Point, b: &Point| b.lr < a.lr || (b.lr == a.lr && b.domain.delta > a.domain.delta);
     let sft = points.iter().filter(|p| p.method == "sft" && p.kind == "train");
     let Some(candidate) = sft.reduce(|a, b| if smallest_first(a, b) { b } else { a }) else {
-        g.text.push(
-            "The sweep has no plain `sft` points, so whether a small LR alone gets there is not measured.".into(),
-        );
+        g.text
+            .push("The sweep has no plain sft points, so whether a small LR alone gets there is not measured.".into());
         return;
     };
     let smallest_lr = candidate.lr;
@@ -217,4 +216,85 @@ fn small_lr_check(g: &mut Guideline, points: &[Point], recommended: &Point, best
         reaches_threshold: reaches,
         is_recommended,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// A point with the given changes and intervals of half-width `half` around them.
+    fn point(method: &str, lr: f64, domain: f64, general: f64, half: f64) -> Point {
+        let score = |delta: f64| Score {
+            score: 0.5 + delta,
+            delta,
+            ci95: Some([delta - half, delta + half]),
+            seed_range: [delta; 2],
+        };
+        Point {
+            label: format!("{method} lr={}", fmt_lr(lr)),
+            series: method.into(),
+            method: method.into(),
+            kind: "train".into(),
+            lr,
+            alpha: None,
+            axes: BTreeMap::new(),
+            seeds: vec![0],
+            cells: vec![],
+            domain: score(domain),
+            general: score(general),
+            tasks: BTreeMap::new(),
+            delta_l_domain: None,
+            delta_l_general: None,
+            pareto: false,
+        }
+    }
+
+    #[test]
+    fn recommends_the_least_general_loss_within_95_percent_of_the_best_domain_gain() {
+        let points = [
+            point("sft", 1e-6, 0.20, -0.01, 0.01),
+            point("sft", 1e-5, 0.30, -0.20, 0.01),
+            point("talr", 1e-5, 0.29, -0.05, 0.01),
+            point("l2", 1e-5, 0.25, -0.02, 0.01),
+        ];
+        let g = guideline(&points);
+        assert_eq!(g.best_domain.as_deref(), Some("sft lr=1e-5"));
+        assert!((g.threshold.unwrap() - 0.285).abs() < 1e-12);
+        assert_eq!(g.eligible, ["sft lr=1e-5", "talr lr=1e-5"]);
+        assert_eq!(g.recommended.as_deref(), Some("talr lr=1e-5"));
+        let small = g.small_lr_sft.unwrap();
+        assert_eq!(
+            (small.label.as_str(), small.reaches_threshold, small.is_recommended),
+            ("sft lr=1e-6", false, false)
+        );
+        assert!(g.text[1].starts_with("A small LR alone does not get there"), "{:?}", g.text);
+        assert!(g.warnings.is_empty(), "narrow intervals resolve everything: {:?}", g.warnings);
+    }
+
+    #[test]
+    fn a_small_lr_that_gets_there_is_recommended() {
+        let points = [point("sft", 1e-6, 0.29, -0.01, 0.01), point("sft", 1e-5, 0.30, -0.20, 0.01)];
+        let g = guideline(&points);
+        assert_eq!(g.recommended.as_deref(), Some("sft lr=1e-6"));
+        assert!(g.small_lr_sft.unwrap().is_recommended);
+        assert!(g.text[1].starts_with("A small LR alone gets there"));
+    }
+
+    #[test]
+    fn overlapping_intervals_are_warned_about() {
+        let points = [point("talr", 1e-5, 0.30, -0.02, 0.05), point("sft", 1e-5, 0.30, -0.04, 0.05)];
+        let g = guideline(&points);
+        assert_eq!(g.recommended.as_deref(), Some("talr lr=1e-5"));
+        assert!(g.warnings.iter().any(|w| w.contains("not resolved from zero")), "{:?}", g.warnings);
+        assert!(g.warnings.iter().any(|w| w.contains("cannot tell them apart")), "{:?}", g.warnings);
+    }
+
+    #[test]
+    fn nothing_gaining_recommends_nothing() {
+        let g = guideline(&[point("sft", 1e-5, -0.01, -0.2, 0.01)]);
+        assert!(g.recommended.is_none() && g.threshold.is_none());
+        assert!(g.text[0].contains("keep the base"));
+        assert!(guideline(&[]).text[0].contains("No cell finished"));
+    }
 }

@@ -241,12 +241,17 @@ fn provenance_blocks(summary: &Summary, machine: &str) -> Vec<Block> {
                     finished: &Option<String>| {
         let mut row = vec![name, text(state)];
         row.extend(phases.iter().map(|ph| text(seconds.get(*ph).map_or("—".into(), |s| format!("{s:.1}")))));
-        row.push(text(seconds_text(seconds.values().sum())));
+        row.push(text(if seconds.is_empty() {
+            "—".into()
+        } else {
+            seconds_text(seconds.values().fold(0.0, |a, s| a + s))
+        }));
         row.push(text(started.clone().unwrap_or_default()));
         row.push(text(finished.clone().unwrap_or_default()));
         row
     };
-    let mut rows = vec![time_row(text("base"), "done", &summary.base.seconds, &None, &None)];
+    let mut rows =
+        vec![time_row(text("base"), "done", &summary.base.seconds, &summary.base.started, &summary.base.finished)];
     for c in &summary.cells {
         let name =
             vec![Span::Code(c.id.clone()), Span::Text(format!(" {} lr={} seed={}", c.method, fmt_lr(c.lr), c.seed))];

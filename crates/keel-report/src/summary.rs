@@ -96,6 +96,10 @@ pub struct BaseSummary {
     pub general_code_length: Option<f64>,
     /// Seconds per phase (status.json).
     pub seconds: BTreeMap<String, f64>,
+    /// status.json's start time.
+    pub started: Option<String>,
+    /// status.json's end time.
+    pub finished: Option<String>,
 }
 
 /// A score of a point: mean over seeds, change against the base, intervals.
@@ -267,7 +271,9 @@ pub fn summarize(sweep_dir: &Path) -> Result<Summary> {
     let mut train_seeds: Vec<u64> = sweep.cells.iter().map(|c| c.seed).collect();
     train_seeds.sort_unstable();
     train_seeds.dedup();
-    let total_seconds = base_summary.seconds.values().chain(cells.iter().flat_map(|c| c.seconds.values())).sum();
+    // Starting from 0.0 rather than Sum's -0.0, so an empty sweep reports 0, not -0.
+    let total_seconds =
+        base_summary.seconds.values().chain(cells.iter().flat_map(|c| c.seconds.values())).fold(0.0, |a, s| a + s);
     Ok(Summary {
         provenance: Provenance {
             keel_version: sweep.keel_version,
@@ -310,6 +316,8 @@ fn summarize_base(base: &ModelOutputs, eval: &EvalSettings, status: &Status) -> 
         domain_code_length: code_lengths.domain_code_length,
         general_code_length: code_lengths.general_code_length,
         seconds: status.seconds.clone(),
+        started: status.started.clone(),
+        finished: status.finished.clone(),
     }
 }
 
