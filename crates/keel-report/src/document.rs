@@ -32,16 +32,19 @@ pub(crate) enum Block {
         header: Vec<String>,
         rows: Vec<Vec<Inline>>,
     },
-    /// A figure: its file name beside the report, its SVG document, and a caption.
+    /// A figure: its file name beside the report, a short alternative text, its SVG document,
+    /// and a caption.
     Figure {
         file: String,
+        alt: String,
         svg: String,
         caption: String,
     },
 }
 
+/// Escape what would break a table or start emphasis; intraword underscores (task names) are safe.
 fn md_escape(s: &str) -> String {
-    s.replace('|', "\\|").replace('*', "\\*").replace('_', "\\_")
+    s.replace('|', "\\|").replace('*', "\\*")
 }
 
 fn inline_md(inline: &Inline) -> String {
@@ -87,8 +90,8 @@ pub(crate) fn markdown(blocks: &[Block]) -> String {
                 }
                 out.push('\n');
             }
-            Block::Figure { file, caption, .. } => {
-                out.push_str(&format!("![{}]({file})\n\n*{}*\n\n", md_escape(caption), md_escape(caption)))
+            Block::Figure { file, alt, caption, .. } => {
+                out.push_str(&format!("![{}]({file})\n\n*{}*\n\n", md_escape(alt), md_escape(caption)))
             }
         }
     }

@@ -27,7 +27,7 @@ fn guideline_blocks(summary: &Summary) -> Vec<Block> {
     let g = &summary.guideline;
     let mut blocks = vec![
         Block::Heading(2, "Guideline".into()),
-        Block::Paragraph(vec![Span::Bold("Rule. ".into()), Span::Text(g.rule.clone())]),
+        Block::Paragraph(vec![Span::Bold("Rule.".into()), Span::Text(format!(" {}", g.rule))]),
         Block::List(g.text.iter().map(|t| text(t.clone())).collect()),
     ];
     if !g.warnings.is_empty() {
@@ -222,7 +222,7 @@ fn provenance_blocks(summary: &Summary, machine: &str) -> Vec<Block> {
             seconds_text(p.total_seconds)
         )),
         text(format!(
-            "bootstrap: {} resamples, seed {:#x}; {}",
+            "bootstrap: {} resamples, seed {}; {}",
             summary.bootstrap.resamples, summary.bootstrap.seed, summary.bootstrap.method
         )),
         text(format!("machine this report was made on: {machine}")),
@@ -284,6 +284,7 @@ fn blocks(summary: &Summary, pareto: String, curves: String, machine: &str) -> V
     blocks.push(Block::Heading(2, "Domain against general".into()));
     blocks.push(Block::Figure {
         file: "pareto.svg".into(),
+        alt: "Pareto plot: domain against general score change".into(),
         svg: pareto,
         caption:
             "Each point is the mean over seeds of one (method, LR, α, axes); bars are paired bootstrap 95% intervals \
@@ -294,6 +295,7 @@ fn blocks(summary: &Summary, pareto: String, curves: String, machine: &str) -> V
     blocks.push(Block::Heading(2, "Per learning rate".into()));
     blocks.push(Block::Figure {
         file: "lr_curves.svg".into(),
+        alt: "Score change against learning rate, per method".into(),
         svg: curves,
         caption: "Lines are means over seeds; bands span the seeds' smallest to largest change.".into(),
     });

@@ -62,8 +62,9 @@ pub struct Provenance {
 pub struct Bootstrap {
     /// Resamples per interval.
     pub resamples: usize,
-    /// Base seed (each interval mixes in a hash of its point's label and task).
-    pub seed: u64,
+    /// Base seed in hex (a string: JSON readers lose integers above 2^53); each interval mixes
+    /// in a hash of its point's label and task.
+    pub seed: String,
     /// Percentile interval level.
     pub level: f64,
     /// What a resample draws.
@@ -286,7 +287,7 @@ pub fn summarize(sweep_dir: &Path) -> Result<Summary> {
         },
         bootstrap: Bootstrap {
             resamples: stats::RESAMPLES,
-            seed: stats::BOOTSTRAP_SEED,
+            seed: format!("{:#x}", stats::BOOTSTRAP_SEED),
             level: 0.95,
             method:
                 "percentile interval; each resample draws the point's seeds with replacement, then each task's items \

@@ -410,3 +410,18 @@ fn samples_on_other_items_give_no_interval_and_a_warning() {
         summary.warnings
     );
 }
+
+#[test]
+fn a_sweep_with_no_finished_cell_still_reports() {
+    let dir = build_sweep();
+    for entry in std::fs::read_dir(dir.join("cells")).unwrap() {
+        let _ = std::fs::remove_file(entry.unwrap().path().join("status.json"));
+    }
+    let summary = summarize(&dir).unwrap();
+    assert!(summary.points.is_empty());
+    assert_eq!(summary.excluded.len(), 12);
+    assert!(summary.excluded.iter().all(|c| c.state == "pending"));
+    assert!(summary.guideline.text[0].contains("No cell finished"));
+    write_report(&dir, &summary).unwrap();
+    assert_eq!(std::fs::read_to_string(dir.join("report.html")).unwrap().matches("<svg").count(), 2);
+}
