@@ -39,8 +39,10 @@
 //!
 //! # Determinism
 //! summary.json is a pure function of the sweep directory's files: no clock, no paths, sorted
-//! keys; its only timestamps are those read from status.json. report.md and report.html add the
-//! CPU model of the machine making the report, so they match on the same machine.
+//! keys. It also leaves out the times in status.json (seconds, start and end), so that a sweep
+//! killed and resumed gives the same summary.json as one run straight through; the report's time
+//! table shows them. report.md and report.html add the CPU model of the machine making the
+//! report, so they match on the same machine.
 
 #![warn(missing_docs)]
 

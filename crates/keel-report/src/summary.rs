@@ -15,7 +15,9 @@ const SEED_AXES: [&str; 2] = ["train.seed", "seed"];
 /// Axes already written as the point's LR or α, left out of its label.
 const SHOWN_AXES: [&str; 3] = ["train.lr", "lr", "alpha"];
 
-/// Everything `keel report` shows, a pure function of the sweep directory's files.
+/// Everything `keel report` shows, a pure function of the sweep directory's files. Its JSON form
+/// (summary.json) leaves out times and timestamps, so that a sweep killed and resumed gives the
+/// same summary.json as one run straight through; the report's time table shows them.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     /// What was run: keel version, sweep hash, eval settings, seeds.
@@ -53,7 +55,9 @@ pub struct Provenance {
     pub cells_total: usize,
     /// Cells done and read.
     pub cells_done: usize,
-    /// Sum of every status.json's seconds (base included).
+    /// Sum of every status.json's seconds (base included). Left out of summary.json, as all
+    /// times are: a resumed sweep's summary.json must equal an uninterrupted one's.
+    #[serde(skip)]
     pub total_seconds: f64,
 }
 
@@ -95,11 +99,14 @@ pub struct BaseSummary {
     pub domain_code_length: Option<f64>,
     /// Code length (nats/token) of the general responses, if analyzed.
     pub general_code_length: Option<f64>,
-    /// Seconds per phase (status.json).
+    /// Seconds per phase (status.json; not in summary.json).
+    #[serde(skip)]
     pub seconds: BTreeMap<String, f64>,
-    /// status.json's start time.
+    /// status.json's start time (not in summary.json).
+    #[serde(skip)]
     pub started: Option<String>,
-    /// status.json's end time.
+    /// status.json's end time (not in summary.json).
+    #[serde(skip)]
     pub finished: Option<String>,
 }
 
@@ -194,11 +201,14 @@ pub struct CellSummary {
     pub state: String,
     /// The failure, or why the outputs could not be read.
     pub error: Option<String>,
-    /// status.json's start time.
+    /// status.json's start time (not in summary.json).
+    #[serde(skip)]
     pub started: Option<String>,
-    /// status.json's end time.
+    /// status.json's end time (not in summary.json).
+    #[serde(skip)]
     pub finished: Option<String>,
-    /// Seconds per phase.
+    /// Seconds per phase (not in summary.json).
+    #[serde(skip)]
     pub seconds: BTreeMap<String, f64>,
     /// Domain score, when done.
     pub domain_score: Option<f64>,

@@ -425,3 +425,42 @@ fn a_sweep_with_no_finished_cell_still_reports() {
     write_report(&dir, &summary).unwrap();
     assert_eq!(std::fs::read_to_string(dir.join("report.html")).unwrap().matches("<svg").count(), 2);
 }
+
+#[test]
+fn summary_json_leaves_out_times_so_a_resumed_sweep_matches() {
+    let dir = build_sweep();
+    write_report(&dir, &summarize(&dir).unwrap()).unwrap();
+    let before = std::fs::read(dir.join("summary.json")).unwrap();
+    let md_before = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    let summary = summarize(&dir).unwrap();
+    // As a resumed run would leave it: other times, same results.
+    let status = dir.join("cells").join(&summary.points[0].cells[0]).join("status.json");
+    write_json(
+        &status,
+        &json!({"state": "done", "error": null, "started": "2026-12-03T08:00:00Z",
+        "finished": "2026-12-03T09:00:00Z", "seconds": {"train": 999.0, "eval": 1.0}}),
+    );
+    write_report(&dir, &summarize(&dir).unwrap()).unwrap();
+    assert_eq!(std::fs::read(dir.join("summary.json")).unwrap(), before);
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md != md_before && md.contains("2026-12-03T09:00:00Z"), "the report's time table shows the times");
+}
+
+#[test]
+fn other_axes_split_points_and_name_their_series() {
+    let dir = build_sweep();
+    let path = dir.join("sweep.json");
+    let mut sweep = read(&path);
+    for cell in sweep["cells"].as_array_mut().unwrap() {
+        let target = if cell["seed"] == 0 { "cot" } else { "label" };
+        cell["axes"]["data.target"] = json!(target);
+    }
+    write_json(&path, &sweep);
+    let summary = summarize(&dir).unwrap();
+    assert_eq!(summary.points.len(), 10, "each (method, LR) splits by target");
+    assert!(summary.points.iter().all(|p| p.seeds.len() == 1));
+    let first: Vec<&str> = summary.points.iter().take(2).map(|p| p.label.as_str()).collect();
+    assert_eq!(first, ["sft data.target=cot lr=1e-6", "sft data.target=label lr=1e-6"]);
+    assert_eq!(summary.points[0].series, "sft data.target=cot");
+    assert_eq!(summary.points[0].axes["data.target"], json!("cot"));
+}
