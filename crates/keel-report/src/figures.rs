@@ -31,6 +31,12 @@ fn whiskers(s: &Score) -> [f64; 2] {
     s.ci95.unwrap_or(s.seed_range)
 }
 
+/// Width and height the legend needs: DejaVu Sans at 13 px averages under 7.5 px a character.
+fn legend_size(styles: &[SeriesStyle]) -> (f64, f64) {
+    let longest = styles.iter().map(|s| s.name.chars().count()).chain(["post-hoc merge".len()]).max().unwrap_or(0);
+    (28.0 + 7.5 * longest as f64, 20.0 * (styles.len() + 2) as f64)
+}
+
 /// Legend at (x, y): one row per series (and the merge marker); returns the next free row.
 fn legend(canvas: &mut Canvas, (x, y): (f64, f64), styles: &[SeriesStyle]) -> f64 {
     let mut row = y;
@@ -52,9 +58,12 @@ fn legend(canvas: &mut Canvas, (x, y): (f64, f64), styles: &[SeriesStyle]) -> f6
 /// Domain change (x) against general change (y), one point per (method, LR, α, axes), with 95%
 /// intervals on both axes, the LR beside each point, the frontier and the base at the origin.
 pub fn pareto_svg(summary: &Summary) -> String {
-    let (width, height) = (980.0, 620.0);
-    let (left, top, right, bottom) = (90.0, 50.0, 720.0, 550.0);
+    let (left, top, right, bottom): (f64, f64, f64, f64) = (90.0, 50.0, 720.0, 550.0);
     let points = &summary.points;
+    let styles = series_styles(points);
+    // The legend's notes need about 215 px and its rows run below the series names.
+    let (legend_w, legend_h) = legend_size(&styles);
+    let (width, height) = (right + 40.0 + legend_w.max(215.0), (bottom + 70.0).max(top + legend_h + 130.0));
     let x = Linear::covering(points.iter().flat_map(|p| whiskers(&p.domain)), left, right);
     let y = Linear::covering(points.iter().flat_map(|p| whiskers(&p.general)), bottom, top);
     let mut canvas = Canvas::new(width, height);
@@ -80,7 +89,6 @@ pub fn pareto_svg(summary: &Summary) -> String {
     canvas.line((x.map(0.0), top), (x.map(0.0), bottom), axis_style);
     canvas.line((left, y.map(0.0)), (right, y.map(0.0)), axis_style);
     draw_frontier(&mut canvas, summary, &x, &y);
-    let styles = series_styles(points);
     for p in points {
         draw_point(&mut canvas, p, color_of(&styles, &p.series), &x, &y);
     }
@@ -182,7 +190,9 @@ fn draw_labels(canvas: &mut Canvas, points: &[Point], x: &Linear, y: &Linear) {
 /// Score change against log LR, one line per series, one panel for domain and one for
 /// general; the band spans the seeds' smallest to largest change.
 pub fn lr_curves_svg(summary: &Summary) -> String {
-    let (width, height) = (1100.0, 470.0);
+    let styles = series_styles(&summary.points);
+    let (legend_w, legend_h) = legend_size(&styles);
+    let (width, height) = (920.0 + legend_w, 470.0f64.max(80.0 + legend_h));
     let mut canvas = Canvas::new(width, height);
     canvas.text(
         (80.0, 28.0),
@@ -190,7 +200,6 @@ pub fn lr_curves_svg(summary: &Summary) -> String {
         "start",
         "font-size=\"16\" font-weight=\"bold\" fill=\"#111\"",
     );
-    let styles = series_styles(&summary.points);
     let panels = [("domain", 90.0, 440.0), ("general", 530.0, 880.0)];
     for (which, left, right) in panels {
         draw_lr_panel(&mut canvas, summary, &styles, which, (left, right));
