@@ -102,7 +102,10 @@ fn read_json(path: &Path) -> Result<Value> {
 
 pub(crate) fn read_sweep(dir: &Path) -> Result<SweepFile> {
     let path = dir.join("sweep.json");
-    let value = read_json(&path).context("is this a sweep directory written by `keel sweep run`?")?;
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!("cannot read {} (is this a sweep directory written by `keel sweep run`?)", path.display())
+    })?;
+    let value: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
     let sweep: SweepFile =
         serde_json::from_value(value).with_context(|| format!("{} does not match the sweep layout", path.display()))?;
     let all_tasks = sweep.eval.domain_tasks.iter().chain(&sweep.eval.general_tasks);
