@@ -4,6 +4,7 @@ mod analyze;
 mod bench;
 mod eval;
 mod infer;
+mod report;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -45,6 +46,9 @@ enum Command {
     Chat(infer::ChatArgs),
     /// Convert a GGUF model into a Hugging Face directory.
     Convert(infer::ConvertArgs),
+    /// Report a sweep: Pareto plot, per-LR curves, tables with bootstrap intervals, a guideline.
+    #[command(long_about = report::LONG_ABOUT)]
+    Report(report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => infer::run_generate(a),
         Command::Chat(a) => infer::run_chat(a),
         Command::Convert(a) => infer::run_convert(a),
+        Command::Report(a) => report::run_report(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,258 @@
+//! The two figures: the Pareto plot and the per-LR curves, as standalone SVG documents.
+
+use crate::plot::{px, Canvas, Frame, Linear, LogLr, PALETTE};
+use crate::summary::{fmt_lr, fmt_number, Point, Score, Summary};
+
+/// How a series is drawn: its color, and a diamond marker for post-hoc merges.
+struct SeriesStyle {
+    name: String,
+    color: &'static str,
+    merge: bool,
+}
+
+/// Series in order of first appearance, each with its style.
+fn series_styles(points: &[Point]) -> Vec<SeriesStyle> {
+    let mut styles: Vec<SeriesStyle> = Vec::new();
+    for p in points {
+        if !styles.iter().any(|s| s.name == p.series) {
+            let color = PALETTE[styles.len() % PALETTE.len()];
+            styles.push(SeriesStyle { name: p.series.clone(), color, merge: p.kind == "merge" });
+        }
+    }
+    styles
+}
+
+fn color_of(styles: &[SeriesStyle], series: &str) -> &'static str {
+    styles.iter().find(|s| s.name == series).map_or("#777", |s| s.color)
+}
+
+/// The interval drawn for a score: its 95% interval, or the seed range where there is none.
+fn whiskers(s: &Score) -> [f64; 2] {
+    s.ci95.unwrap_or(s.seed_range)
+}
+
+/// Width and height the legend needs: DejaVu Sans at 13 px averages under 7.5 px a character.
+fn legend_size(styles: &[SeriesStyle]) -> (f64, f64) {
+    let longest = styles.iter().map(|s| s.name.chars().count()).chain(["post-hoc merge".len()]).max().unwrap_or(0);
+    (28.0 + 7.5 * longest as f64, 20.0 * (styles.len() + 2) as f64)
+}
+
+/// Legend at (x, y): one row per series (and the merge marker); returns the next free row.
+fn legend(canvas: &mut Canvas, (x, y): (f64, f64), styles: &[SeriesStyle]) -> f64 {
+    let mut row = y;
+    canvas.text((x, row), "Legend", "start", "font-weight=\"bold\" fill=\"#111\"");
+    row += 20.0;
+    for style in styles {
+        canvas.marker((x + 7.0, row - 4.0), style.merge, 5.0, &format!("fill=\"{}\" stroke=\"#222\"", style.color));
+        canvas.text((x + 20.0, row), &style.name, "start", "fill=\"#111\"");
+        row += 20.0;
+    }
+    if styles.iter().any(|s| s.merge) {
+        canvas.marker((x + 7.0, row - 4.0), true, 5.0, "fill=\"white\" stroke=\"#222\"");
+        canvas.text((x + 20.0, row), "post-hoc merge", "start", "fill=\"#111\"");
+        row += 20.0;
+    }
+    row
+}
+
+/// Domain change (x) against general change (y), one point per (method, LR, α, axes), with 95%
+/// intervals on both axes, the LR beside each point, the frontier and the base at the origin.
+pub fn pareto_svg(summary: &Summary) -> String {
+    let (left, top, right, bottom): (f64, f64, f64, f64) = (90.0, 50.0, 720.0, 550.0);
+    let points = &summary.points;
+    let styles = series_styles(points);
+    // The legend's notes need about 215 px and its rows run below the series names.
+    let (legend_w, legend_h) = legend_size(&styles);
+    let (width, height) = (right + 40.0 + legend_w.max(215.0), (bottom + 70.0).max(top + legend_h + 130.0));
+    let x = Linear::covering(points.iter().flat_map(|p| whiskers(&p.domain)), left, right);
+    let y = Linear::covering(points.iter().flat_map(|p| whiskers(&p.general)), bottom, top);
+    let mut canvas = Canvas::new(width, height);
+    canvas.text(
+        (left, 28.0),
+        "Domain vs general score change against the base (mean over seeds, 95% intervals)",
+        "start",
+        "font-size=\"16\" font-weight=\"bold\" fill=\"#111\"",
+    );
+    let eval = &summary.provenance.eval;
+    let frame = Frame {
+        left,
+        top,
+        right,
+        bottom,
+        x_title: &format!("Δ domain score ({})", eval.domain_tasks.join(", ")),
+        y_title: &format!("Δ general score ({})", eval.general_tasks.join(", ")),
+    };
+    let x_ticks: Vec<(f64, String)> = x.ticks().into_iter().map(|(v, l)| (x.map(v), l)).collect();
+    let y_ticks: Vec<(f64, String)> = y.ticks().into_iter().map(|(v, l)| (y.map(v), l)).collect();
+    frame.draw(&mut canvas, &x_ticks, &y_ticks);
+    let axis_style = "stroke=\"#888\" stroke-width=\"1.2\" stroke-dasharray=\"5 4\"";
+    canvas.line((x.map(0.0), top), (x.map(0.0), bottom), axis_style);
+    canvas.line((left, y.map(0.0)), (right, y.map(0.0)), axis_style);
+    draw_frontier(&mut canvas, summary, &x, &y);
+    for p in points {
+        draw_point(&mut canvas, p, color_of(&styles, &p.series), &x, &y);
+    }
+    draw_labels(&mut canvas, points, &x, &y);
+    let origin = (x.map(0.0), y.map(0.0));
+    canvas.raw(&format!(
+        "<rect x=\"{}\" y=\"{}\" width=\"11\" height=\"11\" fill=\"#111\"/>",
+        px(origin.0 - 5.5),
+        px(origin.1 - 5.5)
+    ));
+    canvas.text((origin.0 + 9.0, origin.1 + 18.0), "base", "start", "font-weight=\"bold\" fill=\"#111\"");
+    let row = legend(&mut canvas, (right + 24.0, top + 10.0), &styles);
+    canvas.raw(&format!(
+        "<rect x=\"{}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"#111\"/>",
+        px(right + 26.0),
+        px(row - 9.0)
+    ));
+    canvas.text((right + 44.0, row), "base (origin)", "start", "fill=\"#111\"");
+    canvas.line(
+        (right + 24.0, row + 16.0),
+        (right + 38.0, row + 16.0),
+        "stroke=\"#222\" stroke-width=\"2\" stroke-dasharray=\"6 3\"",
+    );
+    canvas.text((right + 44.0, row + 20.0), "Pareto frontier", "start", "fill=\"#111\"");
+    canvas.marker((right + 31.0, row + 36.0), false, 7.0, "fill=\"none\" stroke=\"#111\" stroke-width=\"2\"");
+    canvas.text((right + 44.0, row + 40.0), "on the frontier", "start", "fill=\"#111\"");
+    canvas.text((right + 24.0, row + 64.0), "Labels: learning rate", "start", "fill=\"#555\" font-size=\"12\"");
+    canvas.text((right + 24.0, row + 80.0), "(merges: α and the LR merged)", "start", "fill=\"#555\" font-size=\"12\"");
+    canvas.text((right + 24.0, row + 96.0), "Up and right is better.", "start", "fill=\"#555\" font-size=\"12\"");
+    canvas.finish("Pareto plot: domain against general score change")
+}
+
+/// The frontier through its members (and the base when it is one), left to right.
+fn draw_frontier(canvas: &mut Canvas, summary: &Summary, x: &Linear, y: &Linear) {
+    let mut members: Vec<(f64, f64)> =
+        summary.points.iter().filter(|p| p.pareto).map(|p| (p.domain.delta, p.general.delta)).collect();
+    if summary.base_on_frontier {
+        members.push((0.0, 0.0));
+    }
+    members.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
+    let pixels: Vec<(f64, f64)> = members.iter().map(|&(dx, dy)| (x.map(dx), y.map(dy))).collect();
+    if pixels.len() > 1 {
+        canvas.polyline(&pixels, "stroke=\"#222\" stroke-width=\"2\" stroke-dasharray=\"6 3\"");
+    }
+}
+
+fn draw_point(canvas: &mut Canvas, p: &Point, color: &str, x: &Linear, y: &Linear) {
+    let center = (x.map(p.domain.delta), y.map(p.general.delta));
+    let bar = format!("stroke=\"{color}\" stroke-width=\"1.6\"");
+    let [x_lo, x_hi] = whiskers(&p.domain);
+    let [y_lo, y_hi] = whiskers(&p.general);
+    canvas.line((x.map(x_lo), center.1), (x.map(x_hi), center.1), &bar);
+    canvas.line((center.0, y.map(y_lo)), (center.0, y.map(y_hi)), &bar);
+    for end in [x_lo, x_hi] {
+        canvas.line((x.map(end), center.1 - 4.0), (x.map(end), center.1 + 4.0), &bar);
+    }
+    for end in [y_lo, y_hi] {
+        canvas.line((center.0 - 4.0, y.map(end)), (center.0 + 4.0, y.map(end)), &bar);
+    }
+    let merge = p.kind == "merge";
+    if p.pareto {
+        canvas.marker(center, merge, 9.5, "fill=\"none\" stroke=\"#111\" stroke-width=\"2\"");
+    }
+    canvas.marker(center, merge, 6.0, &format!("fill=\"{color}\" stroke=\"#222\""));
+}
+
+/// A box (x0, y0, x1, y1) in pixels.
+type Bounds = [f64; 4];
+
+fn intersects(a: &Bounds, b: &Bounds) -> bool {
+    a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3]
+}
+
+/// Label each point with its LR (and α for merges) at the first spot around it that covers no
+/// marker and no label placed before; where every spot is taken, the first one.
+fn draw_labels(canvas: &mut Canvas, points: &[Point], x: &Linear, y: &Linear) {
+    let centers: Vec<(f64, f64)> = points.iter().map(|p| (x.map(p.domain.delta), y.map(p.general.delta))).collect();
+    let mut taken: Vec<Bounds> = centers.iter().map(|&(cx, cy)| [cx - 8.0, cy - 8.0, cx + 8.0, cy + 8.0]).collect();
+    for (p, &(cx, cy)) in points.iter().zip(&centers) {
+        let label = match p.alpha {
+            Some(alpha) => format!("α={} · {}", fmt_number(alpha), fmt_lr(p.lr)),
+            None => fmt_lr(p.lr),
+        };
+        // DejaVu Sans at 12 px averages about 7 px per character.
+        let width = 7.0 * label.chars().count() as f64;
+        let spots = [(10.0, -8.0), (10.0, 17.0), (-10.0, -8.0), (-10.0, 17.0), (10.0, -22.0), (-10.0, 31.0)];
+        let bounds = |(dx, dy): (f64, f64)| {
+            let x0 = if dx > 0.0 { cx + dx } else { cx + dx - width };
+            [x0, cy + dy - 11.0, x0 + width, cy + dy + 3.0]
+        };
+        let spot = spots.into_iter().find(|&s| !taken.iter().any(|t| intersects(t, &bounds(s)))).unwrap_or(spots[0]);
+        taken.push(bounds(spot));
+        let anchor = if spot.0 > 0.0 { "start" } else { "end" };
+        let style = "font-size=\"12\" fill=\"#111\" stroke=\"white\" stroke-width=\"3\" paint-order=\"stroke\"";
+        canvas.text((cx + spot.0, cy + spot.1), &label, anchor, style);
+    }
+}
+
+/// Score change against log LR, one line per series, one panel for domain and one for
+/// general; the band spans the seeds' smallest to largest change.
+pub fn lr_curves_svg(summary: &Summary) -> String {
+    let styles = series_styles(&summary.points);
+    let (legend_w, legend_h) = legend_size(&styles);
+    let (width, height) = (920.0 + legend_w, 470.0f64.max(80.0 + legend_h));
+    let mut canvas = Canvas::new(width, height);
+    canvas.text(
+        (80.0, 28.0),
+        "Score change against learning rate (line: mean over seeds; band: range over seeds)",
+        "start",
+        "font-size=\"16\" font-weight=\"bold\" fill=\"#111\"",
+    );
+    let panels = [("domain", 90.0, 440.0), ("general", 530.0, 880.0)];
+    for (which, left, right) in panels {
+        draw_lr_panel(&mut canvas, summary, &styles, which, (left, right));
+    }
+    legend(&mut canvas, (905.0, 60.0), &styles);
+    canvas.finish("Score change against learning rate, per method")
+}
+
+fn draw_lr_panel(
+    canvas: &mut Canvas,
+    summary: &Summary,
+    styles: &[SeriesStyle],
+    which: &str,
+    (left, right): (f64, f64),
+) {
+    let (top, bottom) = (60.0, 390.0);
+    let score = |p: &Point| if which == "domain" { p.domain } else { p.general };
+    let points = &summary.points;
+    let x = LogLr::new(points.iter().map(|p| p.lr).collect(), left, right);
+    let y = Linear::covering(points.iter().flat_map(|p| score(p).seed_range), bottom, top);
+    let eval = &summary.provenance.eval;
+    let tasks = if which == "domain" { &eval.domain_tasks } else { &eval.general_tasks };
+    let y_title = format!("Δ {which} score ({})", tasks.join(", "));
+    let frame = Frame { left, top, right, bottom, x_title: "learning rate (log scale)", y_title: &y_title };
+    let x_ticks: Vec<(f64, String)> = x.rates.iter().map(|&r| (x.map(r), fmt_lr(r))).collect();
+    let y_ticks: Vec<(f64, String)> = y.ticks().into_iter().map(|(v, l)| (y.map(v), l)).collect();
+    frame.draw(canvas, &x_ticks, &y_ticks);
+    canvas.line(
+        (left, y.map(0.0)),
+        (right, y.map(0.0)),
+        "stroke=\"#111\" stroke-width=\"1.2\" stroke-dasharray=\"5 4\"",
+    );
+    canvas.text((right - 6.0, y.map(0.0) - 6.0), "base", "end", "font-size=\"12\" fill=\"#111\"");
+    for SeriesStyle { name, color, .. } in styles {
+        let mut members: Vec<&Point> = points.iter().filter(|p| &p.series == name).collect();
+        members.sort_by(|a, b| a.lr.total_cmp(&b.lr));
+        let upper: Vec<(f64, f64)> = members.iter().map(|p| (x.map(p.lr), y.map(score(p).seed_range[1]))).collect();
+        let lower = members.iter().rev().map(|p| (x.map(p.lr), y.map(score(p).seed_range[0])));
+        let band: Vec<(f64, f64)> = upper.into_iter().chain(lower).collect();
+        canvas.polygon(
+            &band,
+            &format!("fill=\"{color}\" fill-opacity=\"0.18\" stroke=\"{color}\" stroke-opacity=\"0.35\""),
+        );
+        let line: Vec<(f64, f64)> = members.iter().map(|p| (x.map(p.lr), y.map(score(p).delta))).collect();
+        canvas.polyline(&line, &format!("stroke=\"{color}\" stroke-width=\"2.2\""));
+        for (p, &center) in members.iter().zip(&line) {
+            canvas.marker(center, p.kind == "merge", 4.5, &format!("fill=\"{color}\" stroke=\"#222\""));
+        }
+    }
+    canvas.text(
+        ((left + right) / 2.0, top - 10.0),
+        &format!("{which} score"),
+        "middle",
+        "font-size=\"14\" font-weight=\"bold\" fill=\"#111\"",
+    );
+}
