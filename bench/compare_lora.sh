@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-3}"
-args=(--shape smollm2-135m --batch 4 --seq 256 --steps 3 --threads 2 --json)
+args=(--shape smollm2-135m --batch-rows 4 --seq-len 256 --steps 3 --threads 2 --json)
 cargo build --release --quiet
 out="$(mktemp)"
 for i in $(seq "$rounds"); do

@@ -66,7 +66,7 @@ def score(model, requests, rows):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="Hugging Face directory (keel convert output)")
-    ap.add_argument("--items", type=int, default=200)
+    ap.add_argument("--limit", dest="items", type=int, default=200)
     ap.add_argument("--batch-rows", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)

@@ -19,7 +19,7 @@ the numbers can be set beside keel's in the same run. "Same work" means:
   RSS from /proc/self/status VmHWM.
 
 Example:
-    python bench/train_step_torch.py --shape smollm2-135m --batch 4 --seq 256 \
+    python bench/train_step_torch.py --shape smollm2-135m --batch-rows 4 --seq-len 256 \
         --steps 3 --threads 2 --json
 """
 import argparse
@@ -52,8 +52,8 @@ def rss_mib(field):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--shape", choices=sorted(SHAPES), default="smollm2-135m")
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--seq", type=int, default=256)
+    p.add_argument("--batch-rows", dest="batch", type=int, default=4)
+    p.add_argument("--seq-len", dest="seq", type=int, default=256)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)

@@ -1,6 +1,7 @@
 //! keel's training: objectives (CE, TALR, DFT, FLOW, L2 to the initial weights), schedules, and
 //! the optimizer step.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod l2;

@@ -103,9 +103,9 @@ fn config_fingerprint(config_json: &serde_json::Value) -> String {
     fingerprint(fp_json.to_string().into_bytes())
 }
 
-/// The trainer for `model`: buffers, optimizer, objective state (FLOW's coefficients, θ₀ for
+/// The trainer `keel train` builds for `model`: buffers, optimizer, objective state (FLOW's coefficients, θ₀ for
 /// L2). Attaches the LoRA adapter first when the run trains one.
-fn build_trainer(
+pub fn build_trainer(
     config: &RunConfig,
     model: &mut Transformer,
     data: &RunData,

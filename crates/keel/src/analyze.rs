@@ -23,8 +23,10 @@ pub struct AnalyzeArgs {
     /// Domain responses: a data file (for medcalc, its held-out part is measured).
     #[arg(long)]
     data: PathBuf,
+    /// The data file's format (as data.format of a run config).
     #[arg(long, value_parser = parse_format)]
     format: Format,
+    /// Which responses are measured: chain-of-thought or the label alone (as data.target).
     #[arg(long, default_value = "cot", value_parser = parse_target)]
     target: Target,
     /// Examples measured (0: all).
@@ -34,10 +36,11 @@ pub struct AnalyzeArgs {
     /// under both models (0: skip the general measure; needs --base).
     #[arg(long, default_value_t = 0)]
     general: usize,
+    /// Where the benchmark data lives (IFEval's prompts for --general).
     #[arg(long, default_value = "../shared/data")]
     data_dir: PathBuf,
-    /// Report file (JSON); the base's general responses are cached beside it.
-    #[arg(long, default_value = "analysis.json")]
+    /// Output directory: analysis.json, and the base's general responses cached beside it.
+    #[arg(long, default_value = "analysis")]
     out: PathBuf,
     /// Hardest tokens listed.
     #[arg(long, default_value_t = 20)]
@@ -113,6 +116,7 @@ fn general_examples(base: &Pretrained, n: usize, data_dir: &Path, cache: &Path) 
 }
 
 pub fn run_analyze(a: AnalyzeArgs) -> Result<()> {
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     let model = a.model.load()?;
     let base = a.base.as_ref().map(|b| Pretrained::load(b)).transpose()?;
     if let Some(b) = &base {
@@ -154,7 +158,7 @@ pub fn run_analyze(a: AnalyzeArgs) -> Result<()> {
             bl.mean()
         );
         if a.general > 0 {
-            let cache = a.out.with_extension("general_responses.json");
+            let cache = a.out.join("general_responses.json");
             let general = tokenize(&model, &general_examples(b, a.general, &a.data_dir, &cache)?)?;
             let (gm, gb) = (token_losses(&model.model, &general, rows)?, token_losses(&b.model, &general, rows)?);
             let dg = gm.mean() - gb.mean();
@@ -166,8 +170,9 @@ pub fn run_analyze(a: AnalyzeArgs) -> Result<()> {
             );
         }
     }
-    std::fs::write(&a.out, serde_json::to_string_pretty(&out)?)
-        .with_context(|| format!("cannot write {}", a.out.display()))?;
-    eprintln!("wrote {}", a.out.display());
+    let path = a.out.join("analysis.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&out)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
     Ok(())
 }

@@ -1,17 +1,14 @@
 //! `keel bench`: training-step and GEMM throughput on randomly initialised models.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use keel_data::batching::Collated;
-use keel_kernels::adamw::AdamWHyper;
-use keel_kernels::cross_entropy::IGNORE;
 use keel_model::lora::{LoraAdapter, LoraConfig, Module};
-use keel_model::optim::AdamW;
 use keel_model::rng::Rng;
-use keel_model::{Batch, ModelConfig, Transformer, Workspace};
+use keel_model::Transformer;
+use keel_train::bench::{bench_trainer, random_batch, shape_config, BENCH_LR};
 use keel_train::objective::talr::{Normalization, TalrConfig, Temperature};
 use keel_train::objective::Objective;
-use keel_train::step::{StepReport, Trainer};
+use keel_train::step::StepReport;
 use std::time::Instant;
 
 #[derive(Subcommand)]
@@ -47,15 +44,17 @@ pub struct LoglikBenchArgs {
     task: String,
     /// Items scored: the task's first N.
     #[arg(long, default_value_t = 200)]
-    items: usize,
+    limit: usize,
     /// Sequences per forward pass.
     #[arg(long, default_value_t = 8)]
     batch_rows: usize,
+    /// Where the benchmark data lives.
     #[arg(long, default_value = "../shared/data")]
     data_dir: std::path::PathBuf,
     /// Repetitions; the median is reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// Print one JSON line instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -69,10 +68,11 @@ pub struct GenerateBenchArgs {
     prompt_tokens: usize,
     /// Tokens decoded (EOS does not stop the benchmark).
     #[arg(long, default_value_t = 128)]
-    new_tokens: usize,
+    max_new_tokens: usize,
     /// Repetitions; the medians are reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// Print one JSON line instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -83,13 +83,16 @@ pub struct TrainArgs {
     /// vocab 49152, tied) or tiny (a quick smoke test).
     #[arg(long, default_value = "smollm2-135m")]
     shape: String,
+    /// Sequences per step (one micro-batch).
     #[arg(long, default_value_t = 4)]
-    batch: usize,
+    batch_rows: usize,
+    /// Tokens per sequence.
     #[arg(long, default_value_t = 256)]
-    seq: usize,
+    seq_len: usize,
     /// Timed steps (after one untimed warm-up step).
     #[arg(long, default_value_t = 5)]
     steps: usize,
+    /// Worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
     /// Keep only each layer's input and recompute the layer during the backward.
@@ -134,8 +137,10 @@ impl BenchObjective {
 
 #[derive(Args)]
 pub struct GemmArgs {
+    /// Worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Print one JSON line instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -147,38 +152,6 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Generate(a) => bench_generate(a),
         BenchCommand::Loglik(a) => bench_loglik(a),
     }
-}
-
-/// A named model shape for benchmarks.
-pub fn shape_config(name: &str) -> Result<ModelConfig> {
-    let json = match name {
-        "smollm2-135m" => serde_json::json!({"model_type": "llama", "hidden_size": 576, "num_hidden_layers": 30,
-            "num_attention_heads": 9, "num_key_value_heads": 3, "intermediate_size": 1536, "vocab_size": 49152,
-            "rms_norm_eps": 1e-5, "rope_theta": 100000.0, "tie_word_embeddings": true, "max_position_embeddings": 8192}),
-        "tiny" => serde_json::json!({"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 1000,
-            "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": true}),
-        other => bail!("unknown shape \"{other}\" (known: smollm2-135m, tiny)"),
-    };
-    ModelConfig::from_hf_json(&json)
-}
-
-/// Random tokens; each position's target is the next token (the last position has none). Each
-/// row is its own example.
-fn random_batch(batch: usize, seq: usize, vocab: usize, seed: u64) -> Collated {
-    let mut rng = Rng::new(seed);
-    let ids: Vec<u32> = (0..batch * seq).map(|_| rng.below(vocab as u64) as u32).collect();
-    let targets = (0..batch * seq).map(|i| if i % seq == seq - 1 { IGNORE } else { ids[i + 1] }).collect();
-    let example_of = (0..batch * seq).map(|i| if i % seq == seq - 1 { usize::MAX } else { i / seq }).collect();
-    let batch = Batch {
-        batch,
-        seq,
-        positions: (0..batch * seq).map(|i| (i % seq) as u32).collect(),
-        segments: vec![1; batch * seq],
-        ids,
-        targets,
-    };
-    Collated { batch, example_of }
 }
 
 /// Peak resident memory of this process (VmHWM), in MiB.
@@ -219,22 +192,11 @@ fn bench_train(a: TrainArgs) -> Result<()> {
     }
     let params = model.layout.total;
     let trainable = model.num_trainable();
-    let batch = [random_batch(a.batch, a.seq, model.config.vocab_size, 1)];
-    let hyper = AdamWHyper { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.1 };
-    // The trainer `keel train` builds, with this benchmark's objective and no L2 or FLOW.
-    let mut trainer = Trainer {
-        workspace: Workspace::new(&model.config, a.batch, a.seq, a.grad_checkpointing)?,
-        grads: vec![0.0f32; trainable],
-        optimizer: AdamW::new(trainable, hyper),
-        max_grad_norm: 1.0,
-        objective: a.objective.objective(),
-        batch_scope: true,
-        flow_coefficients: None,
-        l2: None,
-    };
+    let batch = [random_batch(a.batch_rows, a.seq_len, model.config.vocab_size, 1)];
+    let mut trainer = bench_trainer(&model, a.batch_rows, a.seq_len, a.grad_checkpointing, a.objective.objective())?;
     let mut steps: Vec<StepReport> = Vec::new();
     for step in 0..=a.steps {
-        let s = trainer.optimizer_step(&mut model, &batch, hyper.lr, step as u64)?;
+        let s = trainer.optimizer_step(&mut model, &batch, BENCH_LR, step as u64)?;
         let total = s.forward_s + s.coefficients_s + s.backward_s + s.optimizer_s;
         if !a.json {
             eprintln!("step {step}{}: loss {:.4}, {total:.3} s", if step == 0 { " (warm-up)" } else { "" }, s.loss);
@@ -248,13 +210,13 @@ fn bench_train(a: TrainArgs) -> Result<()> {
     let (fwd_s, bwd_s, opt_s, coef_s, losses) =
         (of(|s| s.forward_s), of(|s| s.backward_s), of(|s| s.optimizer_s), of(|s| s.coefficients_s), of(|s| s.loss));
     let med = median(&step_s);
-    let tokens = (a.batch * a.seq) as f64;
+    let tokens = (a.batch_rows * a.seq_len) as f64;
     let gflops = 6.0 * params as f64 * tokens / med / 1e9;
     let peak = peak_rss_mib()?;
     if a.json {
         println!(
             "{}",
-            serde_json::json!({"impl": "keel", "shape": a.shape, "batch": a.batch, "seq": a.seq, "threads": a.threads,
+            serde_json::json!({"impl": "keel", "shape": a.shape, "batch": a.batch_rows, "seq": a.seq_len, "threads": a.threads,
                 "steps": a.steps, "params": params, "median_s": med, "min_s": step_s.iter().copied().fold(f64::MAX, f64::min),
                 "forward_s": median(&fwd_s), "backward_s": median(&bwd_s), "optimizer_s": median(&opt_s),
                 "coefficients_s": median(&coef_s),
@@ -266,8 +228,8 @@ fn bench_train(a: TrainArgs) -> Result<()> {
         println!(
             "shape {} ({params} parameters, {trainable} trained), batch {} × seq {}, {} threads, objective {}{}",
             a.shape,
-            a.batch,
-            a.seq,
+            a.batch_rows,
+            a.seq_len,
             a.threads,
             a.objective.objective().name(),
             if a.grad_checkpointing { ", gradient checkpointing" } else { "" }
@@ -341,13 +303,13 @@ fn bench_generate(a: GenerateBenchArgs) -> Result<()> {
         |l: &[f32]| l.iter().enumerate().fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0 as u32;
     let (mut prefill_s, mut decode_s) = (vec![], vec![]);
     // One decoder for all repetitions, as `keel generate` and `keel eval` keep theirs.
-    let mut dec = Decoder::new(&pre.model, 1, a.prompt_tokens + a.new_tokens);
+    let mut dec = Decoder::new(&pre.model, 1, a.prompt_tokens + a.max_new_tokens);
     for _ in 0..a.repeat {
         dec.reset(0);
         let t0 = Instant::now();
         let mut next = argmax(&dec.prefill(&[ids.clone()])?[..vocab]);
         let t1 = Instant::now();
-        for _ in 0..a.new_tokens {
+        for _ in 0..a.max_new_tokens {
             next = argmax(&dec.step(&[next])?[..vocab]);
         }
         decode_s.push(t1.elapsed().as_secs_f64());
@@ -359,13 +321,13 @@ fn bench_generate(a: GenerateBenchArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::json!({"impl": "keel", "threads": a.model.threads, "prompt_tokens": ids.len(),
-            "new_tokens": a.new_tokens, "prefill_s": p, "decode_s": d, "prompt_tokens_per_s": ids.len() as f64 / p,
-            "decode_tokens_per_s": a.new_tokens as f64 / d, "peak_rss_mib": peak})
+            "new_tokens": a.max_new_tokens, "prefill_s": p, "decode_s": d, "prompt_tokens_per_s": ids.len() as f64 / p,
+            "decode_tokens_per_s": a.max_new_tokens as f64 / d, "peak_rss_mib": peak})
         );
     } else {
         println!("{}: {} threads", a.model.model.display(), a.model.threads);
         println!("  prompt   {} tokens in {p:.3} s: {:.0} tokens/s", ids.len(), ids.len() as f64 / p);
-        println!("  decode   {} tokens in {d:.3} s: {:.1} tokens/s", a.new_tokens, a.new_tokens as f64 / d);
+        println!("  decode   {} tokens in {d:.3} s: {:.1} tokens/s", a.max_new_tokens, a.max_new_tokens as f64 / d);
         println!("  peak RSS {peak:.0} MiB");
     }
     Ok(())
@@ -373,11 +335,11 @@ fn bench_generate(a: GenerateBenchArgs) -> Result<()> {
 
 fn bench_loglik(a: LoglikBenchArgs) -> Result<()> {
     use keel_infer::progress::Progress;
-    anyhow::ensure!(a.items > 0 && a.repeat > 0, "--items and --repeat must be positive");
+    anyhow::ensure!(a.limit > 0 && a.repeat > 0, "--items and --repeat must be positive");
     let pre = a.model.load()?;
     let task = keel_eval::harness::load_mc_task(&a.task)?;
     let mut items = task.items(&a.data_dir)?;
-    items.truncate(a.items);
+    items.truncate(a.limit);
     // The work measured in lm-evaluation-harness's terms: its distinct forward inputs (context +
     // continuation minus the last token), which keel forwards more compactly.
     let mut inputs = std::collections::HashSet::new();

@@ -14,7 +14,7 @@ pub struct ModelArgs {
     /// by default the model scripts/fetch-model.sh fetched ($KEEL_MODELS or ./models).
     #[arg(long, default_value_os_t = keel_infer::pretrained::default_model_path(std::path::Path::new(".")))]
     pub model: PathBuf,
-    /// Worker threads.
+    /// Worker threads (results are bit-identical for a given thread count).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
 }
@@ -28,6 +28,7 @@ impl ModelArgs {
 
 #[derive(Args)]
 pub struct SamplingArgs {
+    /// Most tokens generated (the end-of-turn token or a --stop string ends sooner).
     #[arg(long, default_value_t = 256)]
     max_new_tokens: usize,
     /// 0 decodes greedily.
@@ -36,6 +37,7 @@ pub struct SamplingArgs {
     /// Nucleus sampling: draw from the most likely tokens holding this much probability.
     #[arg(long, default_value_t = 1.0)]
     top_p: f64,
+    /// Seed of the sampling draws (with --temperature above 0).
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Stop before this string (repeatable).
@@ -113,6 +115,7 @@ pub fn run_generate(a: GenerateArgs) -> Result<()> {
 pub struct ChatArgs {
     #[command(flatten)]
     model: ModelArgs,
+    /// A system message that opens the conversation.
     #[arg(long)]
     system: Option<String>,
     #[command(flatten)]

@@ -15,9 +15,11 @@ use std::process::ExitCode;
     name = "keel",
     version,
     about,
-    long_about = "keel fine-tunes Llama-family language models on a domain \
-dataset while keeping their general abilities, and measures both.\n\nThis build provides the training \
-engine, generation and conversion; see the README for what is implemented so far."
+    long_about = "keel fine-tunes Llama-family language models on a domain dataset while keeping \
+their general abilities, and measures both: small learning rates, Token-Adaptive Loss Reweighting \
+(TALR) and the baselines of Lin et al. (arXiv 2509.20758).\n\nA day with keel: `keel train` a \
+model, `keel eval` it on domain and general benchmarks, `keel sweep` methods × learning rates, \
+`keel report` the trade-off. Every subcommand has --help."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -31,7 +33,7 @@ enum Command {
     /// Inspect training data as a run would see it.
     #[command(subcommand)]
     Data(train::DataCommand),
-    /// Score a model on multiple-choice benchmarks (ARC, BoolQ) by log-likelihood.
+    /// Score a model on domain and general benchmarks (suites, seeded subsets, intervals, deltas).
     Eval(eval::EvalArgs),
     /// Code length (per-token NLL) of responses, ΔL against the base model, hardest tokens.
     Analyze(analyze::AnalyzeArgs),
@@ -71,5 +73,80 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+    use std::collections::BTreeMap;
+
+    /// Names that would mean one concept twice. A flag's name may be any one of its group, but
+    /// across keel only one of them may be used.
+    const CONCEPTS: &[&[&str]] = &[
+        &["limit", "items", "num-items", "max-items", "n"],
+        &["max-new-tokens", "new-tokens", "max-tokens", "tokens"],
+        &["batch-rows", "batch", "batch-size", "micro-batch-size", "rows"],
+        &["out", "output", "out-dir", "output-dir", "dest"],
+        &["threads", "num-threads", "cpus"],
+        &["json", "format-json", "as-json"],
+        &["data-dir", "data-root", "datasets"],
+        &["seq-len", "seq", "max-seq-len", "sequence-length"],
+        &["repeat", "repeats", "runs", "iterations"],
+        &["config", "run-config", "cfg"],
+    ];
+
+    /// Every (subcommand path, long flag, help) of the command tree.
+    fn flags() -> Vec<(String, String, String)> {
+        fn walk(cmd: &clap::Command, path: String, out: &mut Vec<(String, String, String)>) {
+            for arg in cmd.get_arguments() {
+                if let Some(long) = arg.get_long() {
+                    let help = arg.get_help().or(arg.get_long_help()).map(|h| h.to_string()).unwrap_or_default();
+                    out.push((path.clone(), long.to_string(), help));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, format!("{path} {}", sub.get_name()), out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(&Cli::command(), "keel".into(), &mut out);
+        out
+    }
+
+    #[test]
+    fn one_name_per_concept_across_every_subcommand() {
+        let mut used: BTreeMap<usize, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+        for (path, long, _) in flags() {
+            if let Some(group) = CONCEPTS.iter().position(|g| g.contains(&long.as_str())) {
+                used.entry(group).or_default().entry(long).or_default().push(path);
+            }
+        }
+        for (group, names) in used {
+            assert!(names.len() == 1, "one concept ({:?}) under several names: {names:?}", CONCEPTS[group]);
+        }
+    }
+
+    #[test]
+    fn every_flag_says_what_it_does_and_out_is_a_directory() {
+        let mut missing = Vec::new();
+        for (path, long, help) in flags() {
+            if ["help", "version"].contains(&long.as_str()) {
+                continue;
+            }
+            if help.trim().is_empty() {
+                missing.push(format!("{path} --{long}"));
+            }
+            if long == "out" {
+                assert!(help.to_lowercase().contains("directory"), "{path} --out must name a directory: {help}");
+            }
+        }
+        assert!(missing.is_empty(), "flags without help text: {missing:?}");
+    }
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

@@ -8,21 +8,43 @@ use keel_train::config::RunConfig;
 use keel_train::run::{load_data, train, RunOptions};
 use std::path::PathBuf;
 
+/// A run configuration and its command-line overrides (`keel train`, `keel data inspect`).
 #[derive(Args)]
-pub struct TrainArgs {
-    /// The run configuration (TOML or YAML); see configs/ for examples.
+pub struct ConfigArgs {
+    /// The run configuration (TOML or YAML); configs/smollm2-gsm8k-talr.toml documents every
+    /// field with its default.
     #[arg(long)]
     config: PathBuf,
-    /// Override a field: --set train.lr=5e-6 --set talr.floor=0.05 (repeatable).
+    /// Override a field, the value parsed as TOML: --set train.lr=5e-6 --set talr.floor=0.05
+    /// (repeatable).
     #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
     overrides: Vec<String>,
-    /// Continue from the newest checkpoint in output.dir.
+    /// Worker threads (the same as --set train.threads=N).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+impl ConfigArgs {
+    /// The configuration with every override applied, validated.
+    pub fn load(&self) -> Result<RunConfig> {
+        let mut overrides = self.overrides.clone();
+        overrides.extend(self.threads.map(|t| format!("train.threads={t}")));
+        RunConfig::load(&self.config, &overrides)
+    }
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Continue from the newest checkpoint in output.dir (same configuration; only output.*,
+    /// train.max_steps and train.epochs may change).
     #[arg(long)]
     resume: bool,
 }
 
 pub fn run_train(a: TrainArgs) -> Result<()> {
-    let config = RunConfig::load(&a.config, &a.overrides)?;
+    let config = a.config.load()?;
     let summary = train(&config, &RunOptions { resume: a.resume, progress: true })?;
     println!("{}", summary.final_dir.display());
     Ok(())
@@ -37,10 +59,8 @@ pub enum DataCommand {
 
 #[derive(Args)]
 pub struct InspectArgs {
-    #[arg(long)]
-    config: PathBuf,
-    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
-    overrides: Vec<String>,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// How many examples to print.
     #[arg(long, default_value_t = 2)]
     examples: usize,
@@ -48,7 +68,7 @@ pub struct InspectArgs {
 
 pub fn run_data(cmd: DataCommand) -> Result<()> {
     let DataCommand::Inspect(a) = cmd;
-    let config = RunConfig::load(&a.config, &a.overrides)?;
+    let config = a.config.load()?;
     keel_kernels::parallel::init_threads(config.train.threads).map_err(anyhow::Error::msg)?;
     let (pre, data) = load_data(&config)?;
     println!("{}", serde_json::to_string_pretty(&data.prepared.stats)?);
@@ -73,6 +93,7 @@ pub struct MergeArgs {
     /// Output directory; with several alphas, one subdirectory alpha-<A> each.
     #[arg(long)]
     out: PathBuf,
+    /// Worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
 }

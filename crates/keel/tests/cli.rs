@@ -142,8 +142,8 @@ fn esci_eval_reads_the_documented_format() {
 
 #[test]
 fn analyze_reports_code_length_and_zero_delta_for_the_base_itself() {
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("analysis.json");
-    let _ = std::fs::remove_file(out.with_extension("general_responses.json"));
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("analysis");
+    let _ = std::fs::remove_dir_all(&out);
     let run = keel()
         .args([
             "analyze",
@@ -165,7 +165,8 @@ fn analyze_reports_code_length_and_zero_delta_for_the_base_itself() {
         .output()
         .unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("analysis.json")).unwrap()).unwrap();
     assert_eq!(r["domain"]["delta_l"], 0.0, "a model measured against itself");
     assert_eq!(r["general"]["delta_l"], 0.0);
     let report = &r["domain"]["model"];
@@ -176,4 +177,33 @@ fn analyze_reports_code_length_and_zero_delta_for_the_base_itself() {
     );
     assert_eq!(report["hardest"].as_array().unwrap().len(), 5);
     assert!(out.with_extension("general_responses.json").exists(), "the base's general responses are cached");
+}
+
+#[test]
+fn bench_train_times_the_optimizer_step_keel_train_runs() {
+    use keel_train::bench::{bench_trainer, random_batch, shape_config};
+    use keel_train::objective::{talr::TalrConfig, Objective};
+    let run = keel()
+        .args(["bench", "train", "--shape", "tiny", "--batch-rows", "2", "--seq-len", "16", "--steps", "2"])
+        .args(["--objective", "talr", "--threads", "2", "--json"])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let line: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let benched: Vec<f64> = serde_json::from_value(line["losses"].clone()).unwrap();
+
+    keel_kernels::parallel::init_threads(2).unwrap();
+    let mut model = keel_model::Transformer::init_random(shape_config("tiny").unwrap(), 0, 0.02);
+    let talr = Objective::Talr(TalrConfig {
+        normalization: keel_train::objective::talr::Normalization::Simplex,
+        temperature: keel_train::objective::talr::Temperature::SequenceMedian,
+        floor: 0.01,
+    });
+    let mut trainer = bench_trainer(&model, 2, 16, false, talr).unwrap();
+    let batch = [random_batch(2, 16, model.config.vocab_size, 1)];
+    let ours: Vec<f64> = (0..=2)
+        .map(|step| trainer.optimizer_step(&mut model, &batch, keel_train::bench::BENCH_LR, step).unwrap().loss)
+        .skip(1)
+        .collect();
+    assert_eq!(benched, ours, "keel bench train must run Trainer::optimizer_step");
 }
