@@ -98,13 +98,16 @@ impl LoraConfig {
     }
 }
 
+/// Where one adapted projection's `A` `[r × in]` and `B` `[out × r]` lie in the adapter's buffer.
+pub type AdapterSlot = (Range<usize>, Range<usize>);
+
 /// An adapter's parameters (one flat buffer) and where each `A` and `B` lives.
 #[derive(Clone, Debug)]
 pub struct LoraAdapter {
     pub config: LoraConfig,
     pub tensors: Vec<TensorSpec>,
     /// Per layer, per [`Module::ALL`] index: the ranges of `A` `[r × in]` and `B` `[out × r]`.
-    pub slots: Vec<[Option<(Range<usize>, Range<usize>)>; 7]>,
+    pub slots: Vec<[Option<AdapterSlot>; 7]>,
     pub params: Vec<f32>,
     /// Seeds the dropout masks of the next forward/backward (set per micro-batch).
     pub dropout_key: u64,

@@ -231,20 +231,36 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
         }
     }
     // A finished run resumed again has nothing new to save: its last checkpoint stays as it is.
-    if state.step > resumed_at || existing.is_empty() {
-        checkpoint::save(run_dir, model, &trainer.optimizer, &state, config.output.keep_last)?;
+    let save_checkpoint = state.step > resumed_at || existing.is_empty();
+    let final_dir = save_final(config, &mut pre, &trainer.optimizer, &state, save_checkpoint, opts)?;
+    Ok(RunSummary { steps: state.step, first_ce: log.first_ce, last_ce: log.last_ce, final_dir })
+}
+
+/// The last checkpoint (unless it is already there), the LoRA adapter in PEFT's layout, and
+/// the (merged) model in `final/`; returns that directory.
+fn save_final(
+    config: &RunConfig,
+    pre: &mut Pretrained,
+    optimizer: &AdamW,
+    state: &TrainState,
+    save_checkpoint: bool,
+    opts: &RunOptions,
+) -> Result<PathBuf> {
+    let run_dir = &config.output.dir;
+    if save_checkpoint {
+        checkpoint::save(run_dir, &pre.model, optimizer, state, config.output.keep_last)?;
     }
     // LoRA: the adapter in PEFT's layout, and the merged model beside it for evaluation.
-    if let Some(adapter) = &model.lora {
+    if let Some(adapter) = &pre.model.lora {
         adapter.save(&run_dir.join("final-adapter"))?;
     }
-    model.merge_lora();
+    pre.model.merge_lora();
     let final_dir = run_dir.join("final");
     pre.save_hf(&final_dir)?;
     if opts.progress {
         eprintln!("saved {} ({} steps)", final_dir.display(), state.step);
     }
-    Ok(RunSummary { steps: state.step, first_ce: log.first_ce, last_ce: log.last_ce, final_dir })
+    Ok(final_dir)
 }
 
 fn print_data_counts(config: &RunConfig, stats: &keel_data::batching::PrepStats) {
