@@ -169,6 +169,10 @@ impl Tokenizer {
         self.inner.decode(ids, skip_special_tokens).map_err(|e| anyhow::anyhow!("cannot decode: {e}"))
     }
 
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
     }

@@ -1,6 +1,7 @@
 //! Text generation: greedy or seeded temperature/top-p sampling over the KV-cache decoder,
 //! stopping at EOS, a stop string or the token budget.
 
+use crate::detokenize::TextStream;
 use crate::pretrained::Pretrained;
 use anyhow::{ensure, Result};
 use keel_model::inference::Decoder;
@@ -128,6 +129,8 @@ pub fn generate(
     let mut owner: Vec<Option<usize>> = vec![None; slots];
     let mut feeds: Vec<(usize, Vec<u32>)> = Vec::with_capacity(slots);
     let mut next_prompt = 0;
+    let mut streams: Vec<TextStream> = vec![TextStream::default(); prompts.len()];
+    let longest_stop = o.stop.iter().map(String::len).max().unwrap_or(0);
     loop {
         for (slot, owner) in owner.iter_mut().enumerate() {
             if owner.is_none() && next_prompt < prompts.len() {
@@ -151,19 +154,31 @@ pub fn generate(
                 Some(Finish::Eos)
             } else {
                 g.ids.push(id);
-                let text = pre.tokenizer.decode(&g.ids, true)?;
-                if let Some(cut) = o.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
-                    g.text = text[..cut].to_string();
+                let before = streams[i].text.len();
+                let added = streams[i].push(&pre.tokenizer, &g.ids)?.len();
+                // A stop string can only end in what was just added.
+                let from = floor_char_boundary(&streams[i].text, before.saturating_sub(longest_stop));
+                let tail = &streams[i].text[from..];
+                if let Some(cut) = o.stop.iter().filter_map(|s| tail.find(s.as_str())).min() {
+                    streams[i].text.truncate(from + cut);
+                    g.text = streams[i].text.clone();
                     Some(Finish::Stop)
                 } else {
-                    g.text = text;
-                    on_update(i, g, false);
+                    if added > 0 {
+                        g.text.clone_from(&streams[i].text);
+                        on_update(i, g, false);
+                    }
                     let full = g.ids.len() >= o.max_new_tokens || dec.len(slot) >= capacity;
                     full.then_some(Finish::Length)
                 }
             };
             match finish {
                 Some(f) => {
+                    if f != Finish::Stop {
+                        // Whatever a held-back incomplete character became, as the tokenizer
+                        // decodes the whole answer.
+                        g.text = pre.tokenizer.decode(&g.ids, true)?;
+                    }
                     g.finish = f;
                     owner[slot] = None;
                     on_update(i, g, true);
@@ -174,6 +189,11 @@ pub fn generate(
         feeds = next_feeds;
     }
     Ok(out)
+}
+
+/// The largest char boundary of `s` at or before `i`.
+fn floor_char_boundary(s: &str, i: usize) -> usize {
+    (0..=i.min(s.len())).rev().find(|&b| s.is_char_boundary(b)).unwrap_or(0)
 }
 
 #[cfg(test)]

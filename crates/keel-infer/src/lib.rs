@@ -1,7 +1,9 @@
 //! Running a model: [`pretrained::Pretrained`] bundles the weights with their tokenizer and chat
 //! template; [`generate`] samples answers with continuous batching over the model's decoder;
-//! [`progress`] prints the progress lines of long work.
+//! [`detokenize`] turns a growing token sequence into text that only grows; [`progress`] prints
+//! the progress lines of long work.
 
+pub mod detokenize;
 pub mod generate;
 pub mod pretrained;
 pub mod progress;

@@ -93,3 +93,52 @@ fn gguf_model_logits_equal_transformers() {
     let diff = ours.iter().zip(&want).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(diff <= 1e-4 * scale, "next-token logits differ by {diff} (largest logit {scale})");
 }
+
+/// Texts whose tokens split characters: CJK, emoji, accents, code.
+const SPLIT_CHARACTERS: [&str; 5] = [
+    "巴黎是法国的首都，也是最大的城市。",
+    "東京は日本の首都です。",
+    "Happiness: 😀😂🥳 and ❤️‍🔥",
+    "Crème brûlée à la façon de Zoë, naïve café",
+    "fn main() { println!(\"{}\", \"λ → ∀x\"); }",
+];
+
+#[test]
+fn streamed_text_only_grows_by_whole_characters_and_equals_the_decoded_text() {
+    let pre = smollm2();
+    for text in SPLIT_CHARACTERS {
+        let ids = pre.tokenizer.encode(text, false).unwrap();
+        let mut stream = keel_infer::detokenize::TextStream::default();
+        let mut pieces = Vec::new();
+        for n in 1..=ids.len() {
+            pieces.push(stream.push(&pre.tokenizer, &ids[..n]).unwrap().to_string());
+        }
+        assert!(pieces.iter().all(|p| !p.contains('\u{FFFD}')), "{text}: {pieces:?}");
+        assert_eq!(pieces.concat(), text);
+        assert_eq!(pre.tokenizer.decode(&ids, true).unwrap(), text);
+    }
+}
+
+#[test]
+fn generation_beyond_ascii_streams_and_ends_with_the_decoded_answer() {
+    let pre = smollm2();
+    let template = pre.chat_template.as_ref().unwrap();
+    for prompt in ["请用中文介绍一下巴黎。", "Write three emoji that describe happiness, only emoji."] {
+        let rendered = template.render(&[Message::new("user", prompt)], true).unwrap();
+        let ids = pre.tokenizer.encode(&rendered, true).unwrap();
+        let mut seen = String::new();
+        let opts = GenOptions { max_new_tokens: 40, ..GenOptions::default() };
+        let out = generate(pre, &[ids], &opts, |_, g, finished| {
+            assert!(g.text.starts_with(&seen), "streamed text changed: {seen:?} → {:?}", g.text);
+            if !finished {
+                seen.clone_from(&g.text);
+            }
+        })
+        .unwrap();
+        // The final text is the whole answer decoded: it may end in an incomplete character
+        // where the token budget cut one, but nothing streamed before held one.
+        assert_eq!(out[0].text, pre.tokenizer.decode(&out[0].ids, true).unwrap());
+        assert!(!seen.is_empty() && !seen.contains('\u{FFFD}'), "{prompt}: streamed {seen:?}");
+        assert!(out[0].text.starts_with(&seen));
+    }
+}

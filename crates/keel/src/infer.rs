@@ -104,7 +104,8 @@ pub fn run_generate(a: GenerateArgs) -> Result<()> {
         }
     })?;
     let g = &out[0];
-    println!("{}", &g.text[printed.min(g.text.len())..]);
+    // The text only grows (complete characters), so what was printed is a prefix of it.
+    println!("{}", g.text.get(printed..).unwrap_or_default());
     if g.finish == Finish::Length {
         eprintln!("(stopped at --max-new-tokens {})", options.max_new_tokens);
     }
