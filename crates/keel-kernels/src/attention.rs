@@ -15,10 +15,15 @@ use rayon::prelude::*;
 /// Sizes of one attention call.
 #[derive(Clone, Copy, Debug)]
 pub struct AttnShape {
+    /// Sequence rows.
     pub batch: usize,
+    /// Tokens per row.
     pub seq: usize,
+    /// Query heads.
     pub heads: usize,
+    /// Key/value heads (grouped-query attention: `heads` is a multiple of it).
     pub kv_heads: usize,
+    /// Width of one head.
     pub head_dim: usize,
 }
 
@@ -259,9 +264,13 @@ pub fn attention_backward<T: Real>(
 /// Cache layout of a cached-attention call: `slots` sequences of up to `capacity` tokens.
 #[derive(Clone, Copy, Debug)]
 pub struct CacheShape {
+    /// Tokens one cache slot can hold.
     pub capacity: usize,
+    /// Query heads.
     pub heads: usize,
+    /// Key/value heads, as stored in the cache.
     pub kv_heads: usize,
+    /// Width of one head.
     pub head_dim: usize,
 }
 
@@ -270,9 +279,13 @@ pub struct CacheShape {
 /// tokens' own keys and values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CachedSpan {
+    /// The cache slot of this sequence.
     pub slot: usize,
+    /// First row of this span's queries in `q`.
     pub at: usize,
+    /// Query tokens of this call.
     pub new: usize,
+    /// Tokens already in the slot before this call.
     pub past: usize,
 }
 

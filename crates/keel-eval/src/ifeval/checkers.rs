@@ -1,5 +1,6 @@
 //! What each instruction checks: [`Instruction::check`], the official `check_following` of each
-//! of the 25 instruction classes, with the checkers that need more than one line beside it.
+//! of the 25 instruction classes, with the checkers that need more than one line beside it, the
+//! word count and the language detection.
 
 use std::sync::OnceLock;
 

@@ -13,13 +13,14 @@ use super::pystr::{is_py_re_word, PY_S};
 pub struct Pattern {
     /// The text as the data gives it.
     pub text: String,
+    /// What keel matches (see [`Pattern::found_between_boundaries`] for forbidden words).
     pub(super) regex: Regex,
     /// Plain text (no regex syntax): matched literally, with Python-`re` word boundaries where the
     /// official pattern has `\b`.
     literal: bool,
 }
 
-/// One of this module's fixed regexes (they are known to compile).
+/// Compiles one of the IFEval code's own fixed regexes, which are known to compile.
 pub(super) fn fixed_regex(pattern: &str) -> Regex {
     Regex::new(pattern).expect("a fixed regex compiles")
 }
