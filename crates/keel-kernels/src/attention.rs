@@ -59,8 +59,8 @@ fn for_each_row<A: Send, F: Fn(usize, A) + Sync + Send>(items: Vec<A>, f: F) {
 
 /// `out = softmax(mask(q·kᵀ/√d))·v`, keeping the probabilities for the backward.
 ///
-/// Causality is exploited: queries run in blocks of [`QUERY_BLOCK`], and a block scores only the
-/// keys up to its last query (the rest of its probability rows are zero).
+/// Causality is exploited: queries run in blocks of `QUERY_BLOCK` (64), and a block scores only
+/// the keys up to its last query (the rest of its probability rows are zero).
 pub fn attention_forward<T: Real>(
     out: &mut [T],
     probs: &mut [T],
