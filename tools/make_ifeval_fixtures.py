@@ -20,7 +20,7 @@ What the script pins down, and why:
 * NLTK data. The official `instructions_util` counts sentences with NLTK's Punkt English model
   and capital words with `nltk.word_tokenize` (Punkt again), and downloads `punkt_tab` when it
   is missing. This machine reaches no NLTK download server, so the script writes keel's copy of
-  that model (crates/keel-eval/src/ifeval_punkt_english.txt, NLTK's punkt_tab/english files) out
+  that model (crates/keel-eval/src/ifeval/punkt_english.txt, NLTK's punkt_tab/english files) out
   as a `tokenizers/punkt_tab/english` directory in a temporary folder, puts the folder first on
   `nltk.data.path` before the official module is imported, and replaces `nltk.download` with a
   function that fails, so nothing is fetched and only that model is used. Everything else runs
@@ -49,7 +49,7 @@ import types
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.join(os.path.dirname(REPO), "shared", "data", "ifeval", "input_data.jsonl")
 DEFAULT_OUT = os.path.join(REPO, "crates", "keel-eval", "tests", "fixtures", "ifeval_oracle.json")
-PUNKT = os.path.join(REPO, "crates", "keel-eval", "src", "ifeval_punkt_english.txt")
+PUNKT = os.path.join(REPO, "crates", "keel-eval", "src", "ifeval", "punkt_english.txt")
 
 
 def write_punkt_tab(root):

@@ -24,23 +24,36 @@ pub enum Truncation {
 /// Counts of what preparation did, reported before training.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct PrepStats {
+    /// Examples read.
     pub examples: usize,
+    /// Examples kept for training.
     pub kept: usize,
+    /// Skipped: no assistant turn, so nothing to learn.
     pub no_assistant_turn: usize,
+    /// Skipped: longer than `max_seq_len` under [`Truncation::Drop`].
     pub too_long_dropped: usize,
+    /// Cut to `max_seq_len` under [`Truncation::Truncate`] (and kept, unless counted below).
     pub truncated: usize,
+    /// Skipped: truncation left no supervised token.
     pub no_target_after_truncation: usize,
+    /// Supervised (loss-carrying) tokens of the kept examples.
     pub supervised_tokens: usize,
+    /// All tokens of the kept examples.
     pub tokens: usize,
 }
 
 /// Tokenized training examples; `source[i]` is the index of `examples[i]` in the input.
 pub struct Prepared {
+    /// The kept examples, tokenized with their loss masks.
     pub examples: Vec<TokenizedExample>,
+    /// For each kept example, its index in the input.
     pub source: Vec<usize>,
+    /// What preparation kept, cut and skipped.
     pub stats: PrepStats,
 }
 
+/// Tokenizes `examples` with the chat template and applies the length policy; examples without
+/// an assistant turn, or without a supervised token after truncation, are skipped and counted.
 pub fn prepare(
     examples: &[Example],
     tok: &Tokenizer,
@@ -94,10 +107,15 @@ pub type Row = Vec<usize>;
 /// How examples are grouped into steps.
 #[derive(Clone, Debug)]
 pub struct BatchPlan {
+    /// Rows per micro-batch (one forward and backward).
     pub micro_batch_size: usize,
+    /// Micro-batches per optimizer step.
     pub grad_accum: usize,
+    /// Tokens per row at most (the packing budget).
     pub max_seq_len: usize,
+    /// Pack several examples into one row instead of one example per row.
     pub packing: bool,
+    /// Seeds the shuffles; each epoch derives its own order from it.
     pub seed: u64,
 }
 
@@ -137,7 +155,9 @@ impl BatchPlan {
 /// A micro-batch ready for the engine, and for each position the example its target belongs to
 /// (`usize::MAX` where there is no target).
 pub struct Collated {
+    /// Token ids, targets, segments and positions, `[rows × seq]`.
     pub batch: Batch,
+    /// Per position, the index of the example whose target it is (`usize::MAX`: none).
     pub example_of: Vec<usize>,
 }
 

@@ -9,18 +9,23 @@ use serde::Serialize;
 /// One message of a conversation.
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Message {
+    /// `system`, `user` or `assistant` (whatever the template knows).
     pub role: String,
+    /// The message's text.
     pub content: String,
 }
 
 impl Message {
+    /// A message from string slices.
     pub fn new(role: &str, content: &str) -> Self {
         Message { role: role.into(), content: content.into() }
     }
 }
 
+/// A model's chat template, compiled once, with the special tokens it may refer to.
 pub struct ChatTemplate {
     env: Environment<'static>,
+    /// The Jinja source, as the model ships it.
     pub source: String,
     /// Special tokens the template may refer to (`bos_token`, `eos_token`, …).
     special: Vec<(String, String)>,

@@ -12,11 +12,13 @@ use std::path::Path;
 /// One training conversation, with where it came from (for messages and FLOW's cache).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Example {
+    /// The conversation, in order; the assistant turns are the targets.
     pub messages: Vec<Message>,
     /// `file:line` (JSONL) or `file:row N` (CSV).
     pub source: String,
 }
 
+/// The layout of a data file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
@@ -40,7 +42,9 @@ pub enum Format {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Target {
+    /// The reasoning followed by the answer.
     Cot,
+    /// The answer alone.
     Label,
 }
 
@@ -48,17 +52,29 @@ pub enum Target {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Fields {
+    /// The message list of [`Format::Messages`].
     pub messages: String,
+    /// A message's role ([`Format::Messages`]).
     pub role: String,
+    /// A message's text ([`Format::Messages`]).
     pub content: String,
+    /// The user turn of [`Format::PromptCompletion`].
     pub prompt: String,
+    /// The assistant turn of [`Format::PromptCompletion`].
     pub completion: String,
+    /// The task of [`Format::Alpaca`].
     pub instruction: String,
+    /// The optional input appended to the task ([`Format::Alpaca`]).
     pub input: String,
+    /// The assistant turn of [`Format::Alpaca`].
     pub output: String,
+    /// An optional system message ([`Format::PromptCompletion`], [`Format::Alpaca`]).
     pub system: String,
+    /// The turn list of [`Format::Sharegpt`].
     pub conversations: String,
+    /// A turn's speaker ([`Format::Sharegpt`]: human, gpt or system).
     pub from: String,
+    /// A turn's text ([`Format::Sharegpt`]).
     pub value: String,
 }
 

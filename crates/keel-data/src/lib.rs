@@ -1,5 +1,7 @@
 //! keel's data side: tokenizers, chat templates, dataset readers, loss masks and batching.
 
+#![warn(missing_docs)]
+
 pub mod batching;
 pub mod chat;
 pub mod dataset;

@@ -13,19 +13,24 @@ use anyhow::{bail, ensure, Result};
 /// Token ids and, for each token, whether it is a training target.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TokenizedExample {
+    /// Token ids of the rendered conversation.
     pub ids: Vec<u32>,
+    /// Per token, whether it belongs to an assistant turn (and so carries a loss).
     pub supervised: Vec<bool>,
 }
 
 impl TokenizedExample {
+    /// Number of tokens.
     pub fn len(&self) -> usize {
         self.ids.len()
     }
 
+    /// Whether there is no token.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
 
+    /// Number of supervised tokens.
     pub fn num_supervised(&self) -> usize {
         self.supervised.iter().filter(|&&s| s).count()
     }

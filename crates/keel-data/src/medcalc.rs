@@ -12,22 +12,35 @@ use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+/// The share of each calculator's rows held out for evaluation (whole Note IDs, so approximate).
 pub const HELD_OUT_FRACTION: f64 = 0.2;
 
+/// One row of `test_data.csv`: a patient note, a calculator question and its reference answer.
 #[derive(Clone, Debug)]
 pub struct MedcalcRow {
+    /// The calculator's id (the stratum of the split).
     pub calculator_id: String,
+    /// The calculator's name.
     pub calculator_name: String,
     /// `decimal`, `integer` or `date`.
     pub output_type: String,
+    /// The patient note's id (the unit of the split).
     pub note_id: String,
+    /// The patient note.
     pub note: String,
+    /// What to compute from the note.
     pub question: String,
+    /// The reference answer.
     pub answer: String,
+    /// Lower limit of an accepted `decimal` answer.
     pub lower: String,
+    /// Upper limit of an accepted `decimal` answer.
     pub upper: String,
+    /// The benchmark's step-by-step solution (the chain-of-thought target).
     pub explanation: String,
+    /// Whether the row belongs to the held-out part of keel's split.
     pub held_out: bool,
+    /// `file:row N`, for error messages.
     pub source: String,
 }
 
@@ -41,6 +54,8 @@ impl MedcalcRow {
         )
     }
 
+    /// The row as a training conversation: the prompt, and the explanation with the answer
+    /// ([`Target::Cot`]) or the answer alone ([`Target::Label`]).
     pub fn messages(&self, target: Target) -> Vec<Message> {
         let reply = match target {
             Target::Cot => format!("{}\nAnswer: {}", self.explanation.trim(), self.answer.trim()),

@@ -6,11 +6,14 @@ use keel_model::gguf::{GgufFile, MetaValue};
 use serde_json::{json, Value};
 use std::path::Path;
 
+/// A model's tokenizer, with its BOS/EOS tokens and whether encoding prepends BOS.
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     /// The tokenizer as Hugging Face JSON (what `keel convert` writes as tokenizer.json).
     json: String,
+    /// Beginning-of-sequence token (id, text), if the model has one.
     pub bos: Option<(u32, String)>,
+    /// End-of-sequence token (id, text): generation stops on it.
     pub eos: Option<(u32, String)>,
     /// Whether encoding with special tokens prepends BOS.
     pub add_bos: bool,
@@ -165,22 +168,22 @@ impl Tokenizer {
         Ok((enc.get_ids().to_vec(), enc.get_offsets().to_vec()))
     }
 
+    /// The text of `ids`; `skip_special_tokens` leaves out BOS, EOS and the like.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
         self.inner.decode(ids, skip_special_tokens).map_err(|e| anyhow::anyhow!("cannot decode: {e}"))
     }
 
-    pub fn id_to_token(&self, id: u32) -> Option<String> {
-        self.inner.id_to_token(id)
-    }
-
+    /// The id of a token given by its exact text (e.g. a special token), if in the vocabulary.
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
     }
 
+    /// Vocabulary size, added tokens included.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }
 
+    /// The tokenizer as Hugging Face `tokenizer.json` text.
     pub fn to_json(&self) -> &str {
         &self.json
     }

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 /// Per supervised token: (example, position in the example, −log p).
 pub struct TokenLosses {
+    /// One entry per supervised token, in example order.
     pub losses: Vec<(usize, usize, f64)>,
 }
 
@@ -50,23 +51,33 @@ pub fn token_losses(model: &Transformer, examples: &[TokenizedExample], rows: us
 /// The token-probability report of one model on one dataset.
 #[derive(Serialize)]
 pub struct ProbabilityReport {
+    /// Supervised tokens measured.
     pub tokens: usize,
+    /// Mean −log p per token, in nats (the code length per token).
     pub mean_nll: f64,
+    /// Median token probability.
     pub median_probability: f64,
     /// Counts of token probabilities in [0, 0.1), [0.1, 0.2), …, [0.9, 1].
     pub histogram: [usize; 10],
+    /// The least probable tokens, hardest first.
     pub hardest: Vec<HardToken>,
 }
 
+/// One low-probability target token, with where it occurs.
 #[derive(Serialize)]
 pub struct HardToken {
+    /// Its probability under the model.
     pub probability: f64,
+    /// The token's text.
     pub token: String,
     /// Up to 12 tokens before it.
     pub context: String,
+    /// Index of its example among the measured ones.
     pub example: usize,
 }
 
+/// The token-probability report of `tl`: histogram, median, mean NLL and the `hardest` least
+/// probable tokens with their context (decoded with `tok`).
 pub fn probability_report(
     tl: &TokenLosses,
     examples: &[TokenizedExample],

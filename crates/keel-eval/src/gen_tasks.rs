@@ -19,7 +19,9 @@ use std::path::Path;
 /// One question of a generation task.
 #[derive(Clone, Debug)]
 pub struct GenItem {
+    /// Where the item comes from (`file:line`, or the task's own key), for the samples file.
     pub source: String,
+    /// The user turn the model answers (or, for few-shot completion, the whole prompt).
     pub prompt: String,
     /// What the scorer compares against (the reference answer, or a MedCalc row's fields).
     pub reference: Value,
@@ -32,25 +34,33 @@ pub struct GenItem {
 /// the scorer extracted from the response.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verdict {
+    /// The metric's name in results (`accuracy`, `flexible_match`, `prompt_level_strict`, …).
     pub metric: &'static str,
+    /// What the scorer read from the response (an answer, a label, or `null`).
     pub extracted: Value,
+    /// Checks passed.
     pub passed: u32,
+    /// Checks made.
     pub count: u32,
 }
 
 impl Verdict {
+    /// A right-or-wrong verdict: 1 of 1 when `ok`, else 0 of 1.
     pub fn binary(metric: &'static str, extracted: Value, ok: bool) -> Self {
         Verdict { metric, extracted, passed: ok as u32, count: 1 }
     }
 }
 
+/// The generation tasks keel evaluates, one variant per task name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GenTask {
+    /// GSM8K zero-shot in the chat format (strict `####` match and flexible last-number match).
     Gsm8k,
     /// GSM8K as a plain completion after 8 worked examples (the first 8 of the training split,
     /// "Question: …\nAnswer: …" as lm-evaluation-harness writes them), stopping at the next
     /// "Question:".
     Gsm8kEightShot,
+    /// MedCalc-Bench zero-shot on the held-out part of keel's split.
     Medcalc,
     /// MedCalc-Bench with the benchmark's worked example of the same calculator as a first turn
     /// (`one_shot_finalized_explanation.json`).
@@ -66,6 +76,7 @@ pub enum GenTask {
 }
 
 impl GenTask {
+    /// The task of a name as `--tasks` gives it (`gsm8k`, `medcalc_1shot`, …).
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
             "gsm8k" => Some(GenTask::Gsm8k),
@@ -79,6 +90,7 @@ impl GenTask {
         }
     }
 
+    /// The task's name, as in results and on the command line.
     pub fn name(self) -> &'static str {
         match self {
             GenTask::Gsm8k => "gsm8k",

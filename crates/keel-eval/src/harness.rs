@@ -71,8 +71,9 @@ pub fn expand_suites(requested: &[String]) -> Vec<String> {
     names
 }
 
+/// A task of a suite: a task file's multiple-choice task, or a generation task.
 enum Task {
-    Mc(McTask),
+    Mc(Box<McTask>),
     Gen(GenTask),
 }
 
@@ -93,9 +94,10 @@ fn load_task(name: &str) -> Result<Task> {
     if let Some(t) = GenTask::from_name(name) {
         return Ok(Task::Gen(t));
     }
-    load_mc_task(name).map(Task::Mc)
+    load_mc_task(name).map(|t| Task::Mc(Box::new(t)))
 }
 
+/// A multiple-choice task by name: one of the built-in task files, or the path of a task file.
 pub fn load_mc_task(name: &str) -> Result<McTask> {
     if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name) {
         return McTask::from_toml(text, name);

@@ -11,11 +11,16 @@ use std::process::{Command, Stdio};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
+/// One HumanEval problem, with the fields of `HumanEval.jsonl`.
 #[derive(Clone, Debug)]
 pub struct HumanEvalTask {
+    /// `HumanEval/N`.
     pub task_id: String,
+    /// The function's signature and docstring, which the model continues.
     pub prompt: String,
+    /// The name of the function the tests call.
     pub entry_point: String,
+    /// The unit tests, a `check(candidate)` function.
     pub test: String,
 }
 

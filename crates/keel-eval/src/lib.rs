@@ -2,6 +2,8 @@
 //! `acc`/`acc_norm`), generation tasks with faithful scorers (GSM8K, IFEval, HumanEval,
 //! MedCalc-Bench, ESCI), and the paper's code length.
 
+#![warn(missing_docs)]
+
 pub mod codelength;
 pub mod gen_tasks;
 pub mod harness;

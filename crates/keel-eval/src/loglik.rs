@@ -18,7 +18,9 @@ const CONTEXT_SEGMENT: u32 = 1 << 16;
 /// `Σ log p(continuation | context)` and whether every continuation token is the argmax.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LogLik {
+    /// The continuation's log-likelihood, in nats.
     pub ll: f64,
+    /// Whether greedy decoding would have produced the continuation.
     pub is_greedy: bool,
 }
 

@@ -13,14 +13,17 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// A multiple-choice task as its task file (TOML) defines it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct McTask {
+    /// The task's name in results.
     pub name: String,
     /// JSONL or CSV file, relative to the data directory.
     pub data: String,
     /// The context, with `{field}` replaced by the item's fields.
     pub context: String,
+    /// Where each item's choices come from.
     pub choices: Choices,
     /// Field holding the index of the correct choice.
     pub gold: String,
@@ -31,6 +34,7 @@ pub struct McTask {
     /// subject with spaces for underscores).
     #[serde(default)]
     pub description: String,
+    /// Worked examples placed before each question (none by default).
     #[serde(default)]
     pub fewshot: Option<FewShot>,
     /// A task per subject: `data` (and the few-shot data) contain `{subject}`, and the subjects
@@ -44,16 +48,22 @@ pub struct McTask {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FewShot {
+    /// JSONL or CSV file of the examples, relative to the data directory.
     pub data: String,
+    /// Number of examples.
     pub k: usize,
+    /// Put after each example.
     #[serde(default = "default_fewshot_delimiter")]
     pub delimiter: String,
 }
 
+/// The subjects of a task split by subject (MMLU): one per file of `dir` ending in `suffix`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Subjects {
+    /// Directory listing the subjects, relative to the data directory.
     pub dir: String,
+    /// The file-name ending after the subject's name.
     pub suffix: String,
 }
 
@@ -80,8 +90,11 @@ fn default_delimiter() -> String {
 /// One question, ready to score.
 #[derive(Clone, Debug, PartialEq)]
 pub struct McItem {
+    /// The text before each choice (few-shot prefix and description included).
     pub context: String,
+    /// The answer texts, each scored as a continuation of the context.
     pub choices: Vec<String>,
+    /// Index of the correct choice.
     pub gold: usize,
     /// `file:line` of the item.
     pub source: String,
@@ -92,15 +105,22 @@ pub struct McItem {
 /// The outcome of one item.
 #[derive(Clone, Debug, Serialize)]
 pub struct McResult {
+    /// `file:line` of the item.
     pub source: String,
+    /// Index of the correct choice.
     pub gold: usize,
+    /// Per choice, `Σ log p(choice | context)`.
     pub loglikelihoods: Vec<f64>,
+    /// Per choice, whether greedy decoding would produce it.
     pub is_greedy: Vec<bool>,
+    /// The choice `acc` picks: the highest log-likelihood.
     pub pred_acc: usize,
+    /// The choice `acc_norm` picks: the highest log-likelihood per character.
     pub pred_acc_norm: usize,
 }
 
 impl McTask {
+    /// Parses a task file; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
         toml::from_str(text).with_context(|| format!("task file {origin} is invalid"))
     }

@@ -3,12 +3,18 @@
 use crate::Real;
 use rayon::prelude::*;
 
+/// AdamW's hyperparameters for one step.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamWHyper {
+    /// Learning rate of this step (the schedule's value).
     pub lr: f64,
+    /// Decay rate of the first moment (mean of the gradients).
     pub beta1: f64,
+    /// Decay rate of the second moment (mean of the squared gradients).
     pub beta2: f64,
+    /// Added to the second moment's root so that tiny moments do not blow up the step.
     pub eps: f64,
+    /// Decoupled weight decay: parameters shrink by `lr · weight_decay` each step.
     pub weight_decay: f64,
 }
 

@@ -15,10 +15,15 @@ use rayon::prelude::*;
 /// Sizes of one attention call.
 #[derive(Clone, Copy, Debug)]
 pub struct AttnShape {
+    /// Sequence rows.
     pub batch: usize,
+    /// Tokens per row.
     pub seq: usize,
+    /// Query heads.
     pub heads: usize,
+    /// Key/value heads (grouped-query attention: `heads` is a multiple of it).
     pub kv_heads: usize,
+    /// Width of one head.
     pub head_dim: usize,
 }
 
@@ -54,8 +59,8 @@ fn for_each_row<A: Send, F: Fn(usize, A) + Sync + Send>(items: Vec<A>, f: F) {
 
 /// `out = softmax(mask(q·kᵀ/√d))·v`, keeping the probabilities for the backward.
 ///
-/// Causality is exploited: queries run in blocks of [`QUERY_BLOCK`], and a block scores only the
-/// keys up to its last query (the rest of its probability rows are zero).
+/// Causality is exploited: queries run in blocks of `QUERY_BLOCK` (64), and a block scores only
+/// the keys up to its last query (the rest of its probability rows are zero).
 pub fn attention_forward<T: Real>(
     out: &mut [T],
     probs: &mut [T],
@@ -259,9 +264,13 @@ pub fn attention_backward<T: Real>(
 /// Cache layout of a cached-attention call: `slots` sequences of up to `capacity` tokens.
 #[derive(Clone, Copy, Debug)]
 pub struct CacheShape {
+    /// Tokens one cache slot can hold.
     pub capacity: usize,
+    /// Query heads.
     pub heads: usize,
+    /// Key/value heads, as stored in the cache.
     pub kv_heads: usize,
+    /// Width of one head.
     pub head_dim: usize,
 }
 
@@ -270,9 +279,13 @@ pub struct CacheShape {
 /// tokens' own keys and values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CachedSpan {
+    /// The cache slot of this sequence.
     pub slot: usize,
+    /// First row of this span's queries in `q`.
     pub at: usize,
+    /// Query tokens of this call.
     pub new: usize,
+    /// Tokens already in the slot before this call.
     pub past: usize,
 }
 

@@ -1,8 +1,8 @@
-//! Softmax cross-entropy over the vocabulary with a weight per token.
+//! Softmax cross-entropy over the vocabulary with a coefficient per token.
 //!
 //! The forward gives each token's loss `ℓ = lse(z) − z[target]`; the objective (CE, TALR, DFT,
-//! FLOW) then chooses per-token weights from those losses, and the backward forms
-//! `∂(Σ wᵢ ℓᵢ)/∂z = w · (softmax(z) − onehot(target))` in place of the logits.
+//! FLOW) then chooses per-token coefficients from those losses, and the backward forms
+//! `∂(Σ cᵢ ℓᵢ)/∂z = c · (softmax(z) − onehot(target))` in place of the logits.
 
 use crate::Real;
 use rayon::prelude::*;
@@ -41,16 +41,17 @@ fn log_sum_exp<T: Real>(z: &[T]) -> T {
     max + T::from_f64(sum.ln())
 }
 
-/// Overwrites `logits` with `∂(Σ wᵢ ℓᵢ)/∂logits`; rows with zero weight become zero.
-pub fn cross_entropy_backward<T: Real>(logits: &mut [T], lse: &[T], targets: &[u32], weights: &[T]) {
+/// Overwrites `logits` with `∂(Σ cᵢ ℓᵢ)/∂logits` for the per-row `coefficients` cᵢ; rows with a
+/// zero coefficient become zero.
+pub fn cross_entropy_backward<T: Real>(logits: &mut [T], lse: &[T], targets: &[u32], coefficients: &[T]) {
     let vocab = logits.len() / targets.len();
-    logits.par_chunks_mut(vocab).zip(lse.par_iter()).zip(targets.par_iter()).zip(weights.par_iter()).for_each(
+    logits.par_chunks_mut(vocab).zip(lse.par_iter()).zip(targets.par_iter()).zip(coefficients.par_iter()).for_each(
         |(((z, &lse), &target), &w)| {
             if w == T::zero() {
                 z.iter_mut().for_each(|x| *x = T::zero());
                 return;
             }
-            assert!(target != IGNORE, "a nonzero loss weight on a position without a target");
+            assert!(target != IGNORE, "a nonzero coefficient on a position without a target");
             z.iter_mut().for_each(|x| *x = *x - lse);
             T::exp_in_place(z);
             z.iter_mut().for_each(|x| *x = w * *x);

@@ -5,6 +5,8 @@
 //! (the finite-difference reference of the gradient tests). Reductions across rows use a fixed
 //! chunking, independent of the thread count, so results are bit-reproducible.
 
+#![warn(missing_docs)]
+
 pub mod adamw;
 pub mod attention;
 pub mod clip;

@@ -8,8 +8,8 @@
 //!
 //! The micro-kernel keeps an `MR × NR` tile of the output in AVX2 registers (12 of the 16) and
 //! runs on x86-64 with AVX2 and FMA; elsewhere [`PackedLinear::forward`] falls back to the
-//! unpacked product. Each output element sums its inputs in fixed blocks of [`KC`], so the result
-//! does not depend on the thread count.
+//! unpacked product. Each output element sums its inputs in fixed blocks of `KC` (256), so the
+//! result does not depend on the thread count.
 
 use crate::gemm::gemm;
 use rayon::prelude::*;

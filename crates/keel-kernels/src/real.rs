@@ -24,7 +24,9 @@ pub trait Real: Float + Send + Sync + std::iter::Sum + std::ops::AddAssign + std
     /// Row-major `y = alpha · A·x + beta · y` for `A` `[m × n]` with leading dimension `lda`.
     #[allow(clippy::too_many_arguments)]
     fn gemv_raw(m: usize, n: usize, alpha: Self, a: &[Self], lda: usize, x: &[Self], beta: Self, y: &mut [Self]);
+    /// `x` rounded to this type (constants and f64 accumulators back into the kernel's type).
     fn from_f64(x: f64) -> Self;
+    /// Widening to f64, for reductions accumulated in f64.
     fn to_f64(self) -> f64;
     /// `xs[i] = exp(xs[i])`. The softmaxes and SiLU spend their element-wise time here; `f32`
     /// runs eight at a time (see [`exp_f32`]).

@@ -12,6 +12,7 @@ pub struct RopeTable<T> {
 }
 
 impl<T: Real> RopeTable<T> {
+    /// The table for positions `0..len` and the given inverse frequencies (one per pair).
     /// The angle is formed in f32 as transformers forms it, so that both agree to the last bit of
     /// the angle; cos and sin are then taken in f64.
     pub fn new(inv_freq: &[f32], len: usize) -> Self {
@@ -28,6 +29,7 @@ impl<T: Real> RopeTable<T> {
         RopeTable { half, cos, sin }
     }
 
+    /// The head width the table rotates (twice the number of frequencies).
     pub fn head_dim(&self) -> usize {
         2 * self.half
     }
@@ -37,6 +39,7 @@ impl<T: Real> RopeTable<T> {
         self.cos.len() / self.half.max(1)
     }
 
+    /// Whether the table covers no position.
     pub fn is_empty(&self) -> bool {
         self.cos.is_empty()
     }

@@ -13,6 +13,7 @@ fn sigmoids<T: Real>(g: &[T], s: &mut [T; CHUNK]) {
     s.iter_mut().for_each(|s| *s = T::one() / (T::one() + *s));
 }
 
+/// `h = silu(g) ⊙ u` element-wise (`silu(g) = g · sigmoid(g)`).
 pub fn swiglu_forward<T: Real>(h: &mut [T], g: &[T], u: &[T]) {
     h.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(u.par_chunks(CHUNK)).for_each(|((h, g), u)| {
         let mut s = [T::zero(); CHUNK];
