@@ -3,6 +3,8 @@
 //! [`detokenize`] turns a growing token sequence into text that only grows; [`progress`] prints
 //! the progress lines of long work.
 
+#![warn(missing_docs)]
+
 pub mod detokenize;
 pub mod generate;
 pub mod pretrained;

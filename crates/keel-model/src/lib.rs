@@ -1,6 +1,8 @@
 //! keel's model: configuration, weight files, and the Llama-family `Transformer` with its
 //! explicit forward and backward.
 
+#![warn(missing_docs)]
+
 pub mod batch;
 mod block;
 pub mod config;

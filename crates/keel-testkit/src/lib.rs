@@ -2,6 +2,8 @@
 //! .ci/run calls first), and a tiny randomly initialised Llama with SmolLM2's real tokenizer and
 //! chat template over a small chat dataset, fast enough for whole training runs in tests.
 
+#![warn(missing_docs)]
+
 use keel_infer::pretrained::Pretrained;
 use keel_model::{ModelConfig, Transformer};
 use std::path::{Path, PathBuf};

@@ -1,6 +1,8 @@
 //! keel's training: objectives (CE, TALR, DFT, FLOW, L2 to the initial weights), schedules, and
 //! the optimizer step.
 
+#![warn(missing_docs)]
+
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
