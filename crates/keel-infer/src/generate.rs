@@ -7,12 +7,17 @@ use anyhow::{ensure, Result};
 use keel_model::inference::Decoder;
 use keel_model::rng::Rng;
 
+/// How [`generate`] decodes; the default is greedy, 256 new tokens, 8 prompts at a time.
 #[derive(Clone, Debug)]
 pub struct GenOptions {
+    /// New tokens per prompt at most (default 256); fewer when the model's context runs out first.
     pub max_new_tokens: usize,
     /// 0 means greedy.
     pub temperature: f64,
+    /// Nucleus sampling: draw only from the most likely tokens whose probability mass first reaches
+    /// this (default 1: all tokens). Ignored when greedy.
     pub top_p: f64,
+    /// Seeds the sampler: the same seed and prompts give the same draws.
     pub seed: u64,
     /// Generation ends before the first occurrence of any of these strings.
     pub stop: Vec<String>,
@@ -26,17 +31,25 @@ impl Default for GenOptions {
     }
 }
 
+/// Why a generation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Finish {
+    /// The model emitted one of [`Pretrained::stop_ids`] (not kept in the output).
     Eos,
+    /// A stop string appeared; the text is cut before it.
     Stop,
+    /// `max_new_tokens` reached, or the model's context is full.
     Length,
 }
 
+/// One prompt's continuation.
 #[derive(Clone, Debug)]
 pub struct Generation {
+    /// Generated token ids, without the stop id that ended them (a stop string's tokens are kept).
     pub ids: Vec<u32>,
+    /// The decoded continuation, cut before a stop string.
     pub text: String,
+    /// Why decoding ended.
     pub finish: Finish,
 }
 
@@ -48,10 +61,13 @@ pub struct Sampler {
 }
 
 impl Sampler {
+    /// A sampler with `o`'s temperature, top-p and seed.
     pub fn new(o: &GenOptions) -> Self {
         Sampler { temperature: o.temperature, top_p: o.top_p, rng: Rng::new(o.seed) }
     }
 
+    /// The next token id from one position's `[vocab]` logits: the argmax when greedy, otherwise a
+    /// seeded draw from the top-p nucleus of softmax(logits / temperature).
     pub fn pick(&mut self, logits: &[f32]) -> u32 {
         let argmax = || {
             logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0

@@ -20,9 +20,14 @@ pub fn default_model_path(root: &Path) -> std::path::PathBuf {
         .join(DEFAULT_MODEL_FILE)
 }
 
+/// Everything needed to run a model on text: weights, tokenizer and chat template.
 pub struct Pretrained {
+    /// The weights in f32 (a quantized GGUF is dequantized on load).
     pub model: Transformer,
+    /// Text ↔ token ids, with the BOS/EOS tokens the model declares.
     pub tokenizer: Tokenizer,
+    /// Renders chat messages as the prompt format the model was trained on; `None` when the model
+    /// ships without one (a base model), which training refuses.
     pub chat_template: Option<ChatTemplate>,
 }
 

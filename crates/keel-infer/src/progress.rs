@@ -16,6 +16,7 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// Progress over `total` items, printed under `label` at most every 5 s (and when done).
     pub fn new(label: &str, total: usize) -> Self {
         Progress {
             label: label.to_string(),
@@ -39,6 +40,7 @@ impl Progress {
         self.total = total;
     }
 
+    /// Tokens processed so far: the sum of `advance`'s `tokens`.
     pub fn tokens(&self) -> usize {
         self.tokens
     }

@@ -7,13 +7,17 @@ use keel_kernels::cross_entropy::IGNORE;
 /// token at `t + 1`); [`IGNORE`] marks positions without a loss.
 #[derive(Clone, Debug)]
 pub struct Batch {
+    /// Number of rows (sequences).
     pub batch: usize,
+    /// Tokens per row, padding included.
     pub seq: usize,
+    /// `[batch × seq]` input token ids.
     pub ids: Vec<u32>,
     /// RoPE positions (restart at 0 for each packed sequence).
     pub positions: Vec<u32>,
     /// Attention segments: 0 = padding, otherwise tokens see earlier tokens of the same segment.
     pub segments: Vec<u32>,
+    /// `[batch × seq]` the token each position is trained to predict, or [`IGNORE`].
     pub targets: Vec<u32>,
 }
 

@@ -141,6 +141,7 @@ impl<'m> Decoder<'m> {
         self.lens[slot]
     }
 
+    /// Tokens each slot can hold, prompt and generated together (the most positions the RoPE table covers).
     pub fn capacity(&self) -> usize {
         self.capacity
     }

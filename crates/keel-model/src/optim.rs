@@ -5,14 +5,19 @@ use keel_kernels::adamw::{adamw_update, AdamWHyper};
 
 /// AdamW state: first and second moments in the parameters' layout, and the step count.
 pub struct AdamW {
+    /// Base hyperparameters; `lr` is replaced by the schedule's value at each step, and `weight_decay` by
+    /// 0 for 1-D tensors.
     pub hyper: AdamWHyper,
+    /// First moment (running mean of the gradients), in the parameters' layout.
     pub m: Vec<f32>,
+    /// Second moment (running mean of the squared gradients), in the parameters' layout.
     pub v: Vec<f32>,
     /// Steps taken so far (bias correction uses `step + 1` for the next one).
     pub step: u64,
 }
 
 impl AdamW {
+    /// Zeroed moments for `num_params` parameters, at step 0.
     pub fn new(num_params: usize, hyper: AdamWHyper) -> Self {
         AdamW { hyper, m: vec![0.0; num_params], v: vec![0.0; num_params], step: 0 }
     }

@@ -10,8 +10,11 @@ use std::ops::Range;
 /// One named tensor of the model.
 #[derive(Clone, Debug)]
 pub struct TensorSpec {
+    /// Hugging Face name, e.g. `model.layers.0.self_attn.q_proj.weight`.
     pub name: String,
+    /// Dimensions as in the checkpoint, outermost first: `[out × in]` for a linear weight.
     pub shape: Vec<usize>,
+    /// Where the tensor's values lie in the flat buffer.
     pub range: Range<usize>,
 }
 
@@ -25,34 +28,57 @@ impl TensorSpec {
 /// Ranges of one decoder layer's tensors.
 #[derive(Clone, Debug)]
 pub struct LayerRanges {
+    /// `[hidden]` RMSNorm gain before attention.
     pub attn_norm: Range<usize>,
+    /// `[heads·head_dim × hidden]` query projection.
     pub q: Range<usize>,
+    /// `[heads·head_dim]`; only Qwen2 has QKV biases.
     pub q_bias: Option<Range<usize>>,
+    /// `[kv_heads·head_dim × hidden]` key projection.
     pub k: Range<usize>,
+    /// `[kv_heads·head_dim]`; Qwen2 only.
     pub k_bias: Option<Range<usize>>,
+    /// `[kv_heads·head_dim × hidden]` value projection.
     pub v: Range<usize>,
+    /// `[kv_heads·head_dim]`; Qwen2 only.
     pub v_bias: Option<Range<usize>>,
+    /// `[hidden × heads·head_dim]` attention output projection.
     pub o: Range<usize>,
+    /// `[head_dim]` RMSNorm gain applied to each query head; only Qwen3 has QK-norm.
     pub q_norm: Option<Range<usize>>,
+    /// `[head_dim]` RMSNorm gain applied to each key head; Qwen3 only.
     pub k_norm: Option<Range<usize>>,
+    /// `[hidden]` RMSNorm gain before the MLP.
     pub mlp_norm: Range<usize>,
+    /// `[intermediate × hidden]` SwiGLU gate projection.
     pub gate: Range<usize>,
+    /// `[intermediate × hidden]` SwiGLU up projection.
     pub up: Range<usize>,
+    /// `[hidden × intermediate]` SwiGLU down projection.
     pub down: Range<usize>,
 }
 
+/// Offsets of every tensor of a model in the flat buffer, in checkpoint order: embedding, layers
+/// (bottom first), final norm, then the LM head when untied.
 #[derive(Clone, Debug)]
 pub struct ParamLayout {
+    /// Every tensor, in buffer order.
     pub tensors: Vec<TensorSpec>,
+    /// `[vocab × hidden]` token embedding.
     pub embed: Range<usize>,
+    /// One per decoder layer, bottom first.
     pub layers: Vec<LayerRanges>,
+    /// `[hidden]` RMSNorm gain after the last layer.
     pub final_norm: Range<usize>,
     /// `None` when the LM head is the (tied) embedding.
     pub lm_head: Option<Range<usize>>,
+    /// Length of the flat buffer: the number of parameters.
     pub total: usize,
 }
 
 impl ParamLayout {
+    /// Lays out the model `c` describes; biases, QK norms and a separate LM head appear only where the
+    /// architecture and `tie_word_embeddings` call for them.
     pub fn new(c: &ModelConfig) -> Self {
         let mut b = Builder { tensors: Vec::new(), total: 0 };
         let (h, q_w, kv_w) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
@@ -84,6 +110,7 @@ impl ParamLayout {
         ParamLayout { tensors: b.tensors, embed, layers, final_norm, lm_head, total: b.total }
     }
 
+    /// The tensor of that Hugging Face name, if the model has one.
     pub fn find(&self, name: &str) -> Option<&TensorSpec> {
         self.tensors.iter().find(|t| t.name == name)
     }

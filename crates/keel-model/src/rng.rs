@@ -1,13 +1,16 @@
 //! A small seeded generator (SplitMix64): reproducible across platforms and releases.
 
+/// SplitMix64 state: one 64-bit counter; the same seed gives the same stream everywhere.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator whose stream is determined by `seed` alone.
     pub fn new(seed: u64) -> Self {
         Rng(seed)
     }
 
+    /// The next 64 uniformly distributed bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

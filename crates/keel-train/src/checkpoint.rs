@@ -17,11 +17,14 @@ use std::path::{Path, PathBuf};
 pub struct TrainState {
     /// Optimizer steps completed.
     pub step: u64,
+    /// Non-padding tokens forwarded so far, over all steps.
     pub tokens_seen: u64,
     /// Fingerprints of the resolved config (output section excluded) and of the tokenized
     /// data: a checkpoint only resumes the run that made it.
     pub config_fingerprint: String,
+    /// See `config_fingerprint`: FNV-1a of the tokenized examples and their supervision masks.
     pub data_fingerprint: String,
+    /// The keel release that wrote the checkpoint (informational; not checked on resume).
     pub keel_version: String,
 }
 

@@ -11,17 +11,25 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
+/// A whole run: model, data, optimization, objective settings and output. `model`, `data` and
+/// `output` are required; the other sections have defaults.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
+    /// The base model.
     pub model: ModelSection,
+    /// The training set and how it becomes rows.
     pub data: DataSection,
+    /// Objective, optimizer and schedule.
     #[serde(default)]
     pub train: TrainSection,
+    /// TALR's coefficient settings (read only when `train.objective` is `talr`).
     #[serde(default)]
     pub talr: TalrSection,
+    /// Low-rank adapters (off by default).
     #[serde(default)]
     pub lora: LoraSection,
+    /// Where checkpoints, metrics and the final model go.
     pub output: OutputSection,
 }
 
@@ -29,9 +37,13 @@ pub struct RunConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoraSection {
+    /// Rank r of each adapter; 0 trains every weight instead.
     pub rank: usize,
+    /// Scale numerator: an adapter's update is multiplied by `alpha / rank` (default 32).
     pub alpha: f64,
+    /// Dropout probability on the adapters' input, in [0, 1) (default 0.05).
     pub dropout: f64,
+    /// Projections that get adapters, by Hugging Face module name (default: all seven of attention and MLP).
     pub targets: Vec<String>,
     /// The adapters' own learning rate (LoRA usually needs ≈1e-4, not full fine-tuning's 1e-6);
     /// 0 uses train.lr, as the paper did.
@@ -52,6 +64,7 @@ impl Default for LoraSection {
     }
 }
 
+/// Which pretrained model to fine-tune.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
@@ -59,49 +72,72 @@ pub struct ModelSection {
     pub path: PathBuf,
 }
 
+/// The training set and how it is tokenized into rows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSection {
+    /// A `.jsonl` (or MedCalc-Bench `.csv`) data file.
     pub path: PathBuf,
+    /// The file's layout (messages, prompt_completion, alpaca, sharegpt, gsm8k, medcalc).
     pub format: Format,
+    /// What the assistant turn holds: reasoning and answer (`cot`, default) or the answer alone (`label`).
     #[serde(default = "default_target")]
     pub target: Target,
     /// Use only the first N examples (0: all).
     #[serde(default)]
     pub max_examples: usize,
+    /// Tokens per row at most, prompt and response together (default 1024; at most the model's context).
     #[serde(default = "default_max_seq_len")]
     pub max_seq_len: usize,
+    /// What happens to a longer example: `drop` (default) or `truncate`.
     #[serde(default = "default_truncation")]
     pub truncation: Truncation,
     /// Pack several examples into each row (attention never crosses them).
     #[serde(default)]
     pub packing: bool,
+    /// Field names of the generic formats, when a file does not use the usual ones.
     #[serde(default)]
     pub fields: Fields,
 }
 
+/// Optimization: objective, AdamW, learning-rate schedule, batch sizes and threads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainSection {
     /// ce, talr, dft or flow.
     pub objective: ObjectiveKind,
+    /// Peak learning rate (default 1e-5); `lora.lr` replaces it for adapters.
     pub lr: f64,
+    /// Shape of the learning rate after warm-up: constant, linear or cosine (default) to 0.
     pub schedule: Schedule,
+    /// Updates over which the learning rate rises linearly from 0 (default 0).
     pub warmup_steps: u64,
+    /// Passes over the data (default 1); ignored when `max_steps` is set.
     pub epochs: u64,
     /// Stop after this many optimizer steps (0: run the epochs).
     pub max_steps: u64,
+    /// Rows per micro-batch, i.e. per forward and backward (default 4).
     pub micro_batch_size: usize,
+    /// Micro-batches per optimizer step (default 1).
     pub grad_accum: usize,
+    /// Clip the gradient's global L2 norm to this (default 1.0).
     pub max_grad_norm: f64,
+    /// AdamW's decoupled weight decay, applied to matrices only (default 0).
     pub weight_decay: f64,
+    /// AdamW's first-moment decay (default 0.9).
     pub beta1: f64,
+    /// AdamW's second-moment decay (default 0.999).
     pub beta2: f64,
+    /// Added to AdamW's √v (default 1e-8).
     pub eps: f64,
     /// λ of the L2 penalty toward the initial weights (0: off); combines with any objective.
     pub l2_init: f64,
+    /// Seeds the data order and the LoRA initialization (default 0).
     pub seed: u64,
+    /// Worker threads for the kernels (default 2).
     pub threads: usize,
+    /// Keep only each layer's input and recompute the layer during the backward: activation memory
+    /// of one layer instead of all, for one more forward (default off).
     pub grad_checkpointing: bool,
 }
 
@@ -129,9 +165,12 @@ impl Default for TrainSection {
     }
 }
 
+/// TALR's settings: how the detached token losses become coefficients, softmax(−ℓ/τ) floored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TalrSection {
+    /// How the coefficients are scaled: `simplex` (default: mean 1 over the supervised tokens, so the
+    /// loss keeps CE's scale) or `raw`.
     pub normalization: Normalization,
     /// "sequence_median" (the paper's), "token_median", or a number for a fixed τ.
     pub temperature: Temperature,
@@ -162,9 +201,11 @@ impl Default for TalrSection {
     }
 }
 
+/// Where the run writes its files.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSection {
+    /// The run directory: checkpoints, `metrics.jsonl`, `config.json`, `final/`.
     pub dir: PathBuf,
     /// Checkpoint every N optimizer steps (0: only at the end).
     #[serde(default = "default_save_every")]
@@ -216,6 +257,8 @@ impl RunConfig {
         Ok(config)
     }
 
+    /// Refuses values training cannot use (non-positive learning rate, eps, batch sizes or threads;
+    /// betas outside [0, 1); `talr.floor` outside [0, 1]; a bad LoRA section).
     pub fn validate(&self) -> Result<()> {
         let t = &self.train;
         ensure!(t.lr > 0.0 && t.lr.is_finite(), "train.lr must be positive, got {}", t.lr);

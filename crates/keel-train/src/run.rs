@@ -20,7 +20,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// How `keel train` runs beyond its config.
 pub struct RunOptions {
+    /// Continue from the run directory's last checkpoint instead of refusing a directory that has some.
     pub resume: bool,
     /// Print progress to stderr.
     pub progress: bool,
@@ -29,17 +31,22 @@ pub struct RunOptions {
 /// What a finished run reports.
 #[derive(Debug)]
 pub struct RunSummary {
+    /// Optimizer steps the run has taken in all (including those before a resume).
     pub steps: u64,
     /// Plain mean cross-entropy of the supervised tokens at the first and last step of this
     /// invocation (comparable across objectives, unlike each objective's own loss).
     pub first_ce: f64,
+    /// Final value; see `first_ce`.
     pub last_ce: f64,
+    /// Where the final (LoRA-merged) model was saved: `output.dir/final`.
     pub final_dir: PathBuf,
 }
 
 /// A run's data, tokenized, with the fingerprint that ties checkpoints to it.
 pub struct RunData {
+    /// The tokenized examples and the preparation counts.
     pub prepared: Prepared,
+    /// Hash of the examples' token ids and supervision masks; a checkpoint made on other data is not resumed.
     pub fingerprint: String,
 }
 

@@ -4,11 +4,15 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Shape of the learning rate after the warm-up (a run config's `train.schedule`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Schedule {
+    /// The peak rate until the end.
     Constant,
+    /// Falls linearly from the peak to 0 at the last update.
     Linear,
+    /// Half a cosine from the peak to 0 at the last update.
     Cosine,
 }
 

@@ -43,6 +43,7 @@ impl Objective {
         matches!(self, Objective::Talr(_))
     }
 
+    /// The objective's name in a run config (`ce`, `talr`, `dft`, `flow`), as logged.
     pub fn name(&self) -> &'static str {
         match self {
             Objective::Ce => "ce",

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+/// How TALR's softmax coefficients are scaled before use.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Normalization {
@@ -53,9 +54,12 @@ impl From<Temperature> for serde_json::Value {
     }
 }
 
+/// TALR's settings, from a run config's `[talr]` section.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TalrConfig {
+    /// How the coefficients are scaled.
     pub normalization: Normalization,
+    /// How τ is chosen each step.
     pub temperature: Temperature,
     /// `w_min`; 0 disables the floor.
     pub floor: f64,
@@ -64,9 +68,13 @@ pub struct TalrConfig {
 /// What a step's coefficients looked like (logged per step).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct CoefficientStats {
+    /// τ used for this step (a median is raised to [`TAU_MIN`] at least; a fixed τ is used as given).
     pub tau: f64,
+    /// Mean coefficient over the supervised tokens (1 under [`Normalization::Simplex`]).
     pub mean: f64,
+    /// Smallest coefficient; with `max`, the spread TALR puts on tokens (uniform CE would give 1 to all).
     pub min: f64,
+    /// Largest coefficient.
     pub max: f64,
     /// Fraction of supervised tokens whose coefficient was raised to the floor.
     pub at_floor: f64,
