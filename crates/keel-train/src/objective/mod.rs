@@ -32,7 +32,7 @@ pub enum Objective {
     Talr(TalrConfig),
     /// Dynamic Fine-Tuning: `(1/n) Σ sg(pᵢ) ℓᵢ` (TALR raw with τ = 1 and no floor).
     Dft,
-    /// FLOW: static per-example weights from the initial model (see [`flow`]).
+    /// FLOW: static per-example coefficients from the initial model (see [`flow`]).
     Flow,
 }
 

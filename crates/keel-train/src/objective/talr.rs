@@ -1,6 +1,6 @@
-//! Token-Adaptive Loss Reweighting (TALR), as `method.md` specifies it.
+//! Token-Adaptive Loss Reweighting (TALR), as `docs/method.md` describes it.
 //!
-//! Weights solve `min_w Σ wᵢℓᵢ + τ Σ wᵢ log wᵢ` over the simplex: `wᵢ = softmax(−ℓ/τ)ᵢ`,
+//! The per-token coefficients solve `min_w Σ wᵢℓᵢ + τ Σ wᵢ log wᵢ` over the simplex: `wᵢ = softmax(−ℓ/τ)ᵢ`,
 //! computed from detached losses. τ adapts each step (median over sequences of the mean token
 //! loss), a floor keeps hard tokens from vanishing, and two normalizations are offered.
 
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Normalization {
-    /// Weights scaled to mean 1 over the batch's supervised tokens, floored, renormalized: the
+    /// Coefficients scaled to mean 1 over the batch's supervised tokens, floored, renormalized: the
     /// loss keeps CE's scale and TALR only redistributes gradient.
     Simplex,
     /// `wᵢ = max(pᵢ^(1/τ), floor)` without normalization (≤ 1: also shrinks the step).
@@ -188,7 +188,7 @@ mod tests {
     }
 
     #[test]
-    fn simplex_weights_match_the_hand_computation() {
+    fn simplex_coefficients_match_the_hand_computation() {
         let cfg =
             TalrConfig { normalization: Normalization::Simplex, temperature: Temperature::SequenceMedian, floor: 0.0 };
         let (w, s) = talr_coefficients(&LOSSES, &SEQ, &cfg);
