@@ -76,21 +76,8 @@ pub fn general_examples(
     cache: &Path,
     max_new_tokens: usize,
 ) -> Result<Vec<Example>> {
-    let as_examples = |pairs: Vec<(String, String)>| -> Vec<Example> {
-        pairs
-            .into_iter()
-            .map(|(p, r)| Example {
-                messages: vec![Message::new("user", &p), Message::new("assistant", &r)],
-                source: cache.display().to_string(),
-            })
-            .collect()
-    };
-    if let Ok(text) = std::fs::read_to_string(cache) {
-        let cached: Vec<(String, String)> =
-            serde_json::from_str(&text).with_context(|| format!("{} is corrupt; delete it", cache.display()))?;
-        if cached.len() == n {
-            return Ok(as_examples(cached));
-        }
+    if let Some(cached) = read_general_cache(cache, n)? {
+        return Ok(cached);
     }
     let path = data_dir.join("ifeval/input_data.jsonl");
     let text = std::fs::read_to_string(&path)
@@ -118,7 +105,25 @@ pub fn general_examples(
     }
     std::fs::write(cache, serde_json::to_string(&pairs)?)
         .with_context(|| format!("cannot write {}", cache.display()))?;
-    Ok(as_examples(pairs))
+    Ok(as_examples(pairs, cache))
+}
+
+/// The cached general responses of [`general_examples`], when `cache` holds exactly `n`.
+pub fn read_general_cache(cache: &Path, n: usize) -> Result<Option<Vec<Example>>> {
+    let Ok(text) = std::fs::read_to_string(cache) else { return Ok(None) };
+    let cached: Vec<(String, String)> =
+        serde_json::from_str(&text).with_context(|| format!("{} is corrupt; delete it", cache.display()))?;
+    Ok((cached.len() == n).then(|| as_examples(cached, cache)))
+}
+
+fn as_examples(pairs: Vec<(String, String)>, cache: &Path) -> Vec<Example> {
+    pairs
+        .into_iter()
+        .map(|(p, r)| Example {
+            messages: vec![Message::new("user", &p), Message::new("assistant", &r)],
+            source: cache.display().to_string(),
+        })
+        .collect()
 }
 
 /// Per supervised token: (example, position in the example, −log p).

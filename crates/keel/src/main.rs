@@ -4,6 +4,7 @@ mod analyze;
 mod bench;
 mod eval;
 mod infer;
+mod sweep;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -45,6 +46,9 @@ enum Command {
     Chat(infer::ChatArgs),
     /// Convert a GGUF model into a Hugging Face directory.
     Convert(infer::ConvertArgs),
+    /// Run a grid of fine-tuning runs (methods × learning rates × seeds) against the base model.
+    #[command(subcommand)]
+    Sweep(sweep::SweepCommand),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => infer::run_generate(a),
         Command::Chat(a) => infer::run_chat(a),
         Command::Convert(a) => infer::run_convert(a),
+        Command::Sweep(cmd) => sweep::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
