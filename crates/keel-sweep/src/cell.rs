@@ -149,7 +149,13 @@ fn run_train(
     }
     set_state(unit, status, State::Evaluating)?;
     let model = Pretrained::load(&final_dir)?;
-    finish(ctx, cell, &model, status, unit)
+    finish(ctx, cell, &model, status, unit)?;
+    // A finished cell is never trained again: its checkpoints (weights and optimizer moments,
+    // three times the model) only fill the disk. run/final stays.
+    for c in keel_train::checkpoint::list(&config.output.dir)? {
+        std::fs::remove_dir_all(&c).with_context(|| format!("cannot remove {}", c.display()))?;
+    }
+    Ok(())
 }
 
 /// train.threads of the run whose checkpoints are in `run_dir`.

@@ -27,7 +27,10 @@
 //! talr.floor = 0.01
 //!
 //! # Post-hoc: each finished sft cell averaged with the base at each α; nothing trained.
-//! wise_ft = { from = "sft", alpha = [0.25, 0.5, 0.75] }
+//! # (Also writable at the top as wise_ft = { from = "sft", alpha = [...] }.)
+//! [wise_ft]
+//! from = "sft"
+//! alpha = [0.25, 0.5, 0.75]
 //!
 //! # What the base and every cell are scored on: the same seeded items for all.
 //! [eval]

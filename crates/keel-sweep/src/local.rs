@@ -71,7 +71,11 @@ impl Progress {
                     Some(i) => (format!("cell {i} {}", cells[i].label()), Some(cells[i].id.as_str())),
                     None => ("base".to_string(), None),
                 };
-                format!("{name} ({})", read_status(&dir.unit(id)).state.name())
+                let state = match read_status(&dir.unit(id)).state {
+                    State::Pending | State::Failed => "starting",
+                    s => s.name(),
+                };
+                format!("{name} ({state})")
             })
             .collect();
         let left = self.total - self.done - self.failed;
