@@ -416,10 +416,21 @@ fn identity(tree: &Value) -> Value {
     t
 }
 
-/// 16 hex digits of FNV-1a over the JSON text (serde_json orders object keys, so the text is
-/// canonical).
+/// 16 hex digits of FNV-1a over the JSON text with object keys sorted (serde_json may keep
+/// insertion order, which would tie ids to the order of RunConfig's fields).
 pub fn cell_id(v: &Value) -> String {
-    keel_train::checkpoint::fingerprint(v.to_string().into_bytes())
+    keel_train::checkpoint::fingerprint(canonical(v).to_string().into_bytes())
+}
+
+fn canonical(v: &Value) -> Value {
+    match v {
+        Value::Object(o) => {
+            let sorted: BTreeMap<&String, Value> = o.iter().map(|(k, v)| (k, canonical(v))).collect();
+            Value::Object(sorted.into_iter().map(|(k, v)| (k.clone(), v)).collect())
+        }
+        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
+        _ => v.clone(),
+    }
 }
 
 fn add_merges(w: &WiseFt, cells: &mut Vec<Cell>, name: &str) -> Result<()> {

@@ -79,7 +79,8 @@ fn a_tiny_sweep_runs_through_a_real_slurm_job_array_and_the_report_job() {
         assert!(started.elapsed() < Duration::from_secs(900), "the jobs did not finish in 15 minutes: {last}");
         std::thread::sleep(Duration::from_secs(2));
     }
-    let status = Command::new(env!("CARGO_BIN_EXE_keel")).args(["sweep", "status", out.to_str().unwrap()]).output().unwrap();
+    let status =
+        Command::new(env!("CARGO_BIN_EXE_keel")).args(["sweep", "status", out.to_str().unwrap()]).output().unwrap();
     let table = String::from_utf8_lossy(&status.stdout).into_owned();
     eprintln!("{table}");
     assert!(table.contains("2 cells: 2 done"), "{table}");
@@ -100,7 +101,8 @@ fn a_tiny_sweep_runs_through_a_real_slurm_job_array_and_the_report_job() {
     eprintln!("report job {report}: {} (its output: {})", job_state(&conf, &report), report_log.trim());
     // `keel report` arrives with another branch: until then the report job runs and says the
     // subcommand is unknown; with it, the job must succeed.
-    let has_report = Command::new(env!("CARGO_BIN_EXE_keel")).args(["report", "--help"]).output().unwrap().status.success();
+    let has_report =
+        Command::new(env!("CARGO_BIN_EXE_keel")).args(["report", "--help"]).output().unwrap().status.success();
     if has_report {
         assert_eq!(job_state(&conf, &report), "COMPLETED", "{report_log}");
     } else {

@@ -104,7 +104,9 @@ fn kill_and_resume_finishes_only_the_missing_cells_with_the_same_results() {
             let midway = ids.iter().any(|id| {
                 state(&b, id) == "training"
                     && std::fs::read_dir(b.join("cells").join(id).join("run"))
-                        .map(|d| d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("checkpoint-")))
+                        .map(|d| {
+                            d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))
+                        })
                         .unwrap_or(false)
             });
             if done >= 1 && midway {
@@ -125,9 +127,9 @@ fn kill_and_resume_finishes_only_the_missing_cells_with_the_same_results() {
     let log = text(&again);
     assert!(again.status.success(), "{log}");
     assert!(log.contains(&format!("{} cells, {missing} to run", ids.len())), "{log}");
-    let resumed = ids.iter().any(|id| {
-        std::fs::read_to_string(b.join("cells").join(id).join("log.txt")).unwrap().contains("resuming from")
-    });
+    let resumed = ids
+        .iter()
+        .any(|id| std::fs::read_to_string(b.join("cells").join(id).join("log.txt")).unwrap().contains("resuming from"));
     assert!(resumed, "no cell resumed from a checkpoint");
     for id in &ids {
         for file in ["eval/results.json", "analyze.json"] {
@@ -145,7 +147,8 @@ fn a_failing_method_fails_alone_and_is_named() {
     let dir = scratch("fail");
     let file = tiny_sweep(&dir, "\n[[methods]]\nname = \"broken\"\ndata.path = \"/no/such/data.jsonl\"\n");
     let out = dir.join("out");
-    let o = run(&["sweep", "run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--jobs", "2", "--threads", "2"]);
+    let o =
+        run(&["sweep", "run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--jobs", "2", "--threads", "2"]);
     let log = text(&o);
     assert!(!o.status.success(), "{log}");
     let all = cells(&out);
@@ -198,7 +201,13 @@ fn submit_writes_job_arrays_and_a_report_job_for_a_fake_sbatch() {
     ];
     assert_eq!(recorded.lines().collect::<Vec<_>>(), expected);
     let first = std::fs::read_to_string(slurm.join("train-0.sh")).unwrap();
-    for want in ["#SBATCH --array=0-2%2", "#SBATCH --partition=debug", "#SBATCH --time=00:30:00", "SLURM_ARRAY_TASK_ID + 0", "--log"] {
+    for want in [
+        "#SBATCH --array=0-2%2",
+        "#SBATCH --partition=debug",
+        "#SBATCH --time=00:30:00",
+        "SLURM_ARRAY_TASK_ID + 0",
+        "--log",
+    ] {
         assert!(first.contains(want), "{want} missing:\n{first}");
     }
     let rest = std::fs::read_to_string(slurm.join("train-3.sh")).unwrap();
@@ -206,7 +215,10 @@ fn submit_writes_job_arrays_and_a_report_job_for_a_fake_sbatch() {
     let report = std::fs::read_to_string(slurm.join("report.sh")).unwrap();
     assert!(report.contains(&format!("report '{}'", out.display())), "{report}");
     let jobs = read(&slurm.join("jobs.json"));
-    assert_eq!(jobs.as_array().unwrap().iter().map(|j| j["job_id"].as_str().unwrap()).collect::<Vec<_>>(), ["101", "102", "103", "104"]);
+    assert_eq!(
+        jobs.as_array().unwrap().iter().map(|j| j["job_id"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["101", "102", "103", "104"]
+    );
     // Nothing ran: the cells wait for the cluster.
     assert!(text(&run(&["sweep", "status", out.to_str().unwrap()])).contains("4 cells: 4 pending"));
 }
@@ -244,12 +256,22 @@ fn four_cells_on_the_default_model_in_under_five_minutes() {
     assert!(out.join("base/eval/arc_easy.samples.jsonl").exists() && out.join("sweep.toml").exists());
     for c in cells(&out) {
         let cell = out.join("cells").join(c["id"].as_str().unwrap());
-        for f in ["cell.json", "config.toml", "run/metrics.jsonl", "run/final/config.json", "eval/gsm8k.samples.jsonl", "log.txt"] {
+        for f in [
+            "cell.json",
+            "config.toml",
+            "run/metrics.jsonl",
+            "run/final/config.json",
+            "eval/gsm8k.samples.jsonl",
+            "log.txt",
+        ] {
             assert!(cell.join(f).exists(), "{} missing", cell.join(f).display());
         }
         assert_eq!(read(&cell.join("status.json"))["state"], "done");
         let results = read(&cell.join("eval/results.json"));
-        assert_eq!((results["tasks"]["arc_easy"]["n"].as_u64(), results["tasks"]["gsm8k"]["n"].as_u64()), (Some(4), Some(4)));
+        assert_eq!(
+            (results["tasks"]["arc_easy"]["n"].as_u64(), results["tasks"]["gsm8k"]["n"].as_u64()),
+            (Some(4), Some(4))
+        );
         let analysis = read(&cell.join("analyze.json"));
         assert!(analysis["domain"]["delta_l"].is_f64() && analysis["general"]["delta_l"].is_f64(), "{analysis}");
     }
