@@ -89,12 +89,13 @@ pub fn dry_run(sweep: &Sweep, out: &Path, jobs: usize, threads: usize) -> Result
             format_duration(cost)
         ));
     }
-    let throughput = match source.is_empty() {
-        true => format!(
+    let throughput = if source.is_empty() {
+        format!(
             "training throughput not measured in this sweep yet: BENCHMARKS.md's reference, {REFERENCE_TOKENS_PER_S} \
              tokens/s for a 135M model on 2 threads, scaled to each model's size and {per_job} threads"
-        ),
-        false => format!("training throughput {rate:.0} tokens/s ({source})"),
+        )
+    } else {
+        format!("training throughput {rate:.0} tokens/s ({source})")
     };
     let eval_note = match eval {
         Some(s) => format!("evaluation {} per cell (measured: the base's in {})", format_duration(s), out.display()),

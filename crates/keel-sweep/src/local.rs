@@ -79,12 +79,11 @@ impl Progress {
             })
             .collect();
         let left = self.total - self.done - self.failed;
-        let eta = match self.finished_secs.is_empty() {
-            true => "?".to_string(),
-            false => {
-                let mean = self.finished_secs.iter().sum::<f64>() / self.finished_secs.len() as f64;
-                format_duration(mean * left as f64 / jobs.min(left.max(1)) as f64)
-            }
+        let eta = if self.finished_secs.is_empty() {
+            "?".to_string()
+        } else {
+            let mean = self.finished_secs.iter().sum::<f64>() / self.finished_secs.len() as f64;
+            format_duration(mean * left as f64 / jobs.min(left.max(1)) as f64)
         };
         let failed = if self.failed > 0 { format!(", {} failed", self.failed) } else { String::new() };
         let line = format!("sweep: {}/{} cells done{failed} | {} | ETA {eta}", self.done, self.total, now.join("; "));

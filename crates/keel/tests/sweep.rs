@@ -231,12 +231,12 @@ fn four_cells_on_the_default_model_in_under_five_minutes() {
     let text_ = format!(
         "[base]\nmodel.path = {model:?}\n\
          data = {{ path = {gsm8k:?}, format = \"gsm8k\", max_examples = 8, max_seq_len = 256 }}\n\
-         train = {{ max_steps = 2, micro_batch_size = 2, schedule = \"constant\" }}\n\
+         train = {{ max_steps = 2, micro_batch_size = 1, schedule = \"constant\" }}\n\
          [axes]\ntrain.lr = [1e-5, 3e-5]\n\
          [[methods]]\nname = \"sft\"\ntrain.objective = \"ce\"\n\
          [[methods]]\nname = \"talr\"\ntrain.objective = \"talr\"\n\
          [eval]\ndomain = [\"gsm8k\"]\ngeneral = [\"arc_easy\"]\nlimit = 4\nmax_new_tokens = 32\ndata_dir = {:?}\n\
-         [analyze]\ndomain_limit = 4\ngeneral_limit = 2\nmax_new_tokens = 16\n",
+         [analyze]\ndomain_limit = 2\ngeneral_limit = 1\nmax_new_tokens = 16\n",
         shared_data()
     );
     let file = dir.join("sweep.toml");
