@@ -5,6 +5,7 @@ mod bench;
 mod eval;
 mod infer;
 mod report;
+mod sweep;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +49,9 @@ enum Command {
     Chat(infer::ChatArgs),
     /// Convert a GGUF model into a Hugging Face directory.
     Convert(infer::ConvertArgs),
+    /// Run a grid of fine-tuning runs (methods × learning rates × seeds) against the base model.
+    #[command(subcommand)]
+    Sweep(sweep::SweepCommand),
     /// Report a sweep: Pareto plot, per-LR curves, tables with bootstrap intervals, a guideline.
     #[command(long_about = report::LONG_ABOUT)]
     Report(report::ReportArgs),
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => infer::run_generate(a),
         Command::Chat(a) => infer::run_chat(a),
         Command::Convert(a) => infer::run_convert(a),
+        Command::Sweep(cmd) => sweep::run(cmd),
         Command::Report(a) => report::run_report(a),
     };
     match result {

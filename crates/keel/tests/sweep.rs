@@ -1,0 +1,280 @@
+//! `keel sweep` end to end: the tiny model for speed, one sweep on the default model, a kill
+//! and a resume, a failing method, and Slurm submission with a fake `sbatch`.
+
+use keel_testkit::{repo_root, tiny_config, tiny_setup};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn keel() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_keel"));
+    c.current_dir(repo_root());
+    c
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("keel-sweep-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn shared_data() -> PathBuf {
+    repo_root().join("../shared/data")
+}
+
+/// A tiny sweep (sft and talr × 2 learning rates, plus `extra` methods) in `dir`.
+fn tiny_sweep(dir: &Path, extra: &str) -> PathBuf {
+    let (model, data) = tiny_setup(&std::env::temp_dir().join("keel-sweep-tests"), &dir.join("data"), 24);
+    let base = dir.join("base.toml");
+    std::fs::write(&base, tiny_config(&model, &data, &dir.join("unused"), "")).unwrap();
+    let text = format!(
+        "base = {base:?}\n[axes]\ntrain.lr = [1e-3, 3e-3]\n\n[[methods]]\nname = \"sft\"\ntrain.objective = \"ce\"\n\n\
+         [[methods]]\nname = \"talr\"\ntrain.objective = \"talr\"\n{extra}\n\
+         [eval]\ngeneral = [\"arc_easy\"]\nlimit = 4\nbatch_rows = 4\ndata_dir = {:?}\n\n\
+         [analyze]\ndomain_limit = 4\ngeneral_limit = 2\nmax_new_tokens = 8\n",
+        shared_data()
+    );
+    let file = dir.join("sweep.toml");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+fn run(args: &[&str]) -> Output {
+    keel().args(args).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn read(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+}
+
+fn cells(out: &Path) -> Vec<Value> {
+    read(&out.join("sweep.json"))["cells"].as_array().unwrap().clone()
+}
+
+fn state(out: &Path, id: &str) -> String {
+    std::fs::read_to_string(out.join("cells").join(id).join("status.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v["state"].as_str().map(String::from))
+        .unwrap_or_else(|| "pending".into())
+}
+
+/// Drops what changes from run to run (timings) from a results.json.
+fn without_timing(v: &Value) -> Value {
+    match v {
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .filter(|(k, _)| *k != "seconds" && !k.ends_with("_per_s"))
+                .map(|(k, v)| (k.clone(), without_timing(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(without_timing).collect()),
+        _ => v.clone(),
+    }
+}
+
+#[test]
+fn kill_and_resume_finishes_only_the_missing_cells_with_the_same_results() {
+    let dir = scratch("kill");
+    let file = tiny_sweep(&dir, "");
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let f = file.to_str().unwrap();
+    let whole = run(&["sweep", "run", f, "--out", a.to_str().unwrap(), "--jobs", "2", "--threads", "2"]);
+    assert!(whole.status.success(), "{}", text(&whole));
+
+    let mut child = keel()
+        .args(["sweep", "run", f, "--out", b.to_str().unwrap(), "--jobs", "2", "--threads", "2"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill once a cell is done and another has a checkpoint but is not done.
+    let started = Instant::now();
+    loop {
+        assert!(started.elapsed() < Duration::from_secs(600), "the sweep never reached the kill point");
+        assert!(child.try_wait().unwrap().is_none(), "the sweep finished before it could be killed");
+        if b.join("sweep.json").exists() {
+            let ids: Vec<String> = cells(&b).iter().map(|c| c["id"].as_str().unwrap().to_string()).collect();
+            let done = ids.iter().filter(|id| state(&b, id) == "done").count();
+            let midway = ids.iter().any(|id| {
+                state(&b, id) == "training"
+                    && std::fs::read_dir(b.join("cells").join(id).join("run"))
+                        .map(|d| {
+                            d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))
+                        })
+                        .unwrap_or(false)
+            });
+            if done >= 1 && midway {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // The cells' own processes notice their parent is gone and stop.
+    std::thread::sleep(Duration::from_secs(2));
+    let ids: Vec<String> = cells(&b).iter().map(|c| c["id"].as_str().unwrap().to_string()).collect();
+    let missing = ids.iter().filter(|id| state(&b, id) != "done").count();
+    assert!(missing > 0 && missing < ids.len(), "{missing} of {} cells missing", ids.len());
+
+    let again = run(&["sweep", "run", f, "--out", b.to_str().unwrap(), "--jobs", "2", "--threads", "2"]);
+    let log = text(&again);
+    assert!(again.status.success(), "{log}");
+    assert!(log.contains(&format!("{} cells, {missing} to run", ids.len())), "{log}");
+    let resumed = ids
+        .iter()
+        .any(|id| std::fs::read_to_string(b.join("cells").join(id).join("log.txt")).unwrap().contains("resuming from"));
+    assert!(resumed, "no cell resumed from a checkpoint");
+    for id in &ids {
+        for file in ["eval/results.json", "analyze.json"] {
+            let (x, y) = (read(&a.join("cells").join(id).join(file)), read(&b.join("cells").join(id).join(file)));
+            assert_eq!(without_timing(&x), without_timing(&y), "cell {id}: {file} differs after the resume");
+        }
+    }
+    // Nothing left to do: a third run redoes nothing.
+    let third = run(&["sweep", "run", f, "--out", b.to_str().unwrap()]);
+    assert!(text(&third).contains("0 to run"), "{}", text(&third));
+}
+
+#[test]
+fn a_failing_method_fails_alone_and_is_named() {
+    let dir = scratch("fail");
+    let file = tiny_sweep(&dir, "\n[[methods]]\nname = \"broken\"\ndata.path = \"/no/such/data.jsonl\"\n");
+    let out = dir.join("out");
+    let o =
+        run(&["sweep", "run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--jobs", "2", "--threads", "2"]);
+    let log = text(&o);
+    assert!(!o.status.success(), "{log}");
+    let all = cells(&out);
+    let broken: Vec<&str> = all.iter().filter(|c| c["method"] == "broken").map(|c| c["id"].as_str().unwrap()).collect();
+    assert!(log.contains("2 of 6 cells failed"), "{log}");
+    for id in &broken {
+        assert!(log.contains(id), "{id} not named: {log}");
+        assert_eq!(state(&out, id), "failed");
+        let status = read(&out.join("cells").join(id).join("status.json"));
+        assert!(status["error"].as_str().unwrap().contains("/no/such/data.jsonl"), "{status}");
+    }
+    for c in all.iter().filter(|c| c["method"] != "broken") {
+        assert_eq!(state(&out, c["id"].as_str().unwrap()), "done");
+    }
+    let table = text(&run(&["sweep", "status", out.to_str().unwrap()]));
+    assert!(table.contains("6 cells: 4 done, 2 failed"), "{table}");
+    assert_eq!(table.lines().filter(|l| l.contains("broken") && l.contains("failed")).count(), 2, "{table}");
+}
+
+#[test]
+fn submit_writes_job_arrays_and_a_report_job_for_a_fake_sbatch() {
+    let dir = scratch("fake-slurm");
+    let file = tiny_sweep(&dir, "");
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let calls = dir.join("sbatch-calls.txt");
+    let sbatch = "#!/bin/sh\necho \"$@\" >> \"$FAKE_SBATCH_LOG\"\nn=$(wc -l < \"$FAKE_SBATCH_LOG\")\necho \"$((100 + n));local\"\n";
+    std::fs::write(bin.join("sbatch"), sbatch).unwrap();
+    std::fs::write(bin.join("scontrol"), "#!/bin/sh\necho 'MaxArraySize            = 3'\n").unwrap();
+    for tool in ["sbatch", "scontrol"] {
+        Command::new("chmod").arg("+x").arg(bin.join(tool)).status().unwrap();
+    }
+    let out = dir.join("out");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let o = keel()
+        .env("PATH", path)
+        .env("FAKE_SBATCH_LOG", &calls)
+        .args(["sweep", "submit", file.to_str().unwrap(), "--slurm", "--out", out.to_str().unwrap()])
+        .args(["--partition", "debug", "--cpus-per-task", "1", "--max-parallel", "2", "--time", "00:30:00"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let slurm = out.join("slurm");
+    let recorded = std::fs::read_to_string(&calls).unwrap();
+    let expected = [
+        format!("--parsable {}", slurm.join("base.sh").display()),
+        format!("--parsable --dependency=afterany:101 {}", slurm.join("train-0.sh").display()),
+        format!("--parsable --dependency=afterany:101 {}", slurm.join("train-3.sh").display()),
+        format!("--parsable --dependency=afterany:102:103:101 {}", slurm.join("report.sh").display()),
+    ];
+    assert_eq!(recorded.lines().collect::<Vec<_>>(), expected);
+    let first = std::fs::read_to_string(slurm.join("train-0.sh")).unwrap();
+    for want in [
+        "#SBATCH --array=0-2%2",
+        "#SBATCH --partition=debug",
+        "#SBATCH --time=00:30:00",
+        "SLURM_ARRAY_TASK_ID + 0",
+        "--log",
+    ] {
+        assert!(first.contains(want), "{want} missing:\n{first}");
+    }
+    let rest = std::fs::read_to_string(slurm.join("train-3.sh")).unwrap();
+    assert!(rest.contains("#SBATCH --array=0-0%2") && rest.contains("SLURM_ARRAY_TASK_ID + 3"), "{rest}");
+    let report = std::fs::read_to_string(slurm.join("report.sh")).unwrap();
+    assert!(report.contains(&format!("report '{}'", out.display())), "{report}");
+    let jobs = read(&slurm.join("jobs.json"));
+    assert_eq!(
+        jobs.as_array().unwrap().iter().map(|j| j["job_id"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["101", "102", "103", "104"]
+    );
+    // Nothing ran: the cells wait for the cluster.
+    assert!(text(&run(&["sweep", "status", out.to_str().unwrap()])).contains("4 cells: 4 pending"));
+}
+
+#[test]
+fn four_cells_on_the_default_model_in_under_five_minutes() {
+    let dir = scratch("default");
+    let model = keel_testkit::default_model_path();
+    let gsm8k = shared_data().join("gsm8k/train.jsonl");
+    let text_ = format!(
+        "[base]\nmodel.path = {model:?}\n\
+         data = {{ path = {gsm8k:?}, format = \"gsm8k\", max_examples = 8, max_seq_len = 256 }}\n\
+         train = {{ max_steps = 2, micro_batch_size = 1, schedule = \"constant\" }}\n\
+         [axes]\ntrain.lr = [1e-5, 3e-5]\n\
+         [[methods]]\nname = \"sft\"\ntrain.objective = \"ce\"\n\
+         [[methods]]\nname = \"talr\"\ntrain.objective = \"talr\"\n\
+         [eval]\ndomain = [\"gsm8k\"]\ngeneral = [\"arc_easy\"]\nlimit = 4\nmax_new_tokens = 32\ndata_dir = {:?}\n\
+         [analyze]\ndomain_limit = 2\ngeneral_limit = 1\nmax_new_tokens = 16\n",
+        shared_data()
+    );
+    let file = dir.join("sweep.toml");
+    std::fs::write(&file, text_).unwrap();
+    let out = dir.join("out");
+    let started = Instant::now();
+    let o = run(&["sweep", "run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--threads", "2"]);
+    let secs = started.elapsed().as_secs_f64();
+    assert!(o.status.success(), "{}", text(&o));
+    eprintln!("4-cell sweep on the default model: {secs:.0} s");
+    assert!(secs < 300.0, "took {secs:.0} s");
+    let manifest = read(&out.join("sweep.json"));
+    assert_eq!(manifest["sweep_hash"].as_str().unwrap().len(), 16);
+    assert_eq!(manifest["eval"]["domain_tasks"], serde_json::json!(["gsm8k"]));
+    assert_eq!(manifest["eval"]["general_tasks"], serde_json::json!(["arc_easy"]));
+    assert_eq!(read(&out.join("base/analyze.json"))["domain"]["delta_l"], 0.0);
+    assert!(out.join("base/eval/arc_easy.samples.jsonl").exists() && out.join("sweep.toml").exists());
+    for c in cells(&out) {
+        let cell = out.join("cells").join(c["id"].as_str().unwrap());
+        for f in [
+            "cell.json",
+            "config.toml",
+            "run/metrics.jsonl",
+            "run/final/config.json",
+            "eval/gsm8k.samples.jsonl",
+            "log.txt",
+        ] {
+            assert!(cell.join(f).exists(), "{} missing", cell.join(f).display());
+        }
+        assert_eq!(read(&cell.join("status.json"))["state"], "done");
+        let results = read(&cell.join("eval/results.json"));
+        assert_eq!(
+            (results["tasks"]["arc_easy"]["n"].as_u64(), results["tasks"]["gsm8k"]["n"].as_u64()),
+            (Some(4), Some(4))
+        );
+        let analysis = read(&cell.join("analyze.json"));
+        assert!(analysis["domain"]["delta_l"].is_f64() && analysis["general"]["delta_l"].is_f64(), "{analysis}");
+    }
+    let dry = text(&run(&["sweep", "run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--dry-run"]));
+    assert!(dry.contains("4 cells, 0 to run") && dry.contains("measured: median of"), "{dry}");
+}
