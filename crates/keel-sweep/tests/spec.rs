@@ -103,7 +103,10 @@ fn cells_cross_methods_with_axes_and_merges_follow() {
         ]
     );
     let talr = sweep.cells[2].config.as_ref().unwrap();
-    assert_eq!((talr.train.objective, talr.talr.floor, talr.train.lr), (keel_train::objective::ObjectiveKind::Talr, 0.05, 1e-3));
+    assert_eq!(
+        (talr.train.objective, talr.talr.floor, talr.train.lr),
+        (keel_train::objective::ObjectiveKind::Talr, 0.05, 1e-3)
+    );
     assert_eq!(sweep.cells[4].info.from.as_deref(), Some(sweep.cells[0].info.id.as_str()));
     assert!(sweep.cells.iter().enumerate().all(|(i, c)| c.info.index == i));
 }

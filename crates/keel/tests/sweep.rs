@@ -140,6 +140,13 @@ fn kill_and_resume_finishes_only_the_missing_cells_with_the_same_results() {
     // Nothing left to do: a third run redoes nothing.
     let third = run(&["sweep", "run", f, "--out", b.to_str().unwrap()]);
     assert!(text(&third).contains("0 to run"), "{}", text(&third));
+    // The report of the killed and resumed sweep is the uninterrupted sweep's, byte for byte.
+    for d in [&a, &b] {
+        let r = run(&["report", d.to_str().unwrap()]);
+        assert!(r.status.success(), "{}", text(&r));
+    }
+    let summary = |d: &Path| std::fs::read(d.join("summary.json")).unwrap();
+    assert!(summary(&a) == summary(&b), "summary.json differs after a kill and resume");
 }
 
 #[test]
@@ -166,6 +173,13 @@ fn a_failing_method_fails_alone_and_is_named() {
     let table = text(&run(&["sweep", "status", out.to_str().unwrap()]));
     assert!(table.contains("6 cells: 4 done, 2 failed"), "{table}");
     assert_eq!(table.lines().filter(|l| l.contains("broken") && l.contains("failed")).count(), 2, "{table}");
+    // The report still comes out, and lists the failed cells with their error.
+    let r = run(&["report", out.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", text(&r));
+    let markdown = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for id in &broken {
+        assert!(markdown.contains(id) && markdown.contains("/no/such/data.jsonl"), "{id} not listed in report.md");
+    }
 }
 
 #[test]
@@ -244,9 +258,14 @@ fn four_cells_on_the_default_model_in_under_five_minutes() {
     let out = dir.join("out");
     let started = Instant::now();
     let o = run(&["sweep", "run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--threads", "2"]);
-    let secs = started.elapsed().as_secs_f64();
     assert!(o.status.success(), "{}", text(&o));
-    eprintln!("4-cell sweep on the default model: {secs:.0} s");
+    let r = run(&["report", out.to_str().unwrap()]);
+    let secs = started.elapsed().as_secs_f64();
+    assert!(r.status.success(), "{}", text(&r));
+    for f in ["summary.json", "report.html", "report.md", "pareto.svg", "lr_curves.svg"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    eprintln!("4-cell sweep on the default model, report included: {secs:.0} s");
     assert!(secs < 300.0, "took {secs:.0} s");
     let manifest = read(&out.join("sweep.json"));
     assert_eq!(manifest["sweep_hash"].as_str().unwrap().len(), 16);
