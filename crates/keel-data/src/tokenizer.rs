@@ -163,6 +163,7 @@ impl Tokenizer {
     }
 
     /// Encoding with character offsets of each token (for loss masks).
+    #[allow(clippy::type_complexity)] // (ids, byte offsets), as the tokenizers crate returns them
     pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
         let enc = self.inner.encode(text, false).map_err(|e| anyhow::anyhow!("cannot tokenize: {e}"))?;
         Ok((enc.get_ids().to_vec(), enc.get_offsets().to_vec()))

@@ -233,7 +233,10 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
         state.step += 1;
         state.tokens_seen += report.tokens;
         log.record(&state, epoch, lr, &report, step_started.elapsed().as_secs_f64())?;
-        if config.output.save_every > 0 && state.step % config.output.save_every == 0 && state.step < total_steps {
+        if config.output.save_every > 0
+            && state.step.is_multiple_of(config.output.save_every)
+            && state.step < total_steps
+        {
             checkpoint::save(run_dir, model, &trainer.optimizer, &state, config.output.keep_last)?;
         }
     }

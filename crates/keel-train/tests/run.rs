@@ -14,7 +14,7 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-fn config(dir: &PathBuf, n: usize, extra: &str, overrides: &[&str]) -> RunConfig {
+fn config(dir: &std::path::Path, n: usize, extra: &str, overrides: &[&str]) -> RunConfig {
     let shared = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("run");
     let (model, data) = tiny::tiny_setup(&shared, dir, n);
     let path = dir.join("run.toml");
@@ -139,7 +139,7 @@ fn a_full_disk_while_checkpointing_leaves_the_previous_checkpoint_intact() {
     c.output.dir = disk.join("out");
     // One checkpoint of the tiny model takes about 40 MB (weights and both AdamW moments).
     with_small_disk(&disk, 60, || {
-        let err = format!("{:#}", train(&c, &QUIET).err().expect("the second checkpoint cannot fit"));
+        let err = format!("{:#}", train(&c, &QUIET).expect_err("the second checkpoint cannot fit"));
         assert!(err.contains("checkpoint-00000002") && err.contains("earlier checkpoints are untouched"), "{err}");
         let left = keel_train::checkpoint::list(&c.output.dir).unwrap();
         assert_eq!(left.len(), 1, "only the complete first checkpoint remains: {left:?}");
@@ -192,11 +192,14 @@ fn a_diverging_run_stops_at_the_first_non_finite_loss_and_keeps_its_checkpoints(
     let dir = scratch("nan");
     // A learning rate this large overflows the weights after the first update.
     let c = config(&dir, 8, "", &["train.lr=1e30", "train.max_steps=5", "output.save_every=1", "output.keep_last=5"]);
-    let err = format!("{:#}", train(&c, &QUIET).err().expect("the run must stop"));
+    let err = format!("{:#}", train(&c, &QUIET).expect_err("the run must stop"));
     assert!(err.contains("stopping before the update") && err.contains("checkpoint-00000001"), "{err}");
     let metrics = std::fs::read_to_string(c.output.dir.join("metrics.jsonl")).unwrap();
     assert!(metrics.lines().count() >= 1);
-    assert!(keel_train::checkpoint::list(&c.output.dir).unwrap().len() >= 1, "the checkpoints written before are kept");
+    assert!(
+        !keel_train::checkpoint::list(&c.output.dir).unwrap().is_empty(),
+        "the checkpoints written before are kept"
+    );
     assert!(!c.output.dir.join("final").exists(), "no final model from a diverged run");
 }
 
@@ -208,7 +211,7 @@ fn a_second_run_on_a_locked_directory_is_refused_with_the_holders_pid() {
     let holder = std::fs::File::create(c.output.dir.join(".keel.lock")).unwrap();
     holder.try_lock().unwrap();
     std::fs::write(c.output.dir.join(".keel.lock"), "4242").unwrap();
-    let err = format!("{:#}", train(&c, &QUIET).err().expect("the directory is locked"));
+    let err = format!("{:#}", train(&c, &QUIET).expect_err("the directory is locked"));
     assert!(err.contains("in use by another keel train (pid 4242)"), "{err}");
     assert!(!c.output.dir.join("metrics.jsonl").exists(), "the refused run wrote nothing");
     drop(holder);

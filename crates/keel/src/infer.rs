@@ -47,7 +47,9 @@ pub struct SamplingArgs {
 
 impl SamplingArgs {
     fn options(&self) -> Result<GenOptions> {
-        if !(self.temperature >= 0.0) || !(self.top_p > 0.0 && self.top_p <= 1.0) {
+        // Written so that NaN fails too.
+        let valid = self.temperature >= 0.0 && self.top_p > 0.0 && self.top_p <= 1.0;
+        if !valid {
             bail!("--temperature must be ≥ 0 and --top-p in (0, 1]");
         }
         Ok(GenOptions {

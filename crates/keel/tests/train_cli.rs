@@ -17,7 +17,7 @@ fn setup(name: &str, steps: u64) -> (PathBuf, PathBuf) {
     std::fs::create_dir_all(&dir).unwrap();
     let (model, data) = tiny::tiny_setup(&root, &dir, 24);
     let config = dir.join("run.toml");
-    let text = tiny::tiny_config(&model, &data, &dir.join("out"), &format!("objective = \"talr\"\ngrad_accum = 2"))
+    let text = tiny::tiny_config(&model, &data, &dir.join("out"), "objective = \"talr\"\ngrad_accum = 2")
         .replace("max_steps = 6", &format!("max_steps = {steps}"))
         .replace("save_every = 2", "save_every = 1");
     std::fs::write(&config, text).unwrap();

@@ -97,7 +97,7 @@ mod tests {
         let (t, _) = token_coefficients(&talr, &losses, &seq, &[1.0; 4]);
         assert_eq!(dft, t);
         for (c, l) in dft.iter().zip(losses) {
-            assert!((c - (-l as f64).exp() / 4.0).abs() < 1e-15, "DFT weight is p/n");
+            assert!((c - (-l).exp() / 4.0).abs() < 1e-15, "DFT coefficient is p/n");
         }
     }
 
