@@ -4,6 +4,7 @@ pub mod batching;
 pub mod chat;
 pub mod dataset;
 pub mod generate;
+pub mod jsonl;
 pub mod mask;
 pub mod medcalc;
 pub mod pretrained;

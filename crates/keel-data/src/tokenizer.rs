@@ -104,7 +104,7 @@ impl Tokenizer {
                 "rstrip": false, "normalized": false, "special": t != TOKEN_USER_DEFINED})
             })
             .collect();
-        let id_of = |k: &str| meta(k).and_then(MetaValue::as_u64).map(|id| id as u32);
+        let id_of = |k: &str| meta(k).and_then(MetaValue::as_u64).and_then(|id| u32::try_from(id).ok());
         let named = |id: Option<u32>| id.and_then(|id| tokens.get(id as usize).map(|t| (id, t.clone())));
         let bos = named(id_of("tokenizer.ggml.bos_token_id"));
         let eos = named(id_of("tokenizer.ggml.eos_token_id"));
@@ -136,8 +136,15 @@ impl Tokenizer {
                 scores.len(),
                 tokens.len()
             );
-            let unk = id_of("tokenizer.ggml.unknown_token_id")
-                .or_else(|| types.iter().position(|&t| t == TOKEN_UNKNOWN).map(|i| i as u32));
+            let unk = match meta("tokenizer.ggml.unknown_token_id").and_then(MetaValue::as_u64) {
+                // An id past the vocabulary would index out of it when the JSON is built.
+                Some(id) if id >= tokens.len() as u64 => bail!(
+                    "tokenizer.ggml.unknown_token_id is {id}, but the vocabulary has only {} tokens",
+                    tokens.len()
+                ),
+                Some(id) => Some(id as u32),
+                None => types.iter().position(|&t| t == TOKEN_UNKNOWN).map(|i| i as u32),
+            };
             let add_space_prefix = !matches!(meta("tokenizer.ggml.add_space_prefix"), Some(MetaValue::Bool(false)));
             sentencepiece_json(&tokens, vocab, &scores, &types, unk, add_space_prefix, added, post_processor)
         } else {

@@ -4,7 +4,6 @@
 
 use anyhow::{bail, Context, Result};
 use regex::Regex;
-use serde_json::Value;
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -24,18 +23,15 @@ pub fn read_tasks(data_dir: &Path) -> Result<Vec<HumanEvalTask>> {
     let path = data_dir.join("humaneval/HumanEval.jsonl.gz");
     let file = std::fs::File::open(&path)
         .with_context(|| format!("cannot read {} (see ../shared/data/README.md)", path.display()))?;
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     flate2::read::GzDecoder::new(file)
-        .read_to_string(&mut text)
+        .read_to_end(&mut bytes)
         .with_context(|| format!("{} is not valid gzip", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            let v: Value =
-                serde_json::from_str(l).with_context(|| format!("{}:{}: not valid JSON", path.display(), i + 1))?;
+    keel_data::jsonl::parse_values(&path, &bytes)?
+        .into_iter()
+        .map(|(n, v)| {
             let f = |k: &str| {
-                v[k].as_str().map(String::from).with_context(|| format!("{}:{}: no \"{k}\"", path.display(), i + 1))
+                v[k].as_str().map(String::from).with_context(|| format!("{}:{n}: no \"{k}\"", path.display()))
             };
             Ok(HumanEvalTask {
                 task_id: f("task_id")?,

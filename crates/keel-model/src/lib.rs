@@ -5,6 +5,7 @@ pub mod batch;
 pub mod config;
 pub mod gguf;
 pub mod inference;
+pub mod limits;
 pub mod lora;
 pub mod optim;
 pub mod params;
