@@ -3,6 +3,7 @@
 pub mod batching;
 pub mod chat;
 pub mod dataset;
+pub mod fuzzing;
 pub mod generate;
 pub mod jsonl;
 pub mod mask;

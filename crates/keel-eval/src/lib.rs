@@ -3,9 +3,11 @@
 //! MedCalc-Bench, ESCI), and the paper's code length.
 
 pub mod codelength;
+pub mod fuzzing;
 pub mod gen_tasks;
 pub mod humaneval;
 pub mod ifeval;
 pub mod loglik;
 pub mod mc;
+pub mod sandbox;
 pub mod scorers;

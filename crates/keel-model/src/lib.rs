@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod fuzzing;
 pub mod gguf;
 pub mod inference;
 pub mod limits;

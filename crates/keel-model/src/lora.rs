@@ -116,6 +116,15 @@ impl LoraAdapter {
         ensure!(config.rank > 0, "LoRA rank must be positive");
         ensure!(!config.targets.is_empty(), "LoRA needs at least one target module");
         ensure!((0.0..1.0).contains(&config.dropout), "LoRA dropout must lie in [0, 1)");
+        // Before the loop below allocates: a typo such as r = 1e12 must not abort the process.
+        let per_layer = config.targets.iter().fold(0u128, |sum, m| {
+            let (n_in, n_out) = m.dims(model);
+            sum.saturating_add(crate::limits::product(&[config.rank, n_in.saturating_add(n_out)]))
+        });
+        crate::limits::ensure_fits(
+            per_layer.saturating_mul(model.num_layers as u128).saturating_mul(4),
+            format_args!("a LoRA adapter of rank {}", config.rank),
+        )?;
         let mut tensors = Vec::new();
         let mut total = 0;
         let mut slots = Vec::new();
