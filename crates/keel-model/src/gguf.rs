@@ -227,7 +227,7 @@ impl GgufFile {
         let left = (map.len() - c.pos) as u64;
         ensure!(
             n_kv <= left / MIN_KV_BYTES as u64 && n_tensors <= left / MIN_TENSOR_BYTES as u64,
-            "the header claims {n_tensors} tensors and {n_kv} metadata entries, more than the file's {} bytes can hold (corrupt header)",
+            "the header claims {n_tensors} tensors and {n_kv} metadata entries, more than the file's {} bytes can hold (truncated or corrupt header)",
             map.len()
         );
         let mut metadata = BTreeMap::new();
