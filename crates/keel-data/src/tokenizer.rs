@@ -21,6 +21,9 @@ const TOKEN_UNKNOWN: i64 = 2;
 const TOKEN_CONTROL: i64 = 3;
 const TOKEN_USER_DEFINED: i64 = 4;
 
+/// A token's byte range in the text.
+pub type Span = (usize, usize);
+
 impl Tokenizer {
     /// Reads `tokenizer.json` (a file, or the directory holding it); BOS/EOS come from the
     /// `tokenizer_config.json` beside it when present.
@@ -167,7 +170,7 @@ impl Tokenizer {
     }
 
     /// Encoding with character offsets of each token (for loss masks).
-    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
+    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<Span>)> {
         let enc = self.inner.encode(text, false).map_err(|e| anyhow::anyhow!("cannot tokenize: {e}"))?;
         Ok((enc.get_ids().to_vec(), enc.get_offsets().to_vec()))
     }

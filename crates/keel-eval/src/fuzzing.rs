@@ -19,7 +19,7 @@ pub fn mc_task(data: &[u8]) {
     if !ours(&task.data) || task.subjects.is_some() || task.fewshot.as_ref().is_some_and(|f| !ours(&f.data)) {
         return;
     }
-    with_temp_file(&task.data.clone(), body, |path| {
+    with_temp_file(&task.data, body, |path| {
         let dir = path.parent().expect("a temporary file has a directory");
         if let Some(f) = &task.fewshot {
             if f.data != task.data {

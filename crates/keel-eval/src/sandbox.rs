@@ -173,11 +173,11 @@ fn run_with(bwrap: &str, program: &str, limit: Duration) -> Result<Outcome> {
     });
     let started = Instant::now();
     let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break Some(status);
-        }
-        if started.elapsed() > limit {
-            break None;
+        // A failed wait is treated as the deadline: the run is killed either way.
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if started.elapsed() <= limit => {}
+            _ => break None,
         }
         std::thread::sleep(Duration::from_millis(10));
     };

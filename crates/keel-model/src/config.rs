@@ -163,13 +163,14 @@ impl ModelConfig {
                 bail!("{name} must be positive");
             }
         }
-        if c.num_heads % c.num_kv_heads != 0 {
+        if !c.num_heads.is_multiple_of(c.num_kv_heads) {
             bail!("num_attention_heads {} is not a multiple of num_key_value_heads {}", c.num_heads, c.num_kv_heads);
         }
-        if c.head_dim % 2 != 0 {
+        if !c.head_dim.is_multiple_of(2) {
             bail!("head_dim {} must be even for rotary embeddings", c.head_dim);
         }
-        if !(c.rms_norm_eps > 0.0) || !(c.rope_theta > 0.0) {
+        // NaN fails these comparisons too.
+        if c.rms_norm_eps.is_nan() || c.rms_norm_eps <= 0.0 || c.rope_theta.is_nan() || c.rope_theta <= 0.0 {
             bail!("rms_norm_eps ({}) and rope_theta ({}) must be positive", c.rms_norm_eps, c.rope_theta);
         }
         // Before anything is allocated: a crafted num_hidden_layers or hidden_size would otherwise
@@ -373,7 +374,8 @@ mod tests {
 
     #[test]
     fn rejects_what_it_cannot_compute() {
-        let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+        type Edit = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(Edit, &str)> = vec![
             (Box::new(|v| v["model_type"] = json!("gemma3")), "gemma3"),
             (Box::new(|v| v["num_attention_heads"] = json!(0)), "must be positive"),
             (Box::new(|v| v["num_key_value_heads"] = json!(2)), "not a multiple"),

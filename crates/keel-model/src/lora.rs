@@ -94,13 +94,16 @@ impl LoraConfig {
     }
 }
 
+/// The ranges of one projection's `A` and `B`, where it is adapted.
+pub type Slot = Option<(Range<usize>, Range<usize>)>;
+
 /// An adapter's parameters (one flat buffer) and where each `A` and `B` lives.
 #[derive(Clone, Debug)]
 pub struct LoraAdapter {
     pub config: LoraConfig,
     pub tensors: Vec<TensorSpec>,
     /// Per layer, per [`Module::ALL`] index: the ranges of `A` `[r × in]` and `B` `[out × r]`.
-    pub slots: Vec<[Option<(Range<usize>, Range<usize>)>; 7]>,
+    pub slots: Vec<[Slot; 7]>,
     pub params: Vec<f32>,
     /// Seeds the dropout masks of the next forward/backward (set per micro-batch).
     pub dropout_key: u64,
@@ -145,7 +148,7 @@ impl LoraAdapter {
                 });
                 a_ranges.push(a);
             }
-            let mut row: [Option<(Range<usize>, Range<usize>)>; 7] = Default::default();
+            let mut row: [Slot; 7] = Default::default();
             for (&(i, m), a) in targeted.iter().zip(a_ranges) {
                 let (_, n_out) = m.dims(model);
                 let b = total..total + n_out * config.rank;

@@ -116,7 +116,7 @@ fn dims_whose_product_wraps_and_a_0_dim_embedding_are_refused() {
 #[test]
 fn huge_block_count_or_embedding_length_is_refused_before_allocating() {
     let embd = ("token_embd.weight", vec![8, 4], 0, 0);
-    let bytes = gguf(&llama_meta(&[("llama.block_count", 4_000_000_000)]), &[embd.clone()], &[0; 128]);
+    let bytes = gguf(&llama_meta(&[("llama.block_count", 4_000_000_000)]), std::slice::from_ref(&embd), &[0; 128]);
     let err = err_of(Transformer::load_gguf(&write("blocks.gguf", &bytes)));
     assert_mentions(&err, &["blocks.gguf", "num_hidden_layers 4000000000", "more than this machine's"]);
     let wide = 9u64 << 40;
