@@ -19,6 +19,19 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libopenblas\.so '; then
     fi
 fi
 
+# bubblewrap: the sandbox HumanEval runs generated code in (keel refuses HumanEval without it).
+if ! command -v bwrap >/dev/null; then
+    if command -v apt-get >/dev/null; then
+        sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        echo "setup: installing bubblewrap" >&2
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq bubblewrap >/dev/null
+    else
+        echo "setup: bubblewrap is missing; install it with your package manager (bubblewrap)" >&2
+        exit 1
+    fi
+fi
+
 if ! command -v cargo >/dev/null; then
     echo "setup: cargo is missing; install Rust from https://rustup.rs" >&2
     exit 1

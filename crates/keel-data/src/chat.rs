@@ -22,6 +22,9 @@ impl Message {
     }
 }
 
+/// Instructions a template may execute per render.
+const TEMPLATE_FUEL: u64 = 20_000_000;
+
 /// A model's chat template, compiled once, with the special tokens it may refer to.
 pub struct ChatTemplate {
     env: Environment<'static>,
@@ -37,6 +40,10 @@ impl ChatTemplate {
         let mut env = Environment::new();
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
+        // A template comes with the model file: bound its work so that one with nested loops
+        // (range() allows 100000 items each) fails instead of hanging. Real templates use a
+        // few thousand units per conversation.
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function("raise_exception", |msg: String| -> Result<Value, Error> {
             Err(Error::new(ErrorKind::InvalidOperation, format!("the chat template raised: {msg}")))
@@ -186,6 +193,16 @@ mod tests {
         let err = t.render(&[Message::new("assistant", "x")], false).unwrap_err().to_string();
         assert!(err.contains("first must be user"), "{err}");
         assert_eq!(t.render(&[Message::new("user", "x")], false).unwrap(), "ok");
+    }
+
+    #[test]
+    fn a_template_with_nested_loops_runs_out_of_fuel_instead_of_hanging() {
+        let t =
+            ChatTemplate::new("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}", &[])
+                .unwrap();
+        let started = std::time::Instant::now();
+        assert!(t.render(&[Message::new("user", "x")], false).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! A malformed line is an error naming `file:line` before any training starts.
 
 use crate::chat::Message;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::Path;
@@ -107,19 +107,14 @@ pub fn read_examples(path: &Path, format: Format, target: Target, fields: &Field
             .map(|r| Example { messages: r.messages(target), source: r.source.clone() })
             .collect());
     }
-    let text = std::fs::read_to_string(path).with_context(|| {
-        format!("cannot read the data file {} (see ../shared/data/README.md for the shared data)", path.display())
-    })?;
+    let lines = crate::jsonl::read_values(path, "see ../shared/data/README.md for the shared data")?;
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let source = format!("{}:{}", path.display(), i + 1);
-        let v: Value = serde_json::from_str(line).with_context(|| format!("{source}: not valid JSON"))?;
+    for (n, v) in lines {
+        let source = format!("{}:{n}", path.display());
         let messages = convert(&v, format, target, fields).with_context(|| source.clone())?;
         out.push(Example { messages, source });
     }
+    ensure!(!out.is_empty(), "{} holds no examples (it is empty or blank)", path.display());
     Ok(out)
 }
 

@@ -5,6 +5,8 @@
 pub mod batching;
 pub mod chat;
 pub mod dataset;
+pub mod fuzzing;
+pub mod jsonl;
 pub mod mask;
 pub mod medcalc;
 pub mod tokenizer;

@@ -113,6 +113,17 @@ pub fn read_medcalc(path: &Path) -> Result<Vec<MedcalcRow>> {
         if !["decimal", "integer", "date"].contains(&row.output_type.as_str()) {
             bail!("{}: unknown Output Type \"{}\"", row.source, row.output_type);
         }
+        // An empty field would train on a target such as "Answer: " (or ask about no note).
+        for (column, value) in [
+            ("Patient Note", &row.note),
+            ("Question", &row.question),
+            ("Ground Truth Answer", &row.answer),
+            ("Ground Truth Explanation", &row.explanation),
+        ] {
+            if value.trim().is_empty() {
+                bail!("{}: \"{column}\" is empty; fill it in or delete the row", row.source);
+            }
+        }
         rows.push(row);
     }
     let held: BTreeSet<String> = held_out_notes(&rows);

@@ -24,6 +24,9 @@ const TOKEN_UNKNOWN: i64 = 2;
 const TOKEN_CONTROL: i64 = 3;
 const TOKEN_USER_DEFINED: i64 = 4;
 
+/// A token's byte range in the text.
+pub type Span = (usize, usize);
+
 impl Tokenizer {
     /// Reads `tokenizer.json` (a file, or the directory holding it); BOS/EOS come from the
     /// `tokenizer_config.json` beside it when present.
@@ -107,7 +110,7 @@ impl Tokenizer {
                 "rstrip": false, "normalized": false, "special": t != TOKEN_USER_DEFINED})
             })
             .collect();
-        let id_of = |k: &str| meta(k).and_then(MetaValue::as_u64).map(|id| id as u32);
+        let id_of = |k: &str| meta(k).and_then(MetaValue::as_u64).and_then(|id| u32::try_from(id).ok());
         let named = |id: Option<u32>| id.and_then(|id| tokens.get(id as usize).map(|t| (id, t.clone())));
         let bos = named(id_of("tokenizer.ggml.bos_token_id"));
         let eos = named(id_of("tokenizer.ggml.eos_token_id"));
@@ -139,8 +142,15 @@ impl Tokenizer {
                 scores.len(),
                 tokens.len()
             );
-            let unk = id_of("tokenizer.ggml.unknown_token_id")
-                .or_else(|| types.iter().position(|&t| t == TOKEN_UNKNOWN).map(|i| i as u32));
+            let unk = match meta("tokenizer.ggml.unknown_token_id").and_then(MetaValue::as_u64) {
+                // An id past the vocabulary would index out of it when the JSON is built.
+                Some(id) if id >= tokens.len() as u64 => bail!(
+                    "tokenizer.ggml.unknown_token_id is {id}, but the vocabulary has only {} tokens",
+                    tokens.len()
+                ),
+                Some(id) => Some(id as u32),
+                None => types.iter().position(|&t| t == TOKEN_UNKNOWN).map(|i| i as u32),
+            };
             let add_space_prefix = !matches!(meta("tokenizer.ggml.add_space_prefix"), Some(MetaValue::Bool(false)));
             sentencepiece_json(&tokens, vocab, &scores, &types, unk, add_space_prefix, added, post_processor)
         } else {
@@ -163,8 +173,7 @@ impl Tokenizer {
     }
 
     /// Encoding with character offsets of each token (for loss masks).
-    #[allow(clippy::type_complexity)] // (ids, byte offsets), as the tokenizers crate returns them
-    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
+    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Vec<Span>)> {
         let enc = self.inner.encode(text, false).map_err(|e| anyhow::anyhow!("cannot tokenize: {e}"))?;
         Ok((enc.get_ids().to_vec(), enc.get_offsets().to_vec()))
     }

@@ -90,6 +90,43 @@ fn malformed_lines_name_the_file_and_line() {
 }
 
 #[test]
+fn invalid_utf8_a_bom_and_an_empty_file_name_the_file() {
+    let f = Fields::default();
+    let ok = "{\"prompt\": \"a\", \"completion\": \"b\"}\n";
+    let read = |name: &str, bytes: &[u8]| {
+        let p = write(name, "");
+        std::fs::write(&p, bytes).unwrap();
+        read_examples(&p, Format::PromptCompletion, Target::Cot, &f).map_err(|e| format!("{e:#}"))
+    };
+    let e = read("latin1.jsonl", &[ok.as_bytes(), b"{\"prompt\": \"caf\xe9\", \"completion\": \"b\"}\n"].concat());
+    assert!(e.as_ref().unwrap_err().contains("latin1.jsonl:2") && e.unwrap_err().contains("UTF-8"));
+    let e = read("bom.jsonl", format!("{ok}\u{feff}{ok}").as_bytes()).unwrap_err();
+    assert!(e.contains("bom.jsonl:2") && e.contains("byte-order mark"), "{e}");
+    assert_eq!(read("lead_bom.jsonl", format!("\u{feff}{ok}").as_bytes()).unwrap().len(), 1);
+    let e = read("empty.jsonl", b"\n  \n").unwrap_err();
+    assert!(e.contains("empty.jsonl") && e.contains("no examples"), "{e}");
+}
+
+#[test]
+fn medcalc_rows_with_an_empty_answer_note_or_explanation_are_refused_by_row() {
+    let header = "Row Number,Calculator Name,Calculator ID,Category,Output Type,Note ID,Note Type,Patient Note,Question,Relevant Entities,Ground Truth Answer,Lower Limit,Upper Limit,Ground Truth Explanation\n";
+    let good = "1,BMI,6,physical,decimal,n1,Extracted,A note.,What is the BMI?,{},22.5,21,24,BMI is 22.5.\n";
+    for (column, row) in [
+        ("Ground Truth Answer", "2,BMI,6,physical,decimal,n2,Extracted,A note.,What is the BMI?,{},,21,24,Because.\n"),
+        ("Patient Note", "2,BMI,6,physical,decimal,n2,Extracted,,What is the BMI?,{},22.5,21,24,Because.\n"),
+        (
+            "Ground Truth Explanation",
+            "2,BMI,6,physical,decimal,n2,Extracted,A note.,What is the BMI?,{},22.5,21,24, \n",
+        ),
+    ] {
+        let p = write("medcalc_empty.csv", &format!("{header}{good}{row}"));
+        let e = format!("{:#}", read_medcalc(&p).unwrap_err());
+        assert!(e.contains("medcalc_empty.csv:row 3") && e.contains(column), "{column}: {e}");
+    }
+    assert_eq!(read_medcalc(&write("medcalc_good.csv", &format!("{header}{good}"))).unwrap().len(), 1);
+}
+
+#[test]
 fn gsm8k_targets_are_the_worked_answer_or_the_final_number() {
     let f = Fields::default();
     let path = shared("gsm8k/train.jsonl");

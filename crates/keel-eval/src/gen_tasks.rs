@@ -5,7 +5,7 @@
 
 use crate::ifeval::{self, parse_ifeval_line};
 use crate::scorers::{esci_answer, gsm8k_correct, gsm8k_flexible, gsm8k_strict, medcalc_answer_text, medcalc_correct};
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use keel_data::chat::Message;
 use keel_data::dataset::{read_examples, Fields, Format, Target};
 use keel_data::medcalc::{read_medcalc, MedcalcRow};
@@ -116,6 +116,13 @@ impl GenTask {
 
     /// The task's questions: GSM8K's test split, or MedCalc-Bench's held-out part.
     pub fn items(self, data_dir: &Path) -> Result<Vec<GenItem>> {
+        let items = self.read_items(data_dir)?;
+        // An empty data file would score 0 with n = 0 and look like a result.
+        ensure!(!items.is_empty(), "the data of {} holds no items (is its file empty?)", self.name());
+        Ok(items)
+    }
+
+    fn read_items(self, data_dir: &Path) -> Result<Vec<GenItem>> {
         Ok(match self {
             GenTask::Gsm8kEightShot => {
                 let shots: String = read_jsonl(&data_dir.join("gsm8k/train.jsonl"))?
@@ -355,11 +362,6 @@ fn one_shot_examples(data_dir: &Path) -> Result<BTreeMap<String, (String, String
 }
 
 fn read_jsonl(path: &Path) -> Result<Vec<Value>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {} (see ../shared/data/README.md)", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}:{}: not valid JSON", path.display(), i + 1)))
-        .collect()
+    let values = keel_data::jsonl::read_values(path, "see ../shared/data/README.md")?;
+    Ok(values.into_iter().map(|(_, v)| v).collect())
 }

@@ -1,15 +1,13 @@
 //! HumanEval: the model completes a Python function; the program (the completion with the
-//! task's tests) runs in a separate `python3` process, in a temporary directory, with a time
-//! limit, without network where the machine allows (`unshare -n`), and is killed on timeout.
+//! task's tests) runs in the sandbox of [`crate::sandbox`] (its docs give the threat model),
+//! with a time limit. Where no sandbox can be made, HumanEval is refused.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use regex::Regex;
-use serde_json::Value;
 use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One HumanEval problem, with the fields of `HumanEval.jsonl`.
 #[derive(Clone, Debug)]
@@ -29,18 +27,15 @@ pub fn read_tasks(data_dir: &Path) -> Result<Vec<HumanEvalTask>> {
     let path = data_dir.join("humaneval/HumanEval.jsonl.gz");
     let file = std::fs::File::open(&path)
         .with_context(|| format!("cannot read {} (see ../shared/data/README.md)", path.display()))?;
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     flate2::read::GzDecoder::new(file)
-        .read_to_string(&mut text)
+        .read_to_end(&mut bytes)
         .with_context(|| format!("{} is not valid gzip", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            let v: Value =
-                serde_json::from_str(l).with_context(|| format!("{}:{}: not valid JSON", path.display(), i + 1))?;
+    keel_data::jsonl::parse_values(&path, &bytes)?
+        .into_iter()
+        .map(|(n, v)| {
             let f = |k: &str| {
-                v[k].as_str().map(String::from).with_context(|| format!("{}:{}: no \"{k}\"", path.display(), i + 1))
+                v[k].as_str().map(String::from).with_context(|| format!("{}:{n}: no \"{k}\"", path.display()))
             };
             Ok(HumanEvalTask {
                 task_id: f("task_id")?,
@@ -72,68 +67,15 @@ pub fn program(task: &HumanEvalTask, response: &str) -> String {
     format!("{body}\n\n{}\n\ncheck({})\n", task.test, task.entry_point)
 }
 
-/// Runs `program` with `python3`; true when it runs to its end (a random marker printed after
-/// the tests, so a program that exits early does not pass) and exits 0 within `limit`.
+/// Runs `program` in the sandbox; true when it runs to its end and exits 0 within `limit`.
 pub fn passes(program: &str, limit: Duration) -> Result<bool> {
-    if Command::new("python3").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
-        bail!("HumanEval needs python3 on PATH to run the generated code, and none was found");
-    }
-    let dir = std::env::temp_dir().join(format!(
-        "keel-humaneval-{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos()
-    ));
-    std::fs::create_dir_all(&dir)?;
-    let marker = format!(
-        "keel-passed-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
-    );
-    std::fs::write(dir.join("program.py"), format!("{program}\nprint({marker:?})\n"))?;
-    let isolated = Command::new("unshare")
-        .args(["-n", "true"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    let mut cmd = if isolated {
-        let mut c = Command::new("unshare");
-        c.args(["-n", "python3", "-I", "program.py"]);
-        c
-    } else {
-        let mut c = Command::new("python3");
-        c.args(["-I", "program.py"]);
-        c
-    };
-    let mut child = cmd.current_dir(&dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
-    // Drain stdout on a thread so a chatty program cannot block on a full pipe.
-    let mut stdout = child.stdout.take().expect("piped");
-    let reader = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = stdout.read_to_end(&mut out);
-        out
-    });
-    let started = Instant::now();
-    let ok = loop {
-        if let Some(status) = child.try_wait()? {
-            let out = reader.join().unwrap_or_default();
-            break status.success() && String::from_utf8_lossy(&out).lines().any(|l| l == marker);
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            let _ = reader.join();
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(ok)
+    Ok(crate::sandbox::run(program, limit)?.passed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     fn task() -> HumanEvalTask {
         HumanEvalTask {

@@ -5,10 +5,12 @@
 #![warn(missing_docs)]
 
 pub mod codelength;
+pub mod fuzzing;
 pub mod gen_tasks;
 pub mod harness;
 pub mod humaneval;
 pub mod ifeval;
 pub mod loglik;
 pub mod mc;
+pub mod sandbox;
 pub mod scorers;

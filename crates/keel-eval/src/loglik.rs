@@ -89,6 +89,11 @@ fn score_groups(
     order.sort_by_key(|&i| std::cmp::Reverse(groups[i].len()));
     let Some(&first) = order.first() else { return Ok(Vec::new()) };
     let max_len = groups[first].len();
+    let context = model.config.max_position_embeddings;
+    ensure!(
+        max_len <= context,
+        "an item's context and continuations take {max_len} tokens, more than the model's context length of {context} (max_position_embeddings); use fewer few-shot examples or a shorter prompt"
+    );
     // Attention probabilities take rows·heads·T² floats: long rows (few-shot prompts) get fewer
     // rows per pass. Forward only, so keep one layer's activations (checkpointing mode).
     let fit = |t: usize| (ATTENTION_BUDGET / (model.config.num_heads * t * t * 4)).clamp(1, rows);

@@ -155,7 +155,11 @@ impl McTask {
                     ));
                 }
             }
-            for (source, rec) in read_records(&data_dir.join(with_subject(&self.data)))? {
+            let path = data_dir.join(with_subject(&self.data));
+            let records = read_records(&path)?;
+            // An empty file would score 0 with n = 0 and look like a result.
+            ensure!(!records.is_empty(), "{} holds no items (it is empty)", path.display());
+            for (source, rec) in records {
                 items.push(self.item(&rec, source, &prefix, subject.clone())?);
             }
         }
@@ -249,16 +253,13 @@ fn read_records(path: &Path) -> Result<Vec<(String, BTreeMap<String, Value>)>> {
             })
             .collect();
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {} ({hint})", path.display()))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            let source = format!("{}:{}", path.display(), i + 1);
-            match serde_json::from_str::<Value>(l) {
-                Ok(Value::Object(o)) => Ok((source, o.into_iter().collect())),
-                Ok(_) => bail!("{source}: not a JSON object"),
-                Err(e) => Err(anyhow::Error::new(e).context(format!("{source}: not valid JSON"))),
+    keel_data::jsonl::read_values(path, hint)?
+        .into_iter()
+        .map(|(n, v)| {
+            let source = format!("{}:{n}", path.display());
+            match v {
+                Value::Object(o) => Ok((source, o.into_iter().collect())),
+                _ => bail!("{source}: not a JSON object"),
             }
         })
         .collect()

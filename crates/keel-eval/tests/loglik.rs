@@ -59,6 +59,15 @@ fn shared_context_single_tokens_and_multi_token_continuations_match_the_direct_c
 }
 
 #[test]
+fn an_item_longer_than_the_context_length_is_refused() {
+    let mut m = model();
+    m.config.max_position_embeddings = 6;
+    let pairs = vec![(vec![5, 9, 17, 3, 40], vec![11, 12, 13])];
+    let err = format!("{:#}", loglikelihoods(&m, &pairs, 1, &mut Progress::quiet()).unwrap_err());
+    assert!(err.contains("7 tokens") && err.contains("context length of 6"), "{err}");
+}
+
+#[test]
 fn code_length_is_the_mean_loss_of_the_supervised_tokens() {
     use keel_data::mask::TokenizedExample;
     let m = model();

@@ -78,6 +78,23 @@ fn task_files_with_bad_gold_indices_or_fields_are_refused_naming_the_line() {
 }
 
 #[test]
+fn an_empty_data_file_is_an_error_not_a_score_of_zero() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("empty_eval");
+    std::fs::create_dir_all(dir.join("gsm8k")).unwrap();
+    std::fs::write(dir.join("empty.jsonl"), "\n").unwrap();
+    std::fs::write(dir.join("gsm8k/test.jsonl"), "").unwrap();
+    let task = McTask::from_toml(
+        "name = \"t\"\ndata = \"empty.jsonl\"\ncontext = \"{q}\"\nchoices = { field = \"c\" }\ngold = \"g\"\n",
+        "t",
+    )
+    .unwrap();
+    let err = format!("{:#}", task.items(&dir).unwrap_err());
+    assert!(err.contains("empty.jsonl") && err.contains("no items"), "{err}");
+    let err = format!("{:#}", keel_eval::gen_tasks::GenTask::Gsm8k.items(&dir).unwrap_err());
+    assert!(err.contains("gsm8k/test.jsonl") && err.contains("no examples"), "{err}");
+}
+
+#[test]
 fn trailing_context_whitespace_moves_to_the_continuation() {
     let pre = Pretrained::load(&model_path()).unwrap();
     let moved = encode_pair(&pre.tokenizer, "Answer: ", "Paris").unwrap();

@@ -7,9 +7,20 @@ use rayon::prelude::*;
 /// order of floating-point additions, and hence the result, never depends on the thread count.
 pub const REDUCE_ROWS: usize = 64;
 
+/// The most worker threads per core [`init_threads`] accepts.
+pub const MAX_THREADS_PER_CORE: usize = 8;
+
 /// Sets the number of worker threads for all kernels. Call once, before any kernel runs; later
 /// calls with the same count are no-ops.
 pub fn init_threads(threads: usize) -> Result<(), String> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Far more threads than cores only slows the kernels, and tens of thousands hang at start.
+    if threads > MAX_THREADS_PER_CORE * cores {
+        return Err(format!(
+            "{threads} threads is more than {MAX_THREADS_PER_CORE} per core of this machine's {cores} cores; use at most {}",
+            MAX_THREADS_PER_CORE * cores
+        ));
+    }
     crate::gemm::ensure_single_threaded_blas();
     match rayon::ThreadPoolBuilder::new().num_threads(threads).build_global() {
         Ok(()) => Ok(()),
@@ -49,4 +60,13 @@ pub fn sum_f64(n: usize, f: impl Fn(usize) -> f64 + Sync) -> f64 {
     let partials: Vec<f64> =
         (0..n.div_ceil(CHUNK)).into_par_iter().map(|c| (c * CHUNK..((c + 1) * CHUNK).min(n)).map(&f).sum()).collect();
     partials.iter().sum()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_thread_count_far_beyond_the_cores_is_refused() {
+        let err = super::init_threads(100_000).unwrap_err();
+        assert!(err.contains("100000 threads") && err.contains("per core"), "{err}");
+    }
 }

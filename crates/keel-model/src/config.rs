@@ -163,16 +163,44 @@ impl ModelConfig {
                 bail!("{name} must be positive");
             }
         }
-        if c.num_heads % c.num_kv_heads != 0 {
+        if !c.num_heads.is_multiple_of(c.num_kv_heads) {
             bail!("num_attention_heads {} is not a multiple of num_key_value_heads {}", c.num_heads, c.num_kv_heads);
         }
-        if c.head_dim % 2 != 0 {
+        if !c.head_dim.is_multiple_of(2) {
             bail!("head_dim {} must be even for rotary embeddings", c.head_dim);
         }
-        if !(c.rms_norm_eps > 0.0) || !(c.rope_theta > 0.0) {
+        // NaN fails these comparisons too.
+        if c.rms_norm_eps.is_nan() || c.rms_norm_eps <= 0.0 || c.rope_theta.is_nan() || c.rope_theta <= 0.0 {
             bail!("rms_norm_eps ({}) and rope_theta ({}) must be positive", c.rms_norm_eps, c.rope_theta);
         }
-        Ok(())
+        // Before anything is allocated: a crafted num_hidden_layers or hidden_size would otherwise
+        // abort in the allocator (or overflow the layout's offsets).
+        crate::limits::ensure_fits(
+            self.num_params_u128().saturating_mul(4),
+            format_args!(
+                "a model with hidden_size {}, num_hidden_layers {}, intermediate_size {}, vocab_size {} (f32 weights)",
+                c.hidden_size, c.num_layers, c.intermediate_size, c.vocab_size
+            ),
+        )
+    }
+
+    /// The parameter count in u128, saturating: no size a file can claim overflows it.
+    fn num_params_u128(&self) -> u128 {
+        use crate::limits::product;
+        let c = self;
+        let (h, d) = (c.hidden_size, c.head_dim);
+        let width = c.num_heads.saturating_add(c.num_kv_heads.saturating_mul(2));
+        let per_layer = [
+            product(&[2, width, d, h]),
+            product(&[3, c.intermediate_size, h]),
+            product(&[width, d]),
+            product(&[2, h]),
+            product(&[2, d]),
+        ]
+        .iter()
+        .fold(0u128, |a, &b| a.saturating_add(b));
+        let heads = if c.tie_word_embeddings { 1 } else { 2 };
+        product(&[c.num_layers]).saturating_mul(per_layer).saturating_add(product(&[heads, c.vocab_size, h]))
     }
 
     /// RoPE inverse frequencies for one head, `[head_dim / 2]`, as transformers computes them.
@@ -346,7 +374,8 @@ mod tests {
 
     #[test]
     fn rejects_what_it_cannot_compute() {
-        let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+        type Edit = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(Edit, &str)> = vec![
             (Box::new(|v| v["model_type"] = json!("gemma3")), "gemma3"),
             (Box::new(|v| v["num_attention_heads"] = json!(0)), "must be positive"),
             (Box::new(|v| v["num_key_value_heads"] = json!(2)), "not a multiple"),
@@ -366,6 +395,19 @@ mod tests {
             edit(&mut v);
             let err = format!("{:#}", ModelConfig::from_hf_json(&v).unwrap_err());
             assert!(err.contains(needle), "error {err:?} should mention {needle:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_sizes_beyond_memory_before_allocating() {
+        for (key, value) in [("num_hidden_layers", json!(1_000_000_000_000u64)), ("hidden_size", json!(9u64 << 40))] {
+            let mut v = base();
+            v[key] = value;
+            if key == "hidden_size" {
+                v["head_dim"] = json!(64);
+            }
+            let err = format!("{:#}", ModelConfig::from_hf_json(&v).unwrap_err());
+            assert!(err.contains("more than this machine's") && err.contains(key), "{key}: {err}");
         }
     }
 

@@ -117,8 +117,30 @@ pub struct GgufFile {
     pub version: u32,
     pub metadata: BTreeMap<String, MetaValue>,
     pub tensors: Vec<GgufTensor>,
-    map: Mmap,
+    map: Bytes,
 }
+
+/// The file's bytes: mapped from disk, or owned (files checked in memory, as the fuzz targets do).
+enum Bytes {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
+/// The smallest encodings of a metadata entry (key length, empty key, type, one byte) and of a
+/// tensor-directory entry (name length, dimension count, type, offset): counts read from the
+/// header are checked against the bytes left before anything is reserved for them.
+const MIN_KV_BYTES: usize = 8 + 4 + 1;
+const MIN_TENSOR_BYTES: usize = 8 + 4 + 4 + 8;
 
 /// A bounds-checked little-endian reader over the header.
 struct Cursor<'a> {
@@ -166,7 +188,7 @@ impl<'a> Cursor<'a> {
                 ensure!(depth < 4, "metadata arrays nested too deeply");
                 let inner = self.u32()?;
                 let n = self.u64()? as usize;
-                ensure!(n <= self.bytes.len(), "metadata array of {n} entries is larger than the file");
+                ensure!(n <= self.bytes.len() - self.pos, "metadata array of {n} entries is larger than the file");
                 MetaValue::Array((0..n).map(|_| self.value(inner, depth + 1)).collect::<Result<_>>()?)
             }
             10 => MetaValue::U64(self.u64()?),
@@ -186,14 +208,28 @@ impl GgufFile {
         let file = File::open(path)?;
         // SAFETY: read-only mapping of a file keel does not modify.
         let map = unsafe { Mmap::map(&file) }?;
+        Self::parse(path, Bytes::Mapped(map))
+    }
+
+    /// Reads a GGUF file held in memory; `path` only names it in messages.
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self> {
+        Self::parse(path, Bytes::Owned(bytes)).with_context(|| format!("cannot read GGUF file {}", path.display()))
+    }
+
+    fn parse(path: &Path, map: Bytes) -> Result<Self> {
         let mut c = Cursor { bytes: &map, pos: 0 };
         ensure!(map.len() >= 4 && &map[..4] == b"GGUF", "not a GGUF file (it does not start with \"GGUF\")");
         c.pos = 4;
         let version = c.u32()?;
         ensure!(version == 2 || version == 3, "GGUF version {version} is not supported (2 and 3 are)");
-        let n_tensors = c.u64()? as usize;
-        let n_kv = c.u64()? as usize;
-        ensure!(n_tensors <= map.len() && n_kv <= map.len(), "header counts exceed the file size (corrupt header)");
+        let n_tensors = c.u64()?;
+        let n_kv = c.u64()?;
+        let left = (map.len() - c.pos) as u64;
+        ensure!(
+            n_kv <= left / MIN_KV_BYTES as u64 && n_tensors <= left / MIN_TENSOR_BYTES as u64,
+            "the header claims {n_tensors} tensors and {n_kv} metadata entries, more than the file's {} bytes can hold (truncated or corrupt header)",
+            map.len()
+        );
         let mut metadata = BTreeMap::new();
         for _ in 0..n_kv {
             let key = c.string()?;
@@ -201,7 +237,7 @@ impl GgufFile {
             let value = c.value(kind, 0).with_context(|| format!("metadata key {key}"))?;
             metadata.insert(key, value);
         }
-        let mut raw = Vec::with_capacity(n_tensors);
+        let mut raw = Vec::with_capacity(n_tensors as usize);
         for _ in 0..n_tensors {
             let name = c.string()?;
             let n_dims = c.u32()? as usize;
@@ -209,27 +245,18 @@ impl GgufFile {
             let mut shape: Vec<usize> = (0..n_dims).map(|_| c.u64().map(|d| d as usize)).collect::<Result<_>>()?;
             shape.reverse();
             let type_id = c.u32()?;
-            let offset = c.u64()? as usize;
+            let offset = c.u64()?;
             raw.push((name, shape, type_id, offset));
         }
-        let alignment = metadata.get("general.alignment").and_then(MetaValue::as_u64).unwrap_or(32) as usize;
+        let alignment = metadata.get("general.alignment").and_then(MetaValue::as_u64).unwrap_or(32);
         ensure!(alignment > 0 && alignment.is_power_of_two(), "general.alignment {alignment} is not a power of two");
-        let data_start = c.pos.next_multiple_of(alignment);
-        let mut tensors = Vec::with_capacity(raw.len());
-        for (name, shape, type_id, offset) in raw {
-            let kind = GgmlType::from_id(type_id)
-                .with_context(|| format!("tensor {name} uses ggml type {type_id}, which keel cannot dequantize (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)"))?;
-            let numel: usize = shape.iter().product();
-            let (per_block, block_bytes) = kind.block();
-            ensure!(numel % per_block == 0, "tensor {name}: {numel} values do not fill whole {kind:?} blocks");
-            let len = numel / per_block * block_bytes;
-            let start = data_start + offset;
-            ensure!(
-                start.checked_add(len).is_some_and(|end| end <= map.len()),
-                "tensor {name}: its data lies beyond the end of the file (truncated?)"
-            );
-            tensors.push(GgufTensor { name, shape, kind, start, len });
-        }
+        let data_start =
+            (c.pos as u64).checked_next_multiple_of(alignment).context("general.alignment is too large")?;
+        let tensors = raw
+            .into_iter()
+            .map(|(name, shape, type_id, offset)| locate(name, shape, type_id, data_start, offset, map.len()))
+            .collect::<Result<Vec<_>>>()?;
+        refuse_overlaps(&tensors)?;
         Ok(GgufFile { path: path.to_path_buf(), version, metadata, tensors, map })
     }
 
@@ -251,6 +278,48 @@ impl GgufFile {
 
 fn f16_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+/// A directory entry's place in the file, with checked arithmetic: a crafted offset or shape must
+/// not wrap around to bytes of another tensor, nor claim more values than can be counted.
+fn locate(
+    name: String,
+    shape: Vec<usize>,
+    type_id: u32,
+    data_start: u64,
+    offset: u64,
+    file_len: usize,
+) -> Result<GgufTensor> {
+    let kind = GgmlType::from_id(type_id)
+        .with_context(|| format!("tensor {name} uses ggml type {type_id}, which keel cannot dequantize (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)"))?;
+    let numel = crate::limits::numel(&shape, format_args!("tensor {name}"))?;
+    let (per_block, block_bytes) = kind.block();
+    ensure!(numel % per_block == 0, "tensor {name}: {numel} values do not fill whole {kind:?} blocks");
+    let len = (numel / per_block).checked_mul(block_bytes);
+    let start = data_start.checked_add(offset).and_then(|s| usize::try_from(s).ok());
+    match (start, len) {
+        (Some(start), Some(len)) if start.checked_add(len).is_some_and(|end| end <= file_len) => {
+            Ok(GgufTensor { name, shape, kind, start, len })
+        }
+        _ => bail!(
+            "tensor {name}: its data (offset {offset}, shape {shape:?} of {kind:?}) lies beyond the end of the {file_len}-byte file (truncated or corrupt?)"
+        ),
+    }
+}
+
+/// Two tensors whose bytes overlap would load one tensor's weights as another's.
+fn refuse_overlaps(tensors: &[GgufTensor]) -> Result<()> {
+    let mut spans: Vec<&GgufTensor> = tensors.iter().filter(|t| t.len > 0).collect();
+    spans.sort_by_key(|t| t.start);
+    for pair in spans.windows(2) {
+        ensure!(
+            pair[0].start + pair[0].len <= pair[1].start,
+            "tensors {} and {} overlap in the file (corrupt or crafted tensor offsets)",
+            pair[0].name,
+            pair[1].name
+        );
+    }
+    Ok(())
 }
 
 /// Dequantizes `bytes` of type `kind` into `out`, following ggml's reference decoders.
@@ -380,6 +449,11 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<ModelConfig> {
     let heads = num("attention.head_count")? as usize;
     ensure!(heads > 0, "{arch_name}.attention.head_count is 0");
     let embd = g.tensor("token_embd.weight").context("no token_embd.weight tensor")?;
+    ensure!(
+        embd.shape.len() == 2 && embd.shape[1] == hidden,
+        "token_embd.weight has shape {:?}, expected [vocabulary, {arch_name}.embedding_length = {hidden}]",
+        embd.shape
+    );
     let config = ModelConfig {
         arch,
         hidden_size: hidden,
@@ -454,11 +528,17 @@ fn unpermute_rows(w: &[f32], heads: usize, cols: usize) -> Vec<f32> {
 impl Transformer {
     /// Loads a GGUF model, dequantized to f32, with Hugging Face names and layouts.
     pub fn load_gguf(path: &Path) -> Result<Self> {
-        let g = GgufFile::open(path)?;
-        let config = config_from_gguf(&g).with_context(|| format!("{}", path.display()))?;
-        let permuted = config.arch == Arch::Llama;
-        let mut model = Transformer::zeros(config);
-        for spec in &model.layout.tensors {
+        Self::from_gguf(&GgufFile::open(path)?)
+    }
+
+    /// Loads an opened GGUF file. Every tensor is found and its shape checked before the
+    /// weights are allocated, so their size is bounded by the file's.
+    pub fn from_gguf(g: &GgufFile) -> Result<Self> {
+        let path = &g.path;
+        let config = config_from_gguf(g).with_context(|| format!("{}", path.display()))?;
+        let layout = crate::params::ParamLayout::new(&config);
+        let mut found = Vec::with_capacity(layout.tensors.len());
+        for spec in &layout.tensors {
             let name = gguf_name(&spec.name).with_context(|| format!("no GGUF name for {}", spec.name))?;
             let t = g
                 .tensor(&name)
@@ -470,6 +550,11 @@ impl Transformer {
                 t.shape,
                 spec.shape
             );
+            found.push((name, t));
+        }
+        let permuted = config.arch == Arch::Llama;
+        let mut model = Transformer::zeros(config);
+        for (spec, (name, t)) in layout.tensors.iter().zip(found) {
             let mut w = g.dequantize(t);
             let c = &model.config;
             if permuted && name.ends_with("attn_q.weight") {

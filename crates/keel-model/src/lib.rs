@@ -6,8 +6,10 @@
 pub mod batch;
 mod block;
 pub mod config;
+pub mod fuzzing;
 pub mod gguf;
 pub mod inference;
+pub mod limits;
 pub mod lora;
 pub mod optim;
 pub mod params;

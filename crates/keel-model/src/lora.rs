@@ -98,8 +98,8 @@ impl LoraConfig {
     }
 }
 
-/// Where one adapted projection's `A` `[r × in]` and `B` `[out × r]` lie in the adapter's buffer.
-pub type AdapterSlot = (Range<usize>, Range<usize>);
+/// The ranges of one projection's `A` and `B`, where it is adapted.
+pub type Slot = Option<(Range<usize>, Range<usize>)>;
 
 /// An adapter's parameters (one flat buffer) and where each `A` and `B` lives.
 #[derive(Clone, Debug)]
@@ -107,7 +107,7 @@ pub struct LoraAdapter {
     pub config: LoraConfig,
     pub tensors: Vec<TensorSpec>,
     /// Per layer, per [`Module::ALL`] index: the ranges of `A` `[r × in]` and `B` `[out × r]`.
-    pub slots: Vec<[Option<AdapterSlot>; 7]>,
+    pub slots: Vec<[Slot; 7]>,
     pub params: Vec<f32>,
     /// Seeds the dropout masks of the next forward/backward (set per micro-batch).
     pub dropout_key: u64,
@@ -123,6 +123,15 @@ impl LoraAdapter {
         ensure!(config.rank > 0, "LoRA rank must be positive");
         ensure!(!config.targets.is_empty(), "LoRA needs at least one target module");
         ensure!((0.0..1.0).contains(&config.dropout), "LoRA dropout must lie in [0, 1)");
+        // Before the loop below allocates: a typo such as r = 1e12 must not abort the process.
+        let per_layer = config.targets.iter().fold(0u128, |sum, m| {
+            let (n_in, n_out) = m.dims(model);
+            sum.saturating_add(crate::limits::product(&[config.rank, n_in.saturating_add(n_out)]))
+        });
+        crate::limits::ensure_fits(
+            per_layer.saturating_mul(model.num_layers as u128).saturating_mul(4),
+            format_args!("a LoRA adapter of rank {}", config.rank),
+        )?;
         let mut tensors = Vec::new();
         let mut total = 0;
         let mut slots = Vec::new();
@@ -143,7 +152,7 @@ impl LoraAdapter {
                 });
                 a_ranges.push(a);
             }
-            let mut row: [Option<(Range<usize>, Range<usize>)>; 7] = Default::default();
+            let mut row: [Slot; 7] = Default::default();
             for (&(i, m), a) in targeted.iter().zip(a_ranges) {
                 let (_, n_out) = m.dims(model);
                 let b = total..total + n_out * config.rank;

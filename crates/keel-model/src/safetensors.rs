@@ -142,7 +142,7 @@ impl SafeTensors {
     pub fn read_f32(&self, name: &str, out: &mut [f32]) -> Result<()> {
         let e = self.tensors.get(name).with_context(|| format!("no tensor named {name}"))?;
         let bytes = &self.files[e.file].1[e.start..e.end];
-        let numel: usize = e.shape.iter().product();
+        let numel: usize = e.shape.iter().product(); // checked against the bytes in parse_header
         ensure!(out.len() == numel, "tensor {name} has {numel} elements, expected {}", out.len());
         match e.dtype {
             Dtype::F32 => out
@@ -174,7 +174,9 @@ impl SafeTensors {
 
     /// Reads a floating-point tensor into a new vector.
     pub fn to_vec_f32(&self, name: &str) -> Result<Vec<f32>> {
-        let numel = self.get(name).with_context(|| format!("no tensor named {name}"))?.shape.iter().product();
+        let e = self.get(name).with_context(|| format!("no tensor named {name}"))?;
+        // Checked when the header was read: the bytes of the file bound the element count.
+        let numel = e.shape.iter().product();
         let mut out = vec![0.0; numel];
         self.read_f32(name, &mut out)?;
         Ok(out)
@@ -221,15 +223,30 @@ fn parse_header(bytes: &[u8], file: usize) -> Result<Vec<(String, TensorEntry)>>
             start <= end && end <= data_len,
             "tensor {name}: bytes {start}..{end} lie beyond the {data_len} data bytes (truncated file?)"
         );
-        let numel: usize = shape.iter().product();
+        let numel = crate::limits::numel(&shape, format_args!("tensor {name}"))?;
         ensure!(
-            end - start == numel * dtype.size(),
+            numel.checked_mul(dtype.size()) == Some(end - start),
             "tensor {name}: {} bytes stored for shape {shape:?} of {dtype:?}",
             end - start
         );
         out.push((name, TensorEntry { dtype, shape, file, start: start + 8 + n, end: end + 8 + n }));
     }
+    refuse_overlaps(&out)?;
     Ok(out)
+}
+
+/// Tensors whose byte ranges overlap would load one tensor's bytes as another's weights.
+fn refuse_overlaps(entries: &[(String, TensorEntry)]) -> Result<()> {
+    let mut spans: Vec<&(String, TensorEntry)> = entries.iter().filter(|(_, e)| e.end > e.start).collect();
+    spans.sort_by_key(|(_, e)| e.start);
+    for pair in spans.windows(2) {
+        let ((a, ea), (b, eb)) = (pair[0], pair[1]);
+        ensure!(
+            ea.end <= eb.start,
+            "tensors {a} and {b} share bytes (data_offsets overlap: a corrupt or crafted file)"
+        );
+    }
+    Ok(())
 }
 
 /// Writes f32 tensors as one safetensors file, atomically (temporary file, fsync, rename).

@@ -67,6 +67,15 @@ impl Workspace {
     /// each layer's input is kept and the layer is recomputed during the backward.
     pub fn new(c: &ModelConfig, batch: usize, seq: usize, checkpointing: bool) -> Result<Self> {
         ensure!(batch > 0 && seq > 0, "batch size and sequence length must be positive");
+        ensure!(
+            seq <= c.max_position_embeddings,
+            "sequences of {seq} tokens are longer than the model's context length of {} tokens (max_position_embeddings); shorten them (data.max_seq_len)",
+            c.max_position_embeddings
+        );
+        crate::limits::ensure_fits(
+            Self::bytes_needed(c, batch, seq, checkpointing),
+            format_args!("the activations of a batch of {batch} × {seq} tokens (micro-batch size × sequence length)"),
+        )?;
         let s = AttnShape { batch, seq, heads: c.num_heads, kv_heads: c.num_kv_heads, head_dim: c.head_dim };
         let kept = if checkpointing { 1 } else { c.num_layers };
         let mut ws = Workspace {
@@ -91,6 +100,29 @@ impl Workspace {
         };
         ws.fit(c, s);
         Ok(ws)
+    }
+
+    /// An upper bound of the bytes [`Workspace::new`] allocates, in u128 so that no requested
+    /// size overflows it: checked before allocating, a huge sequence length or batch is an error
+    /// rather than an abort.
+    fn bytes_needed(c: &ModelConfig, batch: usize, seq: usize, checkpointing: bool) -> u128 {
+        use crate::limits::product;
+        let n = product(&[batch, seq]);
+        let (h, f) = (c.hidden_size as u128, c.intermediate_size as u128);
+        let (qw, kw) = (product(&[c.num_heads, c.head_dim]), product(&[c.num_kv_heads, c.head_dim]));
+        let probs = product(&[batch, c.num_heads, seq, seq]);
+        let width = [4 * h, 4 * qw, 5 * kw, 4 * f, 2 * (c.num_heads + c.num_kv_heads) as u128 + 8]
+            .into_iter()
+            .fold(0u128, u128::saturating_add);
+        let per_layer = n.saturating_mul(width).saturating_add(probs.saturating_mul(2));
+        let kept = if checkpointing { 1 } else { c.num_layers as u128 };
+        let inputs = product(&[c.num_layers + 1]).saturating_mul(n).saturating_mul(h);
+        let logits = n.saturating_mul(c.vocab_size as u128 + 1);
+        kept.saturating_mul(per_layer)
+            .saturating_add(per_layer)
+            .saturating_add(inputs)
+            .saturating_add(logits)
+            .saturating_mul(4)
     }
 
     /// Fits every buffer to shape `s`: allocates on the first call, and within that capacity
@@ -145,6 +177,16 @@ impl Workspace {
             batch.batch,
             batch.seq
         );
+        ensure!(
+            batch.seq <= c.max_position_embeddings,
+            "a sequence of {} tokens is longer than the model's context length of {} tokens",
+            batch.seq,
+            c.max_position_embeddings
+        );
+        // An id past the vocabulary would index past the embedding table.
+        if let Some(&id) = batch.ids.iter().find(|&&id| id as usize >= c.vocab_size) {
+            anyhow::bail!("token id {id} is not in the model's vocabulary of {} tokens", c.vocab_size);
+        }
         if let Some(w) = c.sliding_window {
             ensure!(
                 batch.seq <= w,

@@ -17,8 +17,10 @@ impl Transformer {
     pub fn load(dir: &Path) -> Result<Self> {
         let config = ModelConfig::from_file(dir)?;
         let st = SafeTensors::open(dir)?;
-        let mut model = Transformer::zeros(config);
-        for spec in &model.layout.tensors {
+        // Every tensor is found and its shape checked before the weights are allocated, so
+        // their size is bounded by the files'.
+        let layout = crate::params::ParamLayout::new(&config);
+        for spec in &layout.tensors {
             let entry = st.get(&spec.name).with_context(|| {
                 format!("{}: tensor {} is missing (the config asks for it)", dir.display(), spec.name)
             })?;
@@ -31,15 +33,18 @@ impl Transformer {
                     spec.shape
                 );
             }
-            st.read_f32(&spec.name, &mut model.params[spec.range.clone()])
-                .with_context(|| format!("{}", st.file_of(&spec.name).unwrap_or(dir).display()))?;
         }
-        if let Some(extra) = st.names().find(|n| model.layout.find(n).is_none() && !ignorable(n, &model.config)) {
+        if let Some(extra) = st.names().find(|n| layout.find(n).is_none() && !ignorable(n, &config)) {
             bail!(
                 "{}: tensor {extra} is not part of a {} model with this config (wrong architecture or config?)",
                 st.file_of(extra).unwrap_or(dir).display(),
-                model.config.arch.model_type()
+                config.arch.model_type()
             );
+        }
+        let mut model = Transformer::zeros(config);
+        for spec in &layout.tensors {
+            st.read_f32(&spec.name, &mut model.params[spec.range.clone()])
+                .with_context(|| format!("{}", st.file_of(&spec.name).unwrap_or(dir).display()))?;
         }
         Ok(model)
     }

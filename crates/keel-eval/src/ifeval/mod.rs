@@ -139,13 +139,10 @@ pub fn parse_ifeval_line(line: &str) -> Result<IfevalItem> {
 /// parse, names an unknown instruction or lacks a required argument is an error naming
 /// `file:line`.
 pub fn read_ifeval(path: &Path) -> Result<Vec<IfevalItem>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut items = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        items.push(parse_ifeval_line(line).map_err(|e| anyhow!("{}:{}: {e:#}", path.display(), i + 1))?);
+    for (n, line) in keel_data::jsonl::lines(path, &bytes)? {
+        items.push(parse_ifeval_line(&line).map_err(|e| anyhow!("{}:{n}: {e:#}", path.display()))?);
     }
     Ok(items)
 }
