@@ -7,7 +7,9 @@ use std::path::Path;
 /// The supported families. They share one `Transformer`; these switch its few differences.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arch {
+    /// Llama 1–3 and derivatives (e.g. SmolLM, TinyLlama).
     Llama,
+    /// Like Llama, with an optional sliding attention window.
     Mistral,
     /// Bias on the q, k and v projections.
     Qwen2,
@@ -16,6 +18,7 @@ pub enum Arch {
 }
 
 impl Arch {
+    /// The `model_type` string of Hugging Face's `config.json`.
     pub fn model_type(self) -> &'static str {
         match self {
             Arch::Llama => "llama",
@@ -32,9 +35,11 @@ impl Arch {
             Arch::Qwen3 => "Qwen3ForCausalLM",
         }
     }
+    /// Whether q, k and v projections carry a bias (Qwen2 only).
     pub fn qkv_bias(self) -> bool {
         self == Arch::Qwen2
     }
+    /// Whether q and k get a per-head RMSNorm before RoPE (Qwen3 only).
     pub fn qk_norm(self) -> bool {
         self == Arch::Qwen3
     }
@@ -43,30 +48,50 @@ impl Arch {
 /// Llama 3's frequency-dependent RoPE scaling (`rope_type: "llama3"`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Llama3RopeScaling {
+    /// Divides the frequencies of long wavelengths (e.g. 8 for Llama 3.1).
     pub factor: f64,
+    /// Wavelengths longer than `original_max_position_embeddings / low_freq_factor` are scaled fully.
     pub low_freq_factor: f64,
+    /// Wavelengths shorter than `original_max_position_embeddings / high_freq_factor` are not scaled.
     pub high_freq_factor: f64,
+    /// The context length (tokens) the model was pretrained with before scaling.
     pub original_max_position_embeddings: f64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
+/// The architecture of a model: sizes, normalization, RoPE and token ids, as keel needs them.
 pub struct ModelConfig {
+    /// Model family; switches q/k/v bias and q/k norm.
     pub arch: Arch,
+    /// Width of the residual stream (`d_model`).
     pub hidden_size: usize,
+    /// Number of decoder layers (`num_hidden_layers`).
     pub num_layers: usize,
+    /// Number of query heads (`num_attention_heads`).
     pub num_heads: usize,
+    /// Number of key/value heads (grouped-query attention); defaults to `num_heads`. Divides it.
     pub num_kv_heads: usize,
+    /// Width of one head; defaults to `hidden_size / num_heads`, but may differ (e.g. Qwen3).
     pub head_dim: usize,
+    /// Width of the SwiGLU MLP's hidden layer (gate and up `[intermediate × hidden]`).
     pub intermediate_size: usize,
+    /// Size of the vocabulary: rows of the embedding and of the LM head.
     pub vocab_size: usize,
+    /// Epsilon inside the RMSNorm square root; default 1e-6.
     pub rms_norm_eps: f64,
+    /// RoPE base frequency; default 10000.
     pub rope_theta: f64,
+    /// Llama 3 RoPE scaling, if the config has `rope_type: "llama3"`; `None` is plain RoPE.
     pub rope_scaling: Option<Llama3RopeScaling>,
+    /// The LM head reuses the embedding matrix (no `lm_head.weight`); defaults to true for Qwen2 only.
     pub tie_word_embeddings: bool,
+    /// Context length in tokens; longer sequences are refused. Default 2048.
     pub max_position_embeddings: usize,
     /// Attention window of Mistral-style sliding-window layers; sequences longer than it are refused.
     pub sliding_window: Option<usize>,
+    /// Beginning-of-sequence token, if the config names one (the first, if it names a list).
     pub bos_token_id: Option<u32>,
+    /// End-of-sequence token, if the config names one (the first, if it names a list).
     pub eos_token_id: Option<u32>,
 }
 

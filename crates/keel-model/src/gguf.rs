@@ -13,15 +13,22 @@ use std::path::{Path, PathBuf};
 /// A metadata value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MetaValue {
+    /// Any unsigned integer type (uint8 to uint64), widened.
     U64(u64),
+    /// Any signed integer type (int8 to int64), widened.
     I64(i64),
+    /// float32 or float64, widened.
     F64(f64),
+    /// A GGUF bool (one byte, nonzero is true).
     Bool(bool),
+    /// A UTF-8 string.
     Str(String),
+    /// An array of any value type (nesting limited to 4 levels).
     Array(Vec<MetaValue>),
 }
 
 impl MetaValue {
+    /// The value as an unsigned integer: a `U64`, or an `I64` that is not negative.
     pub fn as_u64(&self) -> Option<u64> {
         match *self {
             MetaValue::U64(v) => Some(v),
@@ -29,6 +36,7 @@ impl MetaValue {
             _ => None,
         }
     }
+    /// The value as a float: an `F64`, or either integer converted.
     pub fn as_f64(&self) -> Option<f64> {
         match *self {
             MetaValue::F64(v) => Some(v),
@@ -37,12 +45,14 @@ impl MetaValue {
             _ => None,
         }
     }
+    /// The value if it is a string.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             MetaValue::Str(s) => Some(s),
             _ => None,
         }
     }
+    /// The elements if the value is an array.
     pub fn as_array(&self) -> Option<&[MetaValue]> {
         match self {
             MetaValue::Array(a) => Some(a),
@@ -54,16 +64,27 @@ impl MetaValue {
 /// ggml tensor types keel can dequantize.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GgmlType {
+    /// 32-bit float, unquantized.
     F32,
+    /// IEEE half precision.
     F16,
+    /// bfloat16 (the top 16 bits of an f32).
     BF16,
+    /// Blocks of 32: an f16 scale and 4-bit values offset by −8 (18 bytes).
     Q4_0,
+    /// Blocks of 32: f16 scale and minimum, 4-bit values (20 bytes).
     Q4_1,
+    /// Blocks of 32: an f16 scale and 5-bit values offset by −16 (22 bytes).
     Q5_0,
+    /// Blocks of 32: f16 scale and minimum, 5-bit values (24 bytes).
     Q5_1,
+    /// Blocks of 32: an f16 scale and 8-bit signed values (34 bytes).
     Q8_0,
+    /// K-quant super-blocks of 256: 4-bit values, 6-bit sub-block scales and minimums (144 bytes).
     Q4K,
+    /// K-quant super-blocks of 256: 5-bit values, 6-bit sub-block scales and minimums (176 bytes).
     Q5K,
+    /// K-quant super-blocks of 256: 6-bit values, 8-bit sub-block scales (210 bytes).
     Q6K,
 }
 
@@ -105,17 +126,27 @@ impl GgmlType {
 /// reverse of GGUF's `ne`.
 #[derive(Clone, Debug)]
 pub struct GgufTensor {
+    /// llama.cpp's name (e.g. `blk.0.attn_q.weight`), not yet mapped to Hugging Face's.
     pub name: String,
+    /// Dimensions, rows first; at most 4.
     pub shape: Vec<usize>,
+    /// How the data is stored (quantized or float).
     pub kind: GgmlType,
     start: usize,
     len: usize,
 }
 
+/// An open GGUF file: header, metadata and tensor directory, with the data mapped (or owned)
+/// and dequantized on demand.
 pub struct GgufFile {
+    /// The file read, for messages.
     pub path: PathBuf,
+    /// The format version, 2 or 3.
     pub version: u32,
+    /// Every metadata key (e.g. `llama.block_count`), in key order.
     pub metadata: BTreeMap<String, MetaValue>,
+    /// The tensor directory in file order; each tensor's bytes are checked to lie inside the file
+    /// and not overlap another's.
     pub tensors: Vec<GgufTensor>,
     map: Bytes,
 }
@@ -200,6 +231,7 @@ impl<'a> Cursor<'a> {
 }
 
 impl GgufFile {
+    /// Memory-maps and parses a file; the header and directory are checked, the data is read later.
     pub fn open(path: &Path) -> Result<Self> {
         Self::open_inner(path).with_context(|| format!("cannot read GGUF file {}", path.display()))
     }
@@ -260,10 +292,12 @@ impl GgufFile {
         Ok(GgufFile { path: path.to_path_buf(), version, metadata, tensors, map })
     }
 
+    /// The directory entry with llama.cpp's tensor name `name`.
     pub fn tensor(&self, name: &str) -> Option<&GgufTensor> {
         self.tensors.iter().find(|t| t.name == name)
     }
 
+    /// The metadata value under `key`.
     pub fn meta(&self, key: &str) -> Option<&MetaValue> {
         self.metadata.get(key)
     }

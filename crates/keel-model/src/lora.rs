@@ -18,18 +18,27 @@ use std::path::Path;
 /// The projections an adapter can attach to, with their Hugging Face module names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Module {
+    /// Query projection, `self_attn.q_proj`.
     Q,
+    /// Key projection, `self_attn.k_proj`.
     K,
+    /// Value projection, `self_attn.v_proj`.
     V,
+    /// Attention output projection, `self_attn.o_proj`.
     O,
+    /// MLP gate projection (the SiLU branch), `mlp.gate_proj`.
     Gate,
+    /// MLP up projection, `mlp.up_proj`.
     Up,
+    /// MLP down projection, `mlp.down_proj`.
     Down,
 }
 
 impl Module {
+    /// Every module in layer order (attention, then MLP); indexes [`LoraAdapter::slots`].
     pub const ALL: [Module; 7] = [Module::Q, Module::K, Module::V, Module::O, Module::Gate, Module::Up, Module::Down];
 
+    /// The Hugging Face / PEFT module name, e.g. `q_proj`.
     pub fn name(self) -> &'static str {
         match self {
             Module::Q => "q_proj",
@@ -49,6 +58,7 @@ impl Module {
         }
     }
 
+    /// Parses a PEFT `target_modules` name such as `q_proj`.
     pub fn from_name(s: &str) -> Result<Self> {
         Module::ALL.into_iter().find(|m| m.name() == s).with_context(|| {
             format!(
@@ -85,14 +95,20 @@ impl Module {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+/// LoRA hyperparameters, as in PEFT's `adapter_config.json`.
 pub struct LoraConfig {
+    /// Rank `r` of each update `B·A`; positive.
     pub rank: usize,
+    /// `lora_alpha`: the update is scaled by `alpha / rank`.
     pub alpha: f64,
+    /// Probability of zeroing each input element of `A` (inverted dropout), in [0, 1); 0 when omitted.
     pub dropout: f64,
+    /// Projections adapted in every layer; at least one.
     pub targets: Vec<Module>,
 }
 
 impl LoraConfig {
+    /// The multiplier `alpha / rank` applied to `B·A·x`.
     pub fn scale(&self) -> f32 {
         (self.alpha / self.rank as f64) as f32
     }
@@ -104,10 +120,14 @@ pub type Slot = Option<(Range<usize>, Range<usize>)>;
 /// An adapter's parameters (one flat buffer) and where each `A` and `B` lives.
 #[derive(Clone, Debug)]
 pub struct LoraAdapter {
+    /// The hyperparameters.
     pub config: LoraConfig,
+    /// Every `A` and `B` with its PEFT name, shape and range in `params`; per layer, the `A`s
+    /// precede the `B`s.
     pub tensors: Vec<TensorSpec>,
     /// Per layer, per [`Module::ALL`] index: the ranges of `A` `[r × in]` and `B` `[out × r]`.
     pub slots: Vec<[Slot; 7]>,
+    /// Every `A` and `B`, back to back, f32.
     pub params: Vec<f32>,
     /// Seeds the dropout masks of the next forward/backward (set per micro-batch).
     pub dropout_key: u64,

@@ -10,10 +10,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Element types keel reads; anything else is refused when the header is parsed.
 pub enum Dtype {
+    /// 32-bit float.
     F32,
+    /// IEEE half precision; widened to f32 on read.
     F16,
+    /// bfloat16; widened to f32 on read.
     BF16,
+    /// 64-bit signed integer, e.g. token ids in test data; never weights.
     I64,
 }
 
@@ -39,7 +44,9 @@ impl Dtype {
 /// Where one tensor lives.
 #[derive(Clone, Debug)]
 pub struct TensorEntry {
+    /// The element type.
     pub dtype: Dtype,
+    /// Dimensions, rows first (row-major, as written by PyTorch).
     pub shape: Vec<usize>,
     file: usize,
     start: usize,
@@ -125,10 +132,12 @@ impl SafeTensors {
         Ok(SafeTensors { files, tensors })
     }
 
+    /// Every tensor name, across all shards, in sorted order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.tensors.keys().map(String::as_str)
     }
 
+    /// The entry of tensor `name`, if any shard holds it.
     pub fn get(&self, name: &str) -> Option<&TensorEntry> {
         self.tensors.get(name)
     }

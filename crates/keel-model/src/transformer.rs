@@ -17,8 +17,11 @@ use keel_kernels::linear::{linear_backward, linear_forward};
 use keel_kernels::rmsnorm::{rmsnorm_backward, rmsnorm_forward};
 use keel_kernels::rope::RopeTable;
 
+/// A model: config, flat f32 parameters and an optional LoRA adapter.
 pub struct Transformer {
+    /// The architecture.
     pub config: ModelConfig,
+    /// Where each tensor lies in `params`, with its Hugging Face name and shape.
     pub layout: ParamLayout,
     /// Every parameter, laid out by `layout`.
     pub params: Vec<f32>,
@@ -143,10 +146,12 @@ impl Workspace {
         self.layer_inputs.iter_mut().for_each(|x| x.resize(n * h, 0.0));
     }
 
+    /// Number of sequences in the current batch (at most the allocated capacity).
     pub fn batch(&self) -> usize {
         self.shape.batch
     }
 
+    /// Length in tokens of the current batch's (padded) sequences.
     pub fn seq(&self) -> usize {
         self.shape.seq
     }
@@ -226,10 +231,12 @@ impl Transformer {
         }
     }
 
+    /// The values of the trainable tensors: the adapter's with LoRA, else `params`.
     pub fn trainable_params(&self) -> &[f32] {
         self.lora.as_ref().map_or(&self.params, |l| &l.params)
     }
 
+    /// Number of trainable parameters (scalars), the adapter's with LoRA.
     pub fn num_trainable(&self) -> usize {
         self.lora.as_ref().map_or(self.layout.total, |l| l.params.len())
     }
