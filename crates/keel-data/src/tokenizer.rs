@@ -129,28 +129,7 @@ impl Tokenizer {
             _ => json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": false, "use_regex": true}),
         };
         let json = if model == "llama" {
-            let scores: Vec<f64> = match meta("tokenizer.ggml.scores").and_then(MetaValue::as_array) {
-                Some(a) => a
-                    .iter()
-                    .map(|v| v.as_f64().context("tokenizer.ggml.scores holds a non-number"))
-                    .collect::<Result<_>>()?,
-                None => bail!("no tokenizer.ggml.scores in the GGUF file (a SentencePiece vocabulary needs them)"),
-            };
-            ensure!(
-                scores.len() == tokens.len(),
-                "tokenizer.ggml.scores has {} entries for {} tokens",
-                scores.len(),
-                tokens.len()
-            );
-            let unk = match meta("tokenizer.ggml.unknown_token_id").and_then(MetaValue::as_u64) {
-                // An id past the vocabulary would index out of it when the JSON is built.
-                Some(id) if id >= tokens.len() as u64 => bail!(
-                    "tokenizer.ggml.unknown_token_id is {id}, but the vocabulary has only {} tokens",
-                    tokens.len()
-                ),
-                Some(id) => Some(id as u32),
-                None => types.iter().position(|&t| t == TOKEN_UNKNOWN).map(|i| i as u32),
-            };
+            let (scores, unk) = sentencepiece_scores(g, &tokens, &types)?;
             let add_space_prefix = !matches!(meta("tokenizer.ggml.add_space_prefix"), Some(MetaValue::Bool(false)));
             sentencepiece_json(&tokens, vocab, &scores, &types, unk, add_space_prefix, added, post_processor)
         } else {
@@ -197,6 +176,32 @@ impl Tokenizer {
     pub fn to_json(&self) -> &str {
         &self.json
     }
+}
+
+/// A GGUF SentencePiece vocabulary's scores (one per token) and unknown-token id.
+fn sentencepiece_scores(g: &GgufFile, tokens: &[String], types: &[i64]) -> Result<(Vec<f64>, Option<u32>)> {
+    let meta = |k: &str| g.meta(k);
+    let scores: Vec<f64> = match meta("tokenizer.ggml.scores").and_then(MetaValue::as_array) {
+        Some(a) => {
+            a.iter().map(|v| v.as_f64().context("tokenizer.ggml.scores holds a non-number")).collect::<Result<_>>()?
+        }
+        None => bail!("no tokenizer.ggml.scores in the GGUF file (a SentencePiece vocabulary needs them)"),
+    };
+    ensure!(
+        scores.len() == tokens.len(),
+        "tokenizer.ggml.scores has {} entries for {} tokens",
+        scores.len(),
+        tokens.len()
+    );
+    let unk = match meta("tokenizer.ggml.unknown_token_id").and_then(MetaValue::as_u64) {
+        // An id past the vocabulary would index out of it when the JSON is built.
+        Some(id) if id >= tokens.len() as u64 => {
+            bail!("tokenizer.ggml.unknown_token_id is {id}, but the vocabulary has only {} tokens", tokens.len())
+        }
+        Some(id) => Some(id as u32),
+        None => types.iter().position(|&t| t == TOKEN_UNKNOWN).map(|i| i as u32),
+    };
+    Ok((scores, unk))
 }
 
 /// Hugging Face JSON for byte-level BPE with the pre-tokenizer llama.cpp names `pre`.

@@ -159,32 +159,7 @@ impl GenTask {
                     })
                     .collect()
             }
-            GenTask::Medcalc | GenTask::MedcalcOneShot => {
-                let shots =
-                    if self == GenTask::MedcalcOneShot { one_shot_examples(data_dir)? } else { Default::default() };
-                let mut items = Vec::new();
-                for r in read_medcalc(&data_dir.join("medcalc_bench/test_data.csv"))?.into_iter().filter(|r| r.held_out)
-                {
-                    let shot = match self {
-                        GenTask::MedcalcOneShot => {
-                            let (note, response) = shots
-                                .get(&r.calculator_id)
-                                .with_context(|| format!("no worked example for calculator {}", r.calculator_id))?;
-                            let example = MedcalcRow { note: note.clone(), ..r.clone() };
-                            vec![Message::new("user", &example.prompt()), Message::new("assistant", response)]
-                        }
-                        _ => vec![],
-                    };
-                    items.push(GenItem {
-                        prompt: r.prompt(),
-                        reference: json!({"output_type": r.output_type, "answer": r.answer, "lower": r.lower, "upper": r.upper,
-                            "calculator": r.calculator_name}),
-                        source: r.source,
-                        shots: shot,
-                    });
-                }
-                items
-            }
+            GenTask::Medcalc | GenTask::MedcalcOneShot => self.medcalc_items(data_dir)?,
             GenTask::HumanEval => crate::humaneval::read_tasks(data_dir)?
                 .into_iter()
                 .map(|t| GenItem {
@@ -223,6 +198,33 @@ impl GenTask {
                     .collect()
             }
         })
+    }
+
+    /// MedCalc-Bench's held-out rows, each with its calculator's worked example for the
+    /// one-shot variant.
+    fn medcalc_items(self, data_dir: &Path) -> Result<Vec<GenItem>> {
+        let shots = if self == GenTask::MedcalcOneShot { one_shot_examples(data_dir)? } else { Default::default() };
+        let mut items = Vec::new();
+        for r in read_medcalc(&data_dir.join("medcalc_bench/test_data.csv"))?.into_iter().filter(|r| r.held_out) {
+            let shot = match self {
+                GenTask::MedcalcOneShot => {
+                    let (note, response) = shots
+                        .get(&r.calculator_id)
+                        .with_context(|| format!("no worked example for calculator {}", r.calculator_id))?;
+                    let example = MedcalcRow { note: note.clone(), ..r.clone() };
+                    vec![Message::new("user", &example.prompt()), Message::new("assistant", response)]
+                }
+                _ => vec![],
+            };
+            items.push(GenItem {
+                prompt: r.prompt(),
+                reference: json!({"output_type": r.output_type, "answer": r.answer, "lower": r.lower, "upper": r.upper,
+                    "calculator": r.calculator_name}),
+                source: r.source,
+                shots: shot,
+            });
+        }
+        Ok(items)
     }
 
     /// The metric that stands for the task in a suite's mean score.

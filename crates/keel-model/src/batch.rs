@@ -65,8 +65,8 @@ impl Batch {
         self.targets.iter().filter(|&&t| t != IGNORE).count()
     }
 
-    /// Per-token weights of plain mean cross-entropy: `1/n` on every target.
-    pub fn mean_weights(&self) -> Vec<f32> {
+    /// Per-token coefficients of plain mean cross-entropy: `1/n` on every target.
+    pub fn mean_coefficients(&self) -> Vec<f32> {
         let w = 1.0 / self.num_targets().max(1) as f32;
         self.targets.iter().map(|&t| if t == IGNORE { 0.0 } else { w }).collect()
     }

@@ -319,13 +319,13 @@ impl Transformer {
         Ok(&ws.losses)
     }
 
-    /// Backpropagates `Σ weights[t] · losses[t]` from the last [`forward`](Self::forward) on
+    /// Backpropagates `Σ coefficients[t] · losses[t]` from the last [`forward`](Self::forward) on
     /// the same batch, adding the gradient of every trainable parameter into `grads` (laid out
     /// as [`Self::trainable_tensors`]: the whole model, or only the LoRA adapter, in which case
     /// no weight gradient of the frozen base is computed).
-    pub fn backward(&self, ws: &mut Workspace, batch: &Batch, weights: &[f32], grads: &mut [f32]) -> Result<()> {
+    pub fn backward(&self, ws: &mut Workspace, batch: &Batch, coefficients: &[f32], grads: &mut [f32]) -> Result<()> {
         let c = &self.config;
-        ensure!(weights.len() == batch.targets.len(), "one loss coefficient per position is needed");
+        ensure!(coefficients.len() == batch.targets.len(), "one loss coefficient per position is needed");
         ensure!(grads.len() == self.num_trainable(), "the gradient buffer does not match the trainable parameters");
         let p = &self.params;
         let (h, v) = (c.hidden_size, c.vocab_size);
@@ -334,8 +334,8 @@ impl Transformer {
         let d = &mut ws.grads;
         if ws.logits_at_targets_only {
             let m = ws.selected.len();
-            let w_sel: Vec<f32> = ws.selected.iter().map(|&i| weights[i]).collect();
-            cross_entropy_backward(&mut ws.logits, &ws.lse[..m], &ws.targets_sel, &w_sel);
+            let c_sel: Vec<f32> = ws.selected.iter().map(|&i| coefficients[i]).collect();
+            cross_entropy_backward(&mut ws.logits, &ws.lse[..m], &ws.targets_sel, &c_sel);
             ws.dxf_sel.resize(m * h, 0.0);
             linear_backward(Some(&mut ws.dxf_sel), false, g.base(&head), None, &ws.logits, &ws.xf_sel, &p[head], h, v);
             d.dxn.fill(0.0);
@@ -343,7 +343,7 @@ impl Transformer {
                 d.dxn[i * h..(i + 1) * h].copy_from_slice(&ws.dxf_sel[k * h..(k + 1) * h]);
             }
         } else {
-            cross_entropy_backward(&mut ws.logits, &ws.lse, &batch.targets, weights);
+            cross_entropy_backward(&mut ws.logits, &ws.lse, &batch.targets, coefficients);
             linear_backward(Some(&mut d.dxn), false, g.base(&head), None, &ws.logits, &ws.xf, &p[head], h, v);
         }
         d.dx.fill(0.0);

@@ -49,7 +49,7 @@ fn adapter_logits_loss_and_gradients_match_peft() {
     assert!(err < 1e-4, "logits differ by {err:e}");
 
     let mut ws = Workspace::new(&model.config, batch.batch, batch.seq, false).unwrap();
-    let weights = batch.mean_weights();
+    let weights = batch.mean_coefficients();
     let loss: f64 =
         model.forward(&mut ws, &batch).unwrap().iter().zip(&weights).map(|(&l, &w)| l as f64 * w as f64).sum();
     assert!((loss - reference.to_vec_f32("loss").unwrap()[0] as f64).abs() < 1e-5);
@@ -144,7 +144,7 @@ fn adapters_on_some_projections_match_finite_differences() {
 
 fn assert_adapter_gradients_match_finite_differences(mut model: Transformer) {
     let (batch, _) = batch();
-    let weights = batch.mean_weights();
+    let weights = batch.mean_coefficients();
     let mut ws = Workspace::new(&model.config, batch.batch, batch.seq, false).unwrap();
     let loss = |m: &Transformer, ws: &mut Workspace| -> f64 {
         m.forward(ws, &batch).unwrap().iter().zip(&weights).map(|(&l, &w)| l as f64 * w as f64).sum()

@@ -36,7 +36,7 @@ fn rel_err(a: &[f32], b: &[f32]) -> f64 {
 
 /// Forward + backward of mean cross-entropy; returns (loss, grads).
 fn loss_and_grads(model: &Transformer, ws: &mut Workspace, batch: &Batch) -> (f64, Vec<f32>) {
-    let weights = batch.mean_weights();
+    let weights = batch.mean_coefficients();
     let losses = model.forward(ws, batch).unwrap();
     let loss: f64 = losses.iter().zip(&weights).map(|(&l, &w)| l as f64 * w as f64).sum();
     let mut grads = vec![0.0; model.layout.total];
