@@ -102,7 +102,7 @@ pub fn run_cell(exe: &Path, root: &Path, index: Option<usize>, threads: usize, l
     }
     let parent = std::os::unix::process::parent_id();
     std::thread::spawn(move || loop {
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(100));
         if std::os::unix::process::parent_id() != parent {
             eprintln!("the process that started this cell is gone; stopping (the next run resumes it)");
             std::process::exit(3);

@@ -72,6 +72,14 @@ fn state(out: &Path, id: &str) -> String {
         .unwrap_or_else(|| "pending".into())
 }
 
+/// The step of a cell's newest checkpoint (0: none).
+fn checkpoint_step(out: &Path, id: &str) -> u64 {
+    let Ok(dir) = std::fs::read_dir(out.join("cells").join(id).join("run")) else { return 0 };
+    dir.filter_map(|e| e.ok()?.file_name().to_string_lossy().strip_prefix("checkpoint-")?.parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
 /// Drops what changes from run to run (timings) from a results.json.
 fn without_timing(v: &Value) -> Value {
     match v {
@@ -91,6 +99,9 @@ fn kill_and_resume_finishes_only_the_missing_cells_with_the_same_results() {
     let _one = one_sweep_at_a_time();
     let dir = scratch("kill");
     let file = tiny_sweep(&dir, "");
+    // Longer training than the other tiny sweeps: the kill must land mid-training.
+    let longer = std::fs::read_to_string(&file).unwrap().replace("[axes]\n", "[axes]\ntrain.max_steps = [40]\n");
+    std::fs::write(&file, longer).unwrap();
     let (a, b) = (dir.join("a"), dir.join("b"));
     let f = file.to_str().unwrap();
     let whole = run(&["sweep", "run", f, "--out", a.to_str().unwrap(), "--jobs", "2", "--threads", "2"]);
@@ -101,7 +112,7 @@ fn kill_and_resume_finishes_only_the_missing_cells_with_the_same_results() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Kill once a cell is done and another has a checkpoint but is not done.
+    // Kill once a cell is done and another is mid-training with a checkpoint.
     let started = Instant::now();
     loop {
         assert!(started.elapsed() < Duration::from_secs(600), "the sweep never reached the kill point");
@@ -109,14 +120,9 @@ fn kill_and_resume_finishes_only_the_missing_cells_with_the_same_results() {
         if b.join("sweep.json").exists() {
             let ids: Vec<String> = cells(&b).iter().map(|c| c["id"].as_str().unwrap().to_string()).collect();
             let done = ids.iter().filter(|id| state(&b, id) == "done").count();
-            let midway = ids.iter().any(|id| {
-                state(&b, id) == "training"
-                    && std::fs::read_dir(b.join("cells").join(id).join("run"))
-                        .map(|d| {
-                            d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("checkpoint-"))
-                        })
-                        .unwrap_or(false)
-            });
+            // Of 40 steps, checkpointed every 2: early enough that the kill lands mid-training.
+            let midway =
+                ids.iter().any(|id| state(&b, id) == "training" && (2..=20).contains(&checkpoint_step(&b, id)));
             if done >= 1 && midway {
                 break;
             }
@@ -130,15 +136,18 @@ fn kill_and_resume_finishes_only_the_missing_cells_with_the_same_results() {
     let ids: Vec<String> = cells(&b).iter().map(|c| c["id"].as_str().unwrap().to_string()).collect();
     let missing = ids.iter().filter(|id| state(&b, id) != "done").count();
     assert!(missing > 0 && missing < ids.len(), "{missing} of {} cells missing", ids.len());
+    let interrupted: Vec<String> =
+        ids.iter().filter(|id| state(&b, id) == "training" && checkpoint_step(&b, id) > 0).cloned().collect();
+    assert!(!interrupted.is_empty(), "no cell was left mid-training by the kill");
 
     let again = run(&["sweep", "run", f, "--out", b.to_str().unwrap(), "--jobs", "2", "--threads", "2"]);
     let log = text(&again);
     assert!(again.status.success(), "{log}");
     assert!(log.contains(&format!("{} cells, {missing} to run", ids.len())), "{log}");
-    let resumed = ids
-        .iter()
-        .any(|id| std::fs::read_to_string(b.join("cells").join(id).join("log.txt")).unwrap().contains("resuming from"));
-    assert!(resumed, "no cell resumed from a checkpoint");
+    for id in &interrupted {
+        let log = std::fs::read_to_string(b.join("cells").join(id).join("log.txt")).unwrap();
+        assert!(log.contains("resuming from"), "cell {id} did not resume from its checkpoint:\n{log}");
+    }
     for id in &ids {
         for file in ["eval/results.json", "analyze.json"] {
             let (x, y) = (read(&a.join("cells").join(id).join(file)), read(&b.join("cells").join(id).join(file)));
