@@ -53,6 +53,7 @@ pub struct SubmitArgs {
     /// Submit to Slurm (the only scheduler so far).
     #[arg(long, required = true)]
     slurm: bool,
+    /// The Slurm partition of every job (default: the cluster's default partition).
     #[arg(long)]
     partition: Option<String>,
     /// CPUs of each job, and each cell's threads.
@@ -76,6 +77,7 @@ pub struct RunCellArgs {
     /// Evaluate the base model instead of a cell.
     #[arg(long)]
     base: bool,
+    /// Worker threads of this cell.
     #[arg(long, default_value_t = 2)]
     threads: usize,
     /// Run in a child process whose output goes to the cell's log.txt.
