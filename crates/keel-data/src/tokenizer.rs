@@ -53,7 +53,12 @@ impl Tokenizer {
     }
 
     fn from_json(json: String) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_bytes(json.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        // The tokenizers crate panics instead of erring on some malformed JSON (found by fuzzing):
+        // check the syntax first, and turn any panic left into an error.
+        serde_json::from_str::<serde::de::IgnoredAny>(&json).context("not valid JSON")?;
+        let inner = std::panic::catch_unwind(|| tokenizers::Tokenizer::from_bytes(json.as_bytes()))
+            .map_err(|_| anyhow::anyhow!("the tokenizers library failed on it (a panic)"))?
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(Tokenizer { inner, json, bos: None, eos: None, add_bos: false })
     }
 

@@ -50,3 +50,20 @@ fn an_unknown_token_id_past_the_vocabulary_is_refused() {
     let tok = Tokenizer::from_gguf(&g).unwrap();
     assert!(!tok.encode("a", false).unwrap().is_empty(), "a well-formed vocabulary still tokenizes");
 }
+
+/// Found by fuzzing: malformed JSON inside a `decoder` made the tokenizers crate panic
+/// ("Helper") instead of returning an error.
+#[test]
+fn a_tokenizer_json_with_malformed_json_is_an_error_not_a_panic() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("crafted_vocab");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tokenizer.json");
+    std::fs::write(
+        &path,
+        r#"{"version": "1.0", "added_tokens": [], "normalizer": null, "pre_tokenizer": null, "post_processor": null,
+            "decoder": {"type": "WordPiel": {"type": "WordPiece"}}, "model": {"type": "WordPiece", "vocab": {}}}"#,
+    )
+    .unwrap();
+    let err = format!("{:#}", Tokenizer::from_file(&path).err().expect("malformed JSON was accepted"));
+    assert!(err.contains("tokenizer.json") && err.contains("not valid JSON") && err.contains("column"), "{err}");
+}

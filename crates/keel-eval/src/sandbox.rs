@@ -8,7 +8,9 @@
 //!   mounted at all.
 //! - **No network, no other processes**: new user, pid, network, IPC, UTS and cgroup
 //!   namespaces (`bwrap --unshare-all`). When the evaluating process is root, the sandbox runs
-//!   as `nobody`, so that the process limit applies (the kernel exempts root from it).
+//!   as `nobody`, so that the process limit applies (the kernel exempts root from it); for any
+//!   other user the limit is what they already run plus [`PROCESSES`] (the kernel counts all of
+//!   a user's processes). Concurrent runs as `nobody` share one allowance.
 //! - **Bounded resources**: rlimits on address space ([`MEMORY_BYTES`]), processes
 //!   ([`PROCESSES`]), file size ([`FILE_BYTES`]) and CPU time (the wall limit plus one second),
 //!   set before `bwrap` starts and inherited by everything in the sandbox.
@@ -131,9 +133,15 @@ fn command(bwrap: &str, python: &str, limit: Duration) -> Command {
     c.args([python, "-I", "-c", HARNESS]);
     c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
     // SAFETY: getuid cannot fail.
-    if unsafe { libc::getuid() } == 0 {
+    let uid = unsafe { libc::getuid() };
+    // RLIMIT_NPROC counts every process of the real user: root runs the sandbox as nobody (root
+    // is exempt from the limit); anyone else gets headroom over what they already run.
+    let processes = if uid == 0 {
         c.uid(NOBODY).gid(NOBODY);
-    }
+        PROCESSES
+    } else {
+        processes_of(uid) as u64 + PROCESSES
+    };
     let cpu = limit.as_secs() + 1;
     // Its own process group, so that the deadline can kill every process of the run.
     c.process_group(0);
@@ -142,7 +150,7 @@ fn command(bwrap: &str, python: &str, limit: Duration) -> Command {
         c.pre_exec(move || {
             for (resource, value) in [
                 (libc::RLIMIT_AS, MEMORY_BYTES),
-                (libc::RLIMIT_NPROC, PROCESSES),
+                (libc::RLIMIT_NPROC, processes),
                 (libc::RLIMIT_FSIZE, FILE_BYTES),
                 (libc::RLIMIT_CPU, cpu),
                 (libc::RLIMIT_CORE, 0),
@@ -204,6 +212,20 @@ fn kill_group(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// How many processes (threads included, as the kernel counts them) the user `uid` runs.
+fn processes_of(uid: u32) -> usize {
+    let uid = uid.to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("status")).ok())
+        .filter_map(|status| {
+            let real = status.lines().find(|l| l.starts_with("Uid:"))?.split_whitespace().nth(1)? == uid;
+            let threads: usize =
+                status.lines().find(|l| l.starts_with("Threads:"))?.split_whitespace().nth(1)?.parse().ok()?;
+            real.then_some(threads)
+        })
+        .sum()
+}
+
 /// Reads a pipe to its end on a thread, keeping its last [`OUTPUT_BYTES`] (where the marker is).
 fn drain(mut pipe: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
     let (tx, rx) = mpsc::channel();
@@ -231,4 +253,17 @@ fn fresh_marker() -> Result<String> {
         .and_then(|mut f| f.read_exact(&mut bytes))
         .context("cannot read /dev/urandom for the pass marker")?;
     Ok(format!("keel-passed-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn processes_are_counted_per_user() {
+        // Root always runs something (init, this test); an unused uid runs nothing, so a
+        // non-root user's process limit is their own count plus the sandbox's allowance.
+        // SAFETY: getuid cannot fail.
+        let me = unsafe { libc::getuid() };
+        assert!(super::processes_of(0) + super::processes_of(me) > 0);
+        assert_eq!(super::processes_of(4_000_000_000), 0);
+    }
 }

@@ -149,3 +149,31 @@ fn a_hang_is_killed_at_the_deadline() {
     assert!(out.timed_out && !out.passed);
     assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
 }
+
+#[test]
+fn processes_and_file_sizes_are_limited() {
+    if !sandbox_works() {
+        return;
+    }
+    let program = r#"
+import subprocess
+n = 0
+try:
+    for _ in range(300):
+        subprocess.Popen(["sleep", "30"])
+        n += 1
+except OSError:
+    pass
+print("spawned", n)
+try:
+    open("/tmp/big", "wb").write(b"x" * (64 << 20))
+    print("wrote 64 MiB")
+except OSError:
+    print("write refused")
+"#;
+    let out = run(program, Duration::from_secs(20)).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let spawned: usize = text.split("spawned ").nth(1).and_then(|t| t.split_whitespace().next()?.parse().ok()).unwrap();
+    assert!(spawned < 100, "{spawned} processes started; the limit did not hold");
+    assert!(text.contains("write refused"), "{text}");
+}
