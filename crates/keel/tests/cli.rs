@@ -176,7 +176,7 @@ fn analyze_reports_code_length_and_zero_delta_for_the_base_itself() {
         report["tokens"].as_u64().unwrap()
     );
     assert_eq!(report["hardest"].as_array().unwrap().len(), 5);
-    assert!(out.with_extension("general_responses.json").exists(), "the base's general responses are cached");
+    assert!(out.join("general_responses.json").exists(), "the base's general responses are cached");
 }
 
 #[test]
