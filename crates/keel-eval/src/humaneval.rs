@@ -88,6 +88,10 @@ mod tests {
 
     #[test]
     fn correct_wrong_endless_and_hostile_code() {
+        if let Err(e) = crate::sandbox::probe("bwrap") {
+            eprintln!("skipped: no sandbox here, so HumanEval is refused: {e:#}");
+            return;
+        }
         let t = task();
         let limit = Duration::from_secs(5);
         assert!(passes(&program(&t, "```python\ndef add(a, b):\n    return a + b\n```"), limit).unwrap());

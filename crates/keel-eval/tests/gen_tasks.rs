@@ -34,6 +34,10 @@ fn gsm8k_items_are_the_test_split() {
 #[test]
 fn every_canonical_humaneval_solution_passes_and_a_wrong_one_fails() {
     use keel_eval::humaneval::{passes, program, read_tasks};
+    if let Err(e) = keel_eval::sandbox::probe("bwrap") {
+        eprintln!("skipped: no sandbox here, so HumanEval is refused: {e:#}");
+        return;
+    }
     let tasks = read_tasks(&data()).unwrap();
     assert_eq!(tasks.len(), 164);
     let raw = std::io::Read::bytes(flate2::read::GzDecoder::new(
