@@ -39,7 +39,8 @@ fn tiny_sweep(dir: &Path, extra: &str) -> PathBuf {
     let text = format!(
         "base = {base:?}\n[axes]\ntrain.lr = [1e-3, 3e-3]\n\n[[methods]]\nname = \"sft\"\ntrain.objective = \"ce\"\n\n\
          [[methods]]\nname = \"talr\"\ntrain.objective = \"talr\"\n{extra}\n\
-         [eval]\ngeneral = [\"arc_easy\"]\nlimit = 4\nbatch_rows = 4\ndata_dir = {:?}\n\n\
+         [eval]\ndomain = [\"gsm8k\"]\ngeneral = [\"arc_easy\"]\nlimit = 4\nbatch_rows = 4\nmax_new_tokens = 8\n\
+         data_dir = {:?}\n\n\
          [analyze]\ndomain_limit = 4\ngeneral_limit = 2\nmax_new_tokens = 8\n",
         shared_data()
     );
