@@ -204,8 +204,7 @@ impl Sweep {
                     set_key(&mut t, k, v.clone());
                 }
                 let what = format!("{name}: method \"{method}\" at {}", json!(point));
-                let config: RunConfig = serde_json::from_value(t.clone()).with_context(|| what.clone())?;
-                config.validate().with_context(|| what.clone())?;
+                let config = RunConfig::from_tree(t.clone()).with_context(|| what.clone())?;
                 let id = cell_id(&json!({"kind": "train", "method": method, "config": identity(&t)}));
                 let info = CellInfo {
                     id,
@@ -272,10 +271,7 @@ fn resolve_base(base: &toml::Value, name: &str) -> Result<RunConfig> {
             if let Some(o) = output.as_object_mut() {
                 o.entry("dir").or_insert_with(|| json!("run"));
             }
-            let config: RunConfig =
-                serde_json::from_value(tree).with_context(|| format!("{name}: [base] is not a valid run config"))?;
-            config.validate().with_context(|| format!("{name}: [base]"))?;
-            Ok(config)
+            RunConfig::from_tree(tree).with_context(|| format!("{name}: [base] is not a valid run config"))
         }
         _ => bail!("{name}: base must be a run config's path or an inline table ([base] with model, data, train...)"),
     }

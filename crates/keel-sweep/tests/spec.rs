@@ -68,7 +68,7 @@ fn bad_input_is_refused_naming_file_and_key() {
         (ok.replace("train.objective = \"ce\"", "train.lr = 1e-4"), &["sets train.lr, which [axes] varies"]),
         (
             ok.replace("train.objective = \"ce\"", "train.objective = \"sft\""),
-            &["method \"sft\"", "\"sft\" is unknown"],
+            &["method \"sft\"", "train.objective: unknown variant `sft`"],
         ),
         (ok.replace("[axes]", "[wise_ft]\nfrom = \"lora\"\nalpha = [0.5]\n[axes]"), &["wise_ft.from = \"lora\""]),
         (ok.replace("[axes]", "[wise_ft]\nfrom = \"sft\"\nalpha = [1.5]\n[axes]"), &["wise_ft.alpha", "1.5"]),

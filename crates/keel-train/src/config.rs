@@ -249,9 +249,15 @@ impl RunConfig {
         for o in overrides {
             apply_override(&mut tree, o)?;
         }
+        Self::from_tree(tree).with_context(|| format!("in the run config {}", path.display()))
+    }
+
+    /// A run config from a parsed tree (what a file holds after overrides): strict keys, every
+    /// value checked, errors naming the dotted key (`train.lr: invalid type ...`).
+    pub fn from_tree(tree: Value) -> Result<Self> {
         let config: RunConfig = serde_path_to_error::deserialize(tree).map_err(|e| {
             let key = e.path().to_string();
-            anyhow::anyhow!("{key}: {}", e.into_inner()).context(format!("in the run config {}", path.display()))
+            anyhow::anyhow!("{key}: {}", e.into_inner())
         })?;
         config.validate()?;
         Ok(config)
