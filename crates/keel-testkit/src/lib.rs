@@ -59,3 +59,22 @@ pub fn tiny_config(model: &Path, data: &Path, out: &Path, extra: &str) -> String
         model, data, out
     )
 }
+
+/// Runs `entry` on every file of `fuzz/corpus/<target>` (the minimized corpus, with every input
+/// that once crashed), as the fuzz target does; a panic names the file. CI thus checks every
+/// fixed crash without a fuzzer (RELIABILITY.md).
+pub fn replay_fuzz_corpus(target: &str, entry: fn(&[u8])) {
+    let dir = repo_root().join("fuzz/corpus").join(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list the corpus {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "the corpus {} is empty", dir.display());
+    for file in files {
+        let data = std::fs::read(&file).unwrap();
+        if std::panic::catch_unwind(|| entry(&data)).is_err() {
+            panic!("the fuzz input {} panics", file.display());
+        }
+    }
+}
