@@ -8,8 +8,10 @@ use std::path::Path;
 const BOM: &str = "\u{feff}";
 
 /// The non-blank lines of a JSONL text, each with its 1-based line number. A BOM at the very
-/// start is skipped (editors on Windows write one); anywhere else it is an error, since
-/// `serde_json` would reject the line without saying why.
+/// start is skipped (editors on Windows write one); at the start of a later line (files
+/// concatenated) it is an error, since `serde_json` would reject the line without saying why.
+/// Inside a line it is content: U+FEFF is also the zero-width no-break space, and Wikipedia
+/// text (BoolQ's passages) holds it inside JSON strings.
 pub fn lines(origin: &Path, bytes: &[u8]) -> Result<Vec<(usize, String)>> {
     let mut out = Vec::new();
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
@@ -22,7 +24,7 @@ pub fn lines(origin: &Path, bytes: &[u8]) -> Result<Vec<(usize, String)>> {
             )
         })?;
         let line = if i == 0 { line.strip_prefix(BOM).unwrap_or(line) } else { line };
-        if line.contains(BOM) {
+        if line.trim_start_matches([' ', '\t']).starts_with(BOM) {
             bail!(
                 "{}:{}: a byte-order mark (U+FEFF) inside the file (were files saved with a BOM concatenated?); remove it",
                 origin.display(),
@@ -65,6 +67,8 @@ mod tests {
         assert!(err.contains("d.jsonl:3") && err.contains("UTF-8"), "{err}");
         let err = parse_values(p, "{\"a\": 1}\n\u{feff}{\"a\": 2}\n".as_bytes()).unwrap_err().to_string();
         assert!(err.contains("d.jsonl:2") && err.contains("byte-order mark"), "{err}");
+        let inside = parse_values(p, "{\"a\": \"30N\u{feff} / \u{feff}98W\"}\n".as_bytes()).unwrap();
+        assert_eq!(inside[0].1["a"], "30N\u{feff} / \u{feff}98W", "U+FEFF inside a string is content");
         let ok = parse_values(p, "\u{feff}{\"a\": 1}\r\n{\"a\": 2}".as_bytes()).unwrap();
         assert_eq!(ok.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [1, 2], "a leading BOM and CRLF are fine");
         let err = parse_values(p, b"{\"a\": 1}\nnot json\n").unwrap_err().to_string();

@@ -4,6 +4,7 @@
 
 use crate::gen_tasks::{self, GenTask};
 use crate::mc::{evaluate, McItem, McTask};
+pub use crate::per_task::PerTask;
 use anyhow::{bail, Context, Result};
 use keel_infer::pretrained::Pretrained;
 use keel_infer::progress::Progress;
@@ -26,8 +27,8 @@ const BUILTIN: [(&str, &str); 5] = [
 pub struct EvalOptions {
     /// Suites and tasks, as [`expand_suites`] takes them.
     pub suites: Vec<String>,
-    /// A seeded random subset of this many items per task (0: all).
-    pub limit: usize,
+    /// A seeded random subset of this many items per task (0: all), with exceptions by task.
+    pub limit: PerTask,
     /// The subset's seed (and the bootstrap's).
     pub seed: u64,
     /// Where the benchmark data lives.
@@ -36,8 +37,8 @@ pub struct EvalOptions {
     pub out: PathBuf,
     /// Sequences per forward pass (and prompts generated together).
     pub batch_rows: usize,
-    /// Token budget of generation tasks (0: each task's own).
-    pub max_new_tokens: usize,
+    /// Token budget of generation tasks (0: each task's own), with exceptions by task.
+    pub max_new_tokens: PerTask,
     /// A results.json of an earlier evaluation on the same items: record each score's change.
     pub baseline: Option<PathBuf>,
 }
@@ -159,15 +160,16 @@ fn ratio<'a>(items: impl Iterator<Item = &'a (u32, u32)>) -> f64 {
 }
 
 /// The baseline's results.json, checked to be comparable (same subset of items).
-pub fn read_baseline(path: &std::path::Path, limit: usize, seed: u64) -> Result<serde_json::Value> {
+pub fn read_baseline(path: &std::path::Path, limit: &PerTask, seed: u64) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the baseline {}", path.display()))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not a keel results.json", path.display()))?;
     if !v["tasks"].is_object() {
         bail!("{} has no \"tasks\" object: is it a keel eval results.json?", path.display());
     }
-    let (their_limit, their_seed) = (v["limit"].as_u64(), v["seed"].as_u64());
-    if their_limit != Some(limit as u64) || their_seed != Some(seed) {
+    let their_limit = serde_json::from_value::<PerTask>(v["limit"].clone()).ok();
+    let their_seed = v["seed"].as_u64();
+    if their_limit.as_ref() != Some(limit) || their_seed != Some(seed) {
         bail!(
             "{} was scored with --limit {} --seed {}, these with --limit {limit} --seed {seed}: different items, so the deltas \
              would mean nothing. Rerun with the baseline's --limit and --seed.",
@@ -191,7 +193,7 @@ struct TaskScores {
 fn score_mc(pre: &Pretrained, task: &McTask, opts: &EvalOptions) -> Result<TaskScores> {
     let all = task.items(&opts.data_dir)?;
     let total = all.len();
-    let items = subsample(all, opts.limit, opts.seed);
+    let items = subsample(all, opts.limit.of(&task.name), opts.seed);
     eprintln!("{}: scoring {} of {total} items", task.name, items.len());
     let mut progress = Progress::new(&task.name, 0);
     let (results, _, _) = evaluate(&pre.model, &pre.tokenizer, task, &items, opts.batch_rows, &mut progress)?;
@@ -216,9 +218,9 @@ fn score_mc(pre: &Pretrained, task: &McTask, opts: &EvalOptions) -> Result<TaskS
 fn score_gen(pre: &Pretrained, task: GenTask, opts: &EvalOptions) -> Result<TaskScores> {
     let all = task.items(&opts.data_dir)?;
     let total = all.len();
-    let items = subsample(all, opts.limit, opts.seed);
+    let items = subsample(all, opts.limit.of(task.name()), opts.seed);
     eprintln!("{}: answering {} of {total} questions", task.name(), items.len());
-    let generations = gen_tasks::run(pre, task, &items, opts.batch_rows, opts.max_new_tokens)?;
+    let generations = gen_tasks::run(pre, task, &items, opts.batch_rows, opts.max_new_tokens.of(task.name()))?;
     let generated_tokens = Some(generations.iter().map(|g| g.ids.len()).sum::<usize>());
     let mut metrics: Vec<MetricScores> = Vec::new();
     let mut samples = Vec::new();
@@ -279,7 +281,9 @@ fn task_entry(scores: TaskScores, secs: f64, opts: &EvalOptions) -> Result<serde
 pub fn run(pre: &Pretrained, model: serde_json::Value, opts: &EvalOptions) -> Result<serde_json::Value> {
     let names = expand_suites(&opts.suites);
     let tasks: Vec<Task> = names.iter().map(|t| load_task(t)).collect::<Result<_>>()?;
-    let baseline = opts.baseline.as_deref().map(|p| read_baseline(p, opts.limit, opts.seed)).transpose()?;
+    opts.limit.check_tasks(&names, "the item limit")?;
+    opts.max_new_tokens.check_tasks(&names, "the generation budget")?;
+    let baseline = opts.baseline.as_deref().map(|p| read_baseline(p, &opts.limit, opts.seed)).transpose()?;
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
     let mut summary = serde_json::Map::new();
     // (task, primary metric's score) of the general suite's tasks, for their mean.
@@ -299,7 +303,13 @@ pub fn run(pre: &Pretrained, model: serde_json::Value, opts: &EvalOptions) -> Re
     }
     let mut results = model;
     let version = env!("CARGO_PKG_VERSION");
-    for (k, v) in [("limit", json!(opts.limit)), ("seed", json!(opts.seed)), ("keel_version", json!(version))] {
+    let settings = [
+        ("limit", opts.limit.to_json()),
+        ("seed", json!(opts.seed)),
+        ("max_new_tokens", opts.max_new_tokens.to_json()),
+        ("keel_version", json!(version)),
+    ];
+    for (k, v) in settings {
         results[k] = v;
     }
     results["tasks"] = json!(summary);

@@ -12,5 +12,6 @@ pub mod humaneval;
 pub mod ifeval;
 pub mod loglik;
 pub mod mc;
+pub mod per_task;
 pub mod sandbox;
 pub mod scorers;

@@ -101,3 +101,20 @@ fn trailing_context_whitespace_moves_to_the_continuation() {
     assert_eq!(moved, encode_pair(&pre.tokenizer, "Answer:", " Paris").unwrap());
     assert_eq!(moved.1, pre.tokenizer.encode(" Paris", false).unwrap());
 }
+
+/// Every item of every benchmark file in ../shared/data loads: a reader that refuses real data
+/// (BoolQ's passages hold U+FEFF inside strings) is caught here, not in the middle of a sweep.
+#[test]
+fn every_item_of_every_shipped_benchmark_loads() {
+    let data = root().join("../shared/data");
+    for name in ["arc_easy", "arc_challenge", "boolq", "mmlu", "mmlu_5shot"] {
+        let task = keel_eval::harness::load_mc_task(name).unwrap();
+        let n = task.items(&data).unwrap_or_else(|e| panic!("{name}: {e:#}")).len();
+        assert!(n > 1000, "{name}: {n} items");
+    }
+    for name in ["gsm8k", "gsm8k_8shot", "medcalc", "medcalc_1shot", "humaneval", "ifeval"] {
+        let task = keel_eval::gen_tasks::GenTask::from_name(name).unwrap();
+        let n = task.items(&data).unwrap_or_else(|e| panic!("{name}: {e:#}")).len();
+        assert!(n >= 164, "{name}: {n} items");
+    }
+}

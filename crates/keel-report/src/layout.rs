@@ -15,8 +15,8 @@ pub struct EvalSettings {
     pub domain_tasks: Vec<String>,
     /// Tasks whose primary metrics average to the general score.
     pub general_tasks: Vec<String>,
-    /// Items scored per task (0: all).
-    pub limit: u64,
+    /// Items scored per task (0: all): a number, or `{"default": N, "<task>": M}`.
+    pub limit: Value,
     /// Seed of the item subset.
     pub seed: u64,
 }
@@ -149,8 +149,8 @@ pub(crate) fn read_status(model_dir: &Path) -> Result<Status> {
 /// The tasks' primary scores of `eval/results.json`, checked to be on the sweep's items.
 fn read_results(path: &Path, eval: &EvalSettings) -> Result<BTreeMap<String, TaskScore>> {
     let results = read_json(path)?;
-    for (key, want) in [("limit", eval.limit), ("seed", eval.seed)] {
-        if results[key].as_u64() != Some(want) {
+    for (key, want) in [("limit", eval.limit.clone()), ("seed", eval.seed.into())] {
+        if results[key] != want {
             bail!(
                 "{}: {key} is {}, the sweep's eval.{key} is {want}: not the sweep's items",
                 path.display(),

@@ -21,6 +21,8 @@ struct Shared {
     analyze: AnalyzeSection,
     /// `settings.base`: the base model and the default domain data.
     base: Value,
+    /// Whether done train cells keep run/final.
+    keep_weights: bool,
 }
 
 fn read_context(dir: &SweepDir) -> Result<Shared> {
@@ -36,6 +38,7 @@ fn read_context(dir: &SweepDir) -> Result<Shared> {
         eval: serde_json::from_value(s["eval"].clone()).with_context(bad)?,
         analyze: serde_json::from_value(s["analyze"].clone()).with_context(bad)?,
         base: s["base"].clone(),
+        keep_weights: m["keep_weights"].as_bool().unwrap_or(true),
     })
 }
 
@@ -153,6 +156,11 @@ fn run_train(
     for c in keel_train::checkpoint::list(&config.output.dir)? {
         std::fs::remove_dir_all(&c).with_context(|| format!("cannot remove {}", c.display()))?;
     }
+    // With keep_weights = false, run/final goes too, unless a merge cell still needs it.
+    let merged = ctx.dir.cells()?.iter().any(|c| c.from.as_deref() == Some(cell.id.as_str()));
+    if !ctx.keep_weights && !merged {
+        std::fs::remove_dir_all(&final_dir).with_context(|| format!("cannot remove {}", final_dir.display()))?;
+    }
     Ok(())
 }
 
@@ -201,12 +209,12 @@ fn evaluate(ctx: &Shared, model: &Pretrained, describe: Value, status: &mut Stat
     let e = &ctx.eval;
     let opts = EvalOptions {
         suites: e.domain.iter().chain(&e.general).cloned().collect(),
-        limit: e.limit,
+        limit: e.limit.clone(),
         seed: e.seed,
         data_dir: e.data_dir.clone(),
         out: unit.join("eval"),
         batch_rows: e.batch_rows,
-        max_new_tokens: e.max_new_tokens,
+        max_new_tokens: e.max_new_tokens.clone(),
         baseline: None,
     };
     let started = Instant::now();

@@ -179,6 +179,7 @@ pub fn prepare(sweep: &Sweep, dir: &SweepDir) -> Result<()> {
         "keel_version": env!("CARGO_PKG_VERSION"),
         "eval": {"domain_tasks": domain, "general_tasks": general, "limit": sweep.eval.limit, "seed": sweep.eval.seed},
         "cells": cells,
+        "keep_weights": sweep.keep_weights,
         "settings": settings,
         "workdir": workdir,
     });

@@ -100,6 +100,12 @@ impl Progress {
 /// training from checkpoints. Returns the failed cells' labels (empty: all done).
 pub fn run(sweep: &Sweep, out: &Path, opts: &LocalOptions) -> Result<Vec<String>> {
     let dir = SweepDir::new(&std::path::absolute(out)?);
+    std::fs::create_dir_all(&dir.root).with_context(|| format!("cannot create {}", dir.root.display()))?;
+    let _lock = keel_train::run::DirLock::acquire(
+        &dir.root,
+        "keel sweep run",
+        "let it finish, or stop it (Ctrl-C) and run again: the next run resumes where it stopped",
+    )?;
     prepare(sweep, &dir)?;
     let cells: Vec<CellInfo> = sweep.cells.iter().map(|c| c.info.clone()).collect();
     let jobs = opts.jobs.max(1);

@@ -3,7 +3,7 @@
 use anyhow::{bail, ensure, Context, Result};
 use keel_data::dataset::{Format, Target};
 use keel_eval::gen_tasks::GenTask;
-use keel_eval::harness::{expand_suites, load_mc_task};
+use keel_eval::harness::{expand_suites, load_mc_task, PerTask};
 use keel_train::config::RunConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -20,18 +20,18 @@ pub struct EvalSection {
     /// General suites and tasks (`general`, `arc_easy`, ...).
     #[serde(default)]
     pub general: Vec<String>,
-    /// Items per task, a seeded subset (0: all).
+    /// Items per task, a seeded subset (0: all): a number, or `{ default = 100, ifeval = 24 }`.
     #[serde(default)]
-    pub limit: usize,
+    pub limit: PerTask,
     /// The subset's seed.
     #[serde(default)]
     pub seed: u64,
     /// Sequences per forward pass.
     #[serde(default = "default_batch_rows")]
     pub batch_rows: usize,
-    /// Token budget of generation tasks (0: each task's own).
+    /// Token budget of generation tasks (0: each task's own), a number or a table by task.
     #[serde(default)]
-    pub max_new_tokens: usize,
+    pub max_new_tokens: PerTask,
     /// Where the benchmark data lives.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
@@ -108,9 +108,15 @@ struct SweepFile {
     #[serde(default)]
     methods: Vec<toml::Table>,
     wise_ft: Option<WiseFt>,
+    #[serde(default = "keep_by_default")]
+    keep_weights: bool,
     eval: EvalSection,
     #[serde(default)]
     analyze: AnalyzeSection,
+}
+
+fn keep_by_default() -> bool {
+    true
 }
 
 /// A cell: one `keel train` run, or one post-hoc merge (cell.json in the sweep directory).
@@ -172,6 +178,8 @@ pub struct Sweep {
     pub text: String,
     /// The resolved base run config.
     pub base: RunConfig,
+    /// `keep_weights`: whether a done train cell keeps `run/final` (a merge's source always does).
+    pub keep_weights: bool,
     /// `[eval]`.
     pub eval: EvalSection,
     /// `[analyze]`.
@@ -232,7 +240,15 @@ impl Sweep {
                 c.info.label()
             );
         }
-        Ok(Sweep { file: file.to_path_buf(), text, base, eval: raw.eval, analyze: raw.analyze, cells })
+        Ok(Sweep {
+            file: file.to_path_buf(),
+            text,
+            base,
+            keep_weights: raw.keep_weights,
+            eval: raw.eval,
+            analyze: raw.analyze,
+            cells,
+        })
     }
 
     /// Task names of the domain and general suites, suites expanded.
@@ -471,5 +487,7 @@ fn check_eval(eval: &EvalSection, name: &str) -> Result<()> {
             }
         }
     }
-    Ok(())
+    let tasks = expand_suites(&[eval.domain.clone(), eval.general.clone()].concat());
+    eval.limit.check_tasks(&tasks, &format!("{name}: eval.limit"))?;
+    eval.max_new_tokens.check_tasks(&tasks, &format!("{name}: eval.max_new_tokens"))
 }

@@ -74,6 +74,9 @@ fn bad_input_is_refused_naming_file_and_key() {
         (ok.replace("[axes]", "[wise_ft]\nfrom = \"sft\"\nalpha = [1.5]\n[axes]"), &["wise_ft.alpha", "1.5"]),
         (ok.replace("[\"arc_easy\"]", "[\"arc_eazy\"]"), &["eval.general", "arc_eazy"]),
         (ok.replace("name = \"talr\"", "name = \"sft\""), &["methods[1]", "\"sft\" is taken"]),
+        (ok.replace("limit = 4", "limit = { default = 4, ifevl = 2 }"), &["eval.limit", "ifevl", "arc_easy"]),
+        (ok.replace("limit = 4", "limit = 4\nmax_new_tokens = { gsm8k = 9 }"), &["eval.max_new_tokens", "gsm8k"]),
+        (ok.replace("limit = 4", "limit = \"four\""), &["limit", "a table of numbers"]),
     ];
     for (text, wanted) in cases {
         let e = error(&text);
@@ -143,6 +146,7 @@ fn a_sweep_directory_refuses_another_sweep_files_settings_but_takes_new_cells() 
     assert_eq!(out.cells().unwrap().len(), 6);
     for (from, to, key) in [
         ("limit = 4", "limit = 5", "eval.limit"),
+        ("limit = 4", "limit = { default = 4, arc_easy = 2 }", "eval.limit"),
         ("\"m.gguf\"", "\"other.gguf\"", "base.model.path"),
         ("[eval]", "[analyze]\ngeneral_limit = 3\n[eval]", "analyze.general_limit"),
     ] {

@@ -67,15 +67,18 @@ pub fn load_data(config: &RunConfig) -> Result<(Pretrained, RunData)> {
     Ok((pre, RunData { prepared, fingerprint }))
 }
 
-/// Holds a run directory for one `keel train` at a time. The lock is an advisory `flock` on
-/// `.keel.lock`, released by the kernel when the process ends, however it ends.
-struct RunLock {
+/// Holds a directory (a run's, a sweep's) for one keel process at a time. The lock is an
+/// advisory `flock` on `.keel.lock`, released by the kernel when the process ends, however it
+/// ends.
+pub struct DirLock {
     _file: std::fs::File,
 }
 
-impl RunLock {
-    fn acquire(run_dir: &Path) -> Result<RunLock> {
-        let path = run_dir.join(".keel.lock");
+impl DirLock {
+    /// Takes the lock of `dir` for `holder` (the command, named in the refusal), or refuses,
+    /// naming the pid that holds it and what to do (`hint`).
+    pub fn acquire(dir: &Path, holder: &str, hint: &str) -> Result<DirLock> {
+        let path = dir.join(".keel.lock");
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -84,15 +87,11 @@ impl RunLock {
             .open(&path)
             .with_context(|| format!("cannot open the lock file {}", path.display()))?;
         if file.try_lock().is_err() {
-            let holder = std::fs::read_to_string(&path).unwrap_or_default();
-            bail!(
-                "{} is in use by another keel train (pid {}); wait for it to finish or choose another output.dir",
-                run_dir.display(),
-                holder.trim()
-            );
+            let pid = std::fs::read_to_string(&path).unwrap_or_default();
+            bail!("{} is in use by another {holder} (pid {}); {hint}", dir.display(), pid.trim());
         }
         file.set_len(0).and_then(|_| write!(file, "{}", std::process::id())).and_then(|_| file.flush())?;
-        Ok(RunLock { _file: file })
+        Ok(DirLock { _file: file })
     }
 }
 
@@ -155,7 +154,7 @@ pub fn train(config: &RunConfig, opts: &RunOptions) -> Result<RunSummary> {
     let run_dir = &config.output.dir;
     std::fs::create_dir_all(run_dir)
         .with_context(|| format!("cannot create the run directory {}", run_dir.display()))?;
-    let _lock = RunLock::acquire(run_dir)?;
+    let _lock = DirLock::acquire(run_dir, "keel train", "wait for it to finish or choose another output.dir")?;
     let existing = checkpoint::list(run_dir)?;
     if !opts.resume && !existing.is_empty() {
         bail!(

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Args;
-use keel_eval::harness::{self, EvalOptions};
+use keel_eval::harness::{self, EvalOptions, PerTask};
 use keel_model::lora::LoraAdapter;
 use serde_json::json;
 use std::path::PathBuf;
@@ -20,9 +20,10 @@ pub struct EvalArgs {
     /// medcalc_1shot, humaneval, esci, or a multiple-choice task-file path.
     #[arg(long, visible_alias = "tasks", value_delimiter = ',', required = true)]
     suite: Vec<String>,
-    /// Score a seeded random subset of this many items per task (0: all).
-    #[arg(long, default_value_t = 0)]
-    limit: usize,
+    /// Score a seeded random subset of this many items per task (0: all). TASK=N sets one
+    /// task's: --limit 100 --limit ifeval=24.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    limit: Vec<String>,
     /// Seed of the subset and of the bootstrap intervals.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -36,9 +37,9 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 8)]
     batch_rows: usize,
     /// Token budget of generation tasks (0: each task's own: GSM8K 256, MedCalc 512,
-    /// HumanEval 384, IFEval 1280).
-    #[arg(long, default_value_t = 0)]
-    max_new_tokens: usize,
+    /// HumanEval 384, IFEval 1280). TASK=N sets one task's: --max-new-tokens 0,ifeval=512.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    max_new_tokens: Vec<String>,
     /// A results.json of an earlier `keel eval` (usually the base model, same --limit and
     /// --seed): print and record each score's change against it.
     #[arg(long)]
@@ -53,12 +54,12 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     }
     let opts = EvalOptions {
         suites: a.suite,
-        limit: a.limit,
+        limit: PerTask::from_args(&a.limit, "limit")?,
         seed: a.seed,
         data_dir: a.data_dir,
         out: a.out,
         batch_rows: a.batch_rows,
-        max_new_tokens: a.max_new_tokens,
+        max_new_tokens: PerTask::from_args(&a.max_new_tokens, "max-new-tokens")?,
         baseline: a.baseline,
     };
     harness::run(&pre, json!({"model": a.model.model, "adapter": a.adapter}), &opts)?;

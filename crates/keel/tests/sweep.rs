@@ -317,3 +317,41 @@ fn four_cells_on_the_default_model_in_under_five_minutes() {
     let dry = text(&run(&["sweep", "run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--dry-run"]));
     assert!(dry.contains("4 cells, 0 to run") && dry.contains("measured: median of"), "{dry}");
 }
+
+#[test]
+fn a_locked_sweep_directory_is_refused_and_keep_weights_false_leaves_no_weights() {
+    let _one = one_sweep_at_a_time();
+    let dir = scratch("lock");
+    let file = tiny_sweep(&dir, "");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let text = format!("keep_weights = false\n{}", text.replace("limit = 4\n", "limit = { default = 4, gsm8k = 2 }\n"));
+    std::fs::write(&file, text).unwrap();
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // Another `keel sweep run` holds the directory: this one is refused, naming its pid.
+    let holder =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(out.join(".keel.lock")).unwrap();
+    holder.try_lock().unwrap();
+    std::fs::write(out.join(".keel.lock"), "4242").unwrap();
+    let args = ["sweep", "run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--threads", "2"];
+    let o = run(&args);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("in use by another keel sweep run (pid 4242)"), "{}", text(&o));
+    assert!(!out.join("sweep.json").exists(), "a refused run writes nothing");
+    drop(holder);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    for c in cells(&out) {
+        let cell = out.join("cells").join(c["id"].as_str().unwrap());
+        assert_eq!(state(&out, c["id"].as_str().unwrap()), "done");
+        assert!(!cell.join("run/final").exists(), "{} kept its weights", cell.display());
+        let results = read(&cell.join("eval/results.json"));
+        assert_eq!(results["limit"], serde_json::json!({"default": 4, "gsm8k": 2}));
+        assert_eq!(
+            (results["tasks"]["gsm8k"]["n"].as_u64(), results["tasks"]["arc_easy"]["n"].as_u64()),
+            (Some(2), Some(4))
+        );
+    }
+    let r = run(&["report", out.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", text(&r));
+}
