@@ -10,6 +10,8 @@
 //! ```toml
 //! # The run config every cell starts from: a `keel train` config's path, or an inline [base].
 //! base = "configs/smollm2-gsm8k-talr.toml"
+//! # false: delete a done cell's run/final (a merge's source keeps it). Default: true.
+//! keep_weights = true
 //!
 //! # Crossed values of any run-config key: 2 × 2 = 4 points per method.
 //! [axes]
@@ -36,10 +38,10 @@
 //! [eval]
 //! domain = ["domain:gsm8k"]
 //! general = ["arc_easy", "boolq"]
-//! limit = 50
+//! limit = 50          # or { default = 50, ifeval = 16 }: a number per task
 //! seed = 0
 //! batch_rows = 8        # sequences per forward pass
-//! max_new_tokens = 0    # generation budget (0: each task's own)
+//! max_new_tokens = 0    # generation budget (0: each task's own); also a table by task
 //! data_dir = "../shared/data"
 //!
 //! # Code length ΔL against the base: the first 50 domain responses (default: the base
