@@ -28,6 +28,12 @@
 //! train.objective = "talr"
 //! talr.floor = 0.01
 //!
+//! # A method can run at some of the axes' values only (a baseline at the largest LR):
+//! [[methods]]
+//! name = "l2"
+//! train.l2_init = 0.01
+//! axes = { "train.lr" = [3e-5] }
+//!
 //! # Post-hoc: each finished sft cell averaged with the base at each α; nothing trained.
 //! # (Also writable at the top as wise_ft = { from = "sft", alpha = [...] }.)
 //! [wise_ft]

@@ -205,8 +205,9 @@ impl Sweep {
         let methods = read_methods(&raw.methods, &tree, &axes, &name)?;
         check_eval(&raw.eval, &name)?;
         let mut cells = Vec::new();
-        for (method, overrides) in &methods {
-            for point in cartesian(&axes) {
+        for m in &methods {
+            let (method, overrides) = (&m.name, &m.overrides);
+            for point in cartesian(&axes).into_iter().filter(|p| m.runs_at(p)) {
                 let mut t = tree.clone();
                 for (k, v) in point.iter().chain(overrides.iter()) {
                     set_key(&mut t, k, v.clone());
@@ -345,44 +346,97 @@ fn flatten_axes(axes: &toml::Table, tree: &Value, name: &str) -> Result<Vec<(Str
     Ok(out)
 }
 
-/// `[[methods]]`: a unique name each, and overrides of existing keys that no axis varies. No
-/// methods at all is one method, "base", with no overrides.
+/// One `[[methods]]` entry.
+struct Method {
+    name: String,
+    /// Keys set together, only in this method's cells.
+    overrides: BTreeMap<String, Value>,
+    /// `axes = { "train.lr" = [1e-3] }`: the method runs only at these values of those axes.
+    only: BTreeMap<String, Vec<Value>>,
+}
+
+impl Method {
+    fn runs_at(&self, point: &BTreeMap<String, Value>) -> bool {
+        self.only.iter().all(|(k, values)| point.get(k).is_some_and(|v| values.contains(v)))
+    }
+}
+
+/// `[[methods]]`: a unique name each, overrides of existing keys that no axis varies, and an
+/// optional `axes` table restricting the method to some values of some axes (a baseline run only
+/// at the largest LR). No methods at all is one method, "base", with no overrides.
 fn read_methods(
     methods: &[toml::Table],
     tree: &Value,
     axes: &[(String, Vec<Value>)],
     name: &str,
-) -> Result<Vec<(String, BTreeMap<String, Value>)>> {
+) -> Result<Vec<Method>> {
     if methods.is_empty() {
-        return Ok(vec![("base".into(), BTreeMap::new())]);
+        return Ok(vec![Method { name: "base".into(), overrides: BTreeMap::new(), only: BTreeMap::new() }]);
     }
-    let mut out: Vec<(String, BTreeMap<String, Value>)> = Vec::new();
+    let mut out: Vec<Method> = Vec::new();
     for (i, m) in methods.iter().enumerate() {
         let method = match m.get("name") {
             Some(toml::Value::String(s)) if !s.is_empty() => s.clone(),
             _ => bail!("{name}: methods[{i}] needs a name = \"...\" (sft, talr, l2, lora, ...)"),
         };
         ensure!(
-            !out.iter().any(|(n, _)| *n == method) && method != "wise_ft",
+            !out.iter().any(|m| m.name == method) && method != "wise_ft",
             "{name}: methods[{i}]: the name \"{method}\" is taken; give each method its own"
         );
+        let place = format!("methods[{i}] (\"{method}\")");
         let mut rest = m.clone();
         rest.remove("name");
+        let only = match rest.remove("axes") {
+            None => BTreeMap::new(),
+            Some(toml::Value::Table(t)) => read_method_axes(&t, axes, name, &place)?,
+            Some(_) => bail!("{name}: {place}: axes must be a table, e.g. axes = {{ \"train.lr\" = [1e-3] }}"),
+        };
         let mut flat = Vec::new();
         flatten("", &rest, &mut flat);
         let mut overrides = BTreeMap::new();
         for (key, v) in flat {
-            let place = format!("methods[{i}] (\"{method}\")");
             check_key(tree, &key, name, &place)?;
             ensure!(
                 !axes.iter().any(|(a, _)| *a == key),
-                "{name}: {place} sets {key}, which [axes] varies; drop one of them"
+                "{name}: {place} sets {key}, which [axes] varies; drop one of them, or restrict the method to some of \
+                 the axis' values with axes = {{ \"{key}\" = [...] }}"
             );
             overrides.insert(key, to_json(&v)?);
         }
-        out.push((method, overrides));
+        out.push(Method { name: method, overrides, only });
     }
     Ok(out)
+}
+
+/// A method's `axes` table: each key one of [axes], each value a non-empty list of that axis'
+/// values.
+fn read_method_axes(
+    table: &toml::Table,
+    axes: &[(String, Vec<Value>)],
+    name: &str,
+    place: &str,
+) -> Result<BTreeMap<String, Vec<Value>>> {
+    let mut flat = Vec::new();
+    flatten("", table, &mut flat);
+    let mut only = BTreeMap::new();
+    for (key, v) in flat {
+        let Some((_, values)) = axes.iter().find(|(a, _)| *a == key) else {
+            bail!(
+                "{name}: {place}: axes.{key} is not one of [axes] ({})",
+                axes.iter().map(|a| a.0.as_str()).collect::<Vec<_>>().join(", ")
+            );
+        };
+        let toml::Value::Array(list) = v else {
+            bail!("{name}: {place}: axes.{key} must be an array of [axes] values")
+        };
+        let list: Vec<Value> = list.iter().map(to_json).collect::<Result<_>>()?;
+        ensure!(!list.is_empty(), "{name}: {place}: axes.{key} is empty");
+        for x in &list {
+            ensure!(values.contains(x), "{name}: {place}: axes.{key} has {x}, which [axes] {key} does not");
+        }
+        only.insert(key, list);
+    }
+    Ok(only)
 }
 
 /// Every combination of the axes' values, the last axis varying fastest.

@@ -77,12 +77,36 @@ fn bad_input_is_refused_naming_file_and_key() {
         (ok.replace("limit = 4", "limit = { default = 4, ifevl = 2 }"), &["eval.limit", "ifevl", "arc_easy"]),
         (ok.replace("limit = 4", "limit = 4\nmax_new_tokens = { gsm8k = 9 }"), &["eval.max_new_tokens", "gsm8k"]),
         (ok.replace("limit = 4", "limit = \"four\""), &["limit", "a table of numbers"]),
+        (
+            ok.replace("talr.floor = 0.05", "axes = { \"train.seed\" = [1] }"),
+            &["methods[1]", "axes.train.seed", "not one of [axes]"],
+        ),
+        (
+            ok.replace("talr.floor = 0.05", "axes = { \"train.lr\" = [5e-3] }"),
+            &["methods[1]", "axes.train.lr has 0.005"],
+        ),
+        (ok.replace("talr.floor = 0.05", "axes = { \"train.lr\" = [] }"), &["axes.train.lr is empty"]),
     ];
     for (text, wanted) in cases {
         let e = error(&text);
         for w in wanted {
             assert!(e.contains(w), "{w:?} missing from: {e}");
         }
+    }
+}
+
+#[test]
+fn a_method_restricted_to_some_axis_values_runs_only_there_with_the_same_ids() {
+    let dir = scratch("only");
+    let all = Sweep::load(&write(&dir, &format!("{BASE}{REST}"))).unwrap();
+    let text = format!("{BASE}{REST}").replace("talr.floor = 0.05", "talr.floor = 0.05\naxes.train.lr = [3e-3]");
+    let only = Sweep::load(&write(&dir, &text)).unwrap();
+    let talr: Vec<_> = only.cells.iter().filter(|c| c.info.method == "talr").collect();
+    assert_eq!((only.cells.len(), talr.len()), (3, 1));
+    assert_eq!(talr[0].info.lr, 3e-3);
+    // Restricting a method drops cells; it renames none.
+    for c in &only.cells {
+        assert!(all.cells.iter().any(|a| a.info.id == c.info.id), "{} changed its id", c.info.label());
     }
 }
 
