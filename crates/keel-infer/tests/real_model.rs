@@ -142,3 +142,40 @@ fn generation_beyond_ascii_streams_and_ends_with_the_decoded_answer() {
         assert!(out[0].text.starts_with(&seen));
     }
 }
+
+/// transformers' greedy answers to chat questions in Chinese, Japanese, emoji, accented French
+/// and code, and their decoded text (tools/make_decode_fixtures.py): keel generates the same
+/// tokens from the same prompt, decodes them to the same text, and streams a prefix of it that
+/// never holds a broken character.
+#[test]
+fn greedy_answers_beyond_ascii_decode_and_stream_as_transformers_decodes_them() {
+    let pre = smollm2();
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/decode_reference.json");
+    let fixture: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    };
+    let template = pre.chat_template.as_ref().unwrap();
+    for case in fixture["cases"].as_array().unwrap() {
+        let question = case["question"].as_str().unwrap();
+        let prompt = ids(&case["input_ids"]);
+        let rendered = template.render(&[Message::new("user", question)], true).unwrap();
+        assert_eq!(pre.tokenizer.encode(&rendered, true).unwrap(), prompt, "{question}: prompt tokens");
+        let opts = GenOptions {
+            max_new_tokens: fixture["max_new_tokens"].as_u64().unwrap() as usize,
+            ..GenOptions::default()
+        };
+        let mut streamed = String::new();
+        let out = generate(pre, &[prompt], &opts, |_, g, finished| {
+            if !finished {
+                streamed.clone_from(&g.text);
+            }
+        })
+        .unwrap();
+        let want = case["text"].as_str().unwrap();
+        assert_eq!(out[0].ids, ids(&case["generated_ids"]), "{question}: greedy tokens");
+        assert_eq!(out[0].text, want, "{question}: decoded text");
+        assert!(want.starts_with(&streamed) && !streamed.contains('\u{FFFD}'), "{question}: streamed {streamed:?}");
+        assert!(!streamed.is_empty(), "{question}: nothing streamed");
+    }
+}
