@@ -6,6 +6,7 @@ pub mod batching;
 pub mod chat;
 pub mod dataset;
 pub mod fuzzing;
+pub mod gguf_vocab;
 pub mod jsonl;
 pub mod mask;
 pub mod medcalc;

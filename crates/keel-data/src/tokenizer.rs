@@ -209,6 +209,31 @@ fn sentencepiece_scores(g: &GgufFile, tokens: &[String], types: &[i64]) -> Resul
     Ok((scores, unk))
 }
 
+/// The byte-level pre-tokenizers keel knows, by their llama.cpp names (`tokenizer.ggml.pre`).
+pub(crate) const PRE_TOKENIZERS: [&str; 4] = ["smollm", "gpt-2", "llama-bpe", "qwen2"];
+
+/// Hugging Face JSON of the pre-tokenizer llama.cpp names `pre`.
+pub(crate) fn pre_tokenizer_json(pre: &str) -> Result<Value> {
+    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+    let split = |regex: &str| {
+        json!({"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false},
+        {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]})
+    };
+    Ok(match pre {
+        "smollm" => json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": true}, byte_level]}),
+        "default" | "gpt2" | "gpt-2" => byte_level,
+        "llama-bpe" | "llama3" => split(
+            r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+        ),
+        "qwen2" => split(
+            r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+        ),
+        other => bail!("GGUF pre-tokenizer \"{other}\" is not supported ({})", PRE_TOKENIZERS.join(", ")),
+    })
+}
+
 /// Hugging Face JSON for byte-level BPE with the pre-tokenizer llama.cpp names `pre`.
 fn byte_level_json(
     pre: &str,
@@ -217,24 +242,7 @@ fn byte_level_json(
     added: Vec<Value>,
     post_processor: Value,
 ) -> Result<Value> {
-    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
-    let split = |regex: &str| {
-        json!({"type": "Sequence", "pretokenizers": [
-        {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false},
-        {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]})
-    };
-    let pre_tokenizer = match pre {
-        "smollm" => json!({"type": "Sequence", "pretokenizers": [
-            {"type": "Digits", "individual_digits": true}, byte_level]}),
-        "default" | "gpt2" => byte_level,
-        "llama-bpe" | "llama3" => split(
-            r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
-        ),
-        "qwen2" => split(
-            r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
-        ),
-        other => bail!("GGUF pre-tokenizer \"{other}\" is not supported (smollm, gpt2, llama-bpe, qwen2)"),
-    };
+    let pre_tokenizer = pre_tokenizer_json(pre)?;
     Ok(json!({
         "version": "1.0", "truncation": null, "padding": null, "added_tokens": added, "normalizer": null,
         "pre_tokenizer": pre_tokenizer, "post_processor": post_processor,

@@ -90,3 +90,34 @@ fn chat_templates_render_like_transformers() {
     }
     assert!(seen.len() >= 12, "both templates, several conversations, with and without the generation prompt");
 }
+
+/// `gguf_metadata` is `from_gguf`'s inverse: both vocabularies (byte-level BPE and SentencePiece
+/// with scores rebuilt from merge ranks) written to a GGUF file read back tokenizing every case
+/// exactly as SentencePiece and transformers do.
+#[test]
+fn vocabularies_written_to_gguf_read_back_tokenizing_the_same() {
+    use keel_model::gguf_write::GgufWriter;
+    let dir = std::env::temp_dir().join(format!("keel-vocab-out-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (model, cases) in [
+        (keel_testkit::default_model_path(), fixture("tokenizer_cases.json")),
+        (fixture("spm_tokenizer.gguf"), fixture("spm_cases.json")),
+    ] {
+        let tok = Tokenizer::from_gguf(&GgufFile::open(&model).unwrap()).unwrap();
+        let mut w = GgufWriter::default();
+        for (k, v) in tok.gguf_metadata().unwrap() {
+            w.set(&k, v);
+        }
+        let path = dir.join("vocab.gguf");
+        w.write(&path).unwrap();
+        let back = Tokenizer::from_gguf(&GgufFile::open(&path).unwrap()).unwrap();
+        assert_eq!((&back.bos, &back.eos, back.add_bos), (&tok.bos, &tok.eos, tok.add_bos), "{}", model.display());
+        for case in json(cases).as_array().unwrap() {
+            let text = case["text"].as_str().unwrap();
+            assert_eq!(back.encode(text, false).unwrap(), tok.encode(text, false).unwrap(), "{text:?}");
+            assert_eq!(back.encode(text, true).unwrap(), tok.encode(text, true).unwrap(), "{text:?}");
+            let ids = tok.encode(text, false).unwrap();
+            assert_eq!(back.decode(&ids, false).unwrap(), tok.decode(&ids, false).unwrap());
+        }
+    }
+}

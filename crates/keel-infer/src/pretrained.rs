@@ -1,10 +1,11 @@
 //! A model with its tokenizer and chat template, from a GGUF file or a Hugging Face directory,
-//! and its export as a Hugging Face directory.
+//! and its export as a Hugging Face directory or a GGUF file.
 
 use anyhow::{bail, Context, Result};
 use keel_data::chat::ChatTemplate;
 use keel_data::tokenizer::Tokenizer;
 use keel_model::gguf::{GgufFile, MetaValue};
+use keel_model::gguf_write::{ExportType, GgufValue, GgufWriter};
 use keel_model::Transformer;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -98,6 +99,23 @@ impl Pretrained {
             gen["eos_token_id"] = json!(id);
         }
         write(&dir.join("generation_config.json"), &serde_json::to_string_pretty(&gen)?)
+    }
+}
+
+impl Pretrained {
+    /// Writes a GGUF file llama.cpp and Ollama load: the weights (matrices as `kind`), the
+    /// architecture's metadata, the tokenizer and the chat template. `name` goes to
+    /// `general.name`.
+    pub fn save_gguf(&self, path: &Path, kind: ExportType, name: &str) -> Result<()> {
+        let mut w = GgufWriter::default();
+        self.model.add_to_gguf(&mut w, kind, name)?;
+        for (key, value) in self.tokenizer.gguf_metadata().context("the tokenizer cannot be written to GGUF")? {
+            w.set(&key, value);
+        }
+        if let Some(t) = &self.chat_template {
+            w.set("tokenizer.chat_template", GgufValue::Str(t.source.clone()));
+        }
+        w.write(path)
     }
 }
 

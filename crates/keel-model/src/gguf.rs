@@ -511,7 +511,7 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<ModelConfig> {
 }
 
 /// llama.cpp's name for a Hugging Face tensor name.
-fn gguf_name(hf: &str) -> Option<String> {
+pub(crate) fn gguf_name(hf: &str) -> Option<String> {
     Some(match hf {
         "model.embed_tokens.weight" => "token_embd.weight".into(),
         "model.norm.weight" => "output_norm.weight".into(),
@@ -543,7 +543,7 @@ fn gguf_name(hf: &str) -> Option<String> {
 
 /// Undoes llama.cpp's reordering of Q/K rows (made for its interleaved-pair RoPE): within each
 /// head, GGUF row `2i + j` is Hugging Face row `j·d/2 + i`.
-fn unpermute_rows(w: &[f32], heads: usize, cols: usize) -> Vec<f32> {
+pub(crate) fn unpermute_rows(w: &[f32], heads: usize, cols: usize) -> Vec<f32> {
     let rows = w.len() / cols;
     let (d, half) = (rows / heads, rows / heads / 2);
     let mut out = vec![0.0; w.len()];

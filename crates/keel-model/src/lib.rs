@@ -8,6 +8,7 @@ mod block;
 pub mod config;
 pub mod fuzzing;
 pub mod gguf;
+pub mod gguf_write;
 pub mod inference;
 pub mod limits;
 pub mod lora;

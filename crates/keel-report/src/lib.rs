@@ -60,7 +60,7 @@ pub use figures::{lr_curves_svg, pareto_svg};
 pub use guideline::{Guideline, SmallLr, DOMAIN_SHARE, RULE};
 pub use layout::EvalSettings;
 pub use pareto::{frontier, Frontier};
-pub use report::{machine_description, write_report};
+pub use report::{machine_description, points_markdown, summary_json, write_report};
 pub use stats::{BOOTSTRAP_SEED, RESAMPLES};
 pub use summary::summarize;
 pub use summary::{

@@ -306,6 +306,17 @@ fn blocks(summary: &Summary, pareto: String, curves: String, machine: &str) -> V
     blocks
 }
 
+/// The points table (the Pareto plot's numbers) as markdown: what STUDY.md quotes, and what its
+/// test regenerates from the sweep directory.
+pub fn points_markdown(summary: &Summary) -> String {
+    markdown(&[points_table(summary)])
+}
+
+/// summary.json's bytes.
+pub fn summary_json(summary: &Summary) -> Result<String> {
+    Ok(serde_json::to_string_pretty(summary).context("cannot serialize the summary")? + "\n")
+}
+
 /// Write summary.json, report.md, report.html, pareto.svg and lr_curves.svg into `sweep_dir`;
 /// returns the paths written. Same summary and machine, same bytes.
 pub fn write_report(sweep_dir: &Path, summary: &Summary) -> Result<Vec<PathBuf>> {
@@ -313,7 +324,7 @@ pub fn write_report(sweep_dir: &Path, summary: &Summary) -> Result<Vec<PathBuf>>
     let document = blocks(summary, pareto.clone(), curves.clone(), &machine_description());
     let title = format!("keel sweep report {}", summary.provenance.sweep_hash);
     let files = [
-        ("summary.json", serde_json::to_string_pretty(summary).context("cannot serialize the summary")? + "\n"),
+        ("summary.json", summary_json(summary)?),
         ("report.md", markdown(&document)),
         ("report.html", html(&title, &document)),
         ("pareto.svg", pareto),

@@ -1,4 +1,4 @@
-//! `keel generate`, `keel chat` and `keel convert`.
+//! `keel generate`, `keel chat`, `keel convert` and `keel export`.
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -191,5 +191,52 @@ pub fn run_convert(a: ConvertArgs) -> Result<()> {
     let pre = Pretrained::load(&a.gguf)?;
     pre.save_hf(&a.out_dir)?;
     eprintln!("wrote {} ({} parameters, f32)", a.out_dir.display(), pre.model.layout.total);
+    Ok(())
+}
+
+/// How `keel export` stores weight matrices.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum StorageType {
+    /// Exact (4 bytes per weight).
+    F32,
+    /// Half precision (2 bytes).
+    F16,
+    /// llama.cpp's 8-bit blocks of 32 (1.06 bytes).
+    #[value(name = "q8_0")]
+    Q8_0,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// The model to export: a GGUF file or a Hugging Face directory (a `keel train` run's
+    /// final/, a `keel merge` output).
+    model: PathBuf,
+    /// The GGUF file to write (llama architecture metadata, tokenizer, chat template).
+    #[arg(long)]
+    gguf: PathBuf,
+    /// How weight matrices are stored; norms stay f32.
+    #[arg(long = "type", value_enum, default_value_t = StorageType::F16)]
+    storage: StorageType,
+    /// A LoRA adapter directory (PEFT layout) merged into the weights first.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+}
+
+pub fn run_export(a: ExportArgs) -> Result<()> {
+    use keel_model::gguf_write::ExportType;
+    let mut pre = Pretrained::load(&a.model)?;
+    if let Some(dir) = &a.adapter {
+        pre.model.lora = Some(keel_model::lora::LoraAdapter::load(dir, &pre.model.config)?);
+        pre.model.merge_lora();
+    }
+    let kind = match a.storage {
+        StorageType::F32 => ExportType::F32,
+        StorageType::F16 => ExportType::F16,
+        StorageType::Q8_0 => ExportType::Q8_0,
+    };
+    let name = a.model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    pre.save_gguf(&a.gguf, kind, &name).with_context(|| format!("cannot export {} to GGUF", a.model.display()))?;
+    let bytes = std::fs::metadata(&a.gguf).map(|m| m.len()).unwrap_or(0);
+    eprintln!("wrote {} ({:.1} MB, {:?} matrices)", a.gguf.display(), bytes as f64 / 1e6, a.storage);
     Ok(())
 }

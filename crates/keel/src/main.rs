@@ -49,6 +49,8 @@ enum Command {
     Chat(infer::ChatArgs),
     /// Convert a GGUF model into a Hugging Face directory.
     Convert(infer::ConvertArgs),
+    /// Write a model (base, tuned, or with a LoRA adapter merged) as a GGUF file for llama.cpp and Ollama.
+    Export(infer::ExportArgs),
     /// Run a grid of fine-tuning runs (methods × learning rates × seeds) against the base model.
     #[command(subcommand)]
     Sweep(sweep::SweepCommand),
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => infer::run_generate(a),
         Command::Chat(a) => infer::run_chat(a),
         Command::Convert(a) => infer::run_convert(a),
+        Command::Export(a) => infer::run_export(a),
         Command::Sweep(cmd) => sweep::run(cmd),
         Command::Report(a) => report::run_report(a),
     };

@@ -1,0 +1,101 @@
+//! The committed study (STUDY.md, study/) agrees with itself: every sweep directory's
+//! summary.json and figures are what `keel report` makes of its files today, and every table and
+//! figure STUDY.md and the README show is regenerated from those directories.
+//!
+//! STUDY.md marks each generated table:
+//! `<!-- keel-report points study/gsm8k-cot -->`, the table, `<!-- end -->`.
+//! `KEEL_UPDATE_STUDY=1 cargo test -p keel --test study` rewrites the marked tables (and only
+//! them) from the directories; without it, any difference fails.
+
+use keel_report::{lr_curves_svg, pareto_svg, points_markdown, summarize, summary_json};
+use keel_testkit::repo_root;
+use std::path::{Path, PathBuf};
+
+const BEGIN: &str = "<!-- keel-report points ";
+const END: &str = "<!-- end -->";
+
+/// The sweep directories of the study: study/<name>/ with a sweep.json.
+fn sweep_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(repo_root().join("study"))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.join("sweep.json").exists()).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+#[test]
+fn every_sweep_directory_reports_to_its_committed_summary_and_figures() {
+    for dir in sweep_dirs() {
+        if !dir.join("summary.json").exists() {
+            continue; // started, never reported: nothing committed to check
+        }
+        let summary = summarize(&dir).unwrap_or_else(|e| panic!("{}: {e:#}", dir.display()));
+        let name = dir.display();
+        assert_eq!(summary_json(&summary).unwrap(), read(&dir.join("summary.json")), "{name}/summary.json is stale");
+        assert_eq!(pareto_svg(&summary), read(&dir.join("pareto.svg")), "{name}/pareto.svg is stale");
+        assert_eq!(lr_curves_svg(&summary), read(&dir.join("lr_curves.svg")), "{name}/lr_curves.svg is stale");
+    }
+}
+
+/// (start of the table, end of the table, sweep directory) of each marked block.
+fn marked_tables(text: &str) -> Vec<(usize, usize, String)> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(i) = text[from..].find(BEGIN).map(|i| i + from) {
+        let line_end = text[i..].find('\n').map(|j| i + j + 1).expect("a marker line ends");
+        let dir = text[i + BEGIN.len()..line_end].trim().trim_end_matches("-->").trim().to_string();
+        let end = text[line_end..].find(END).map(|j| line_end + j).expect("every marked table has <!-- end -->");
+        out.push((line_end, end, dir));
+        from = end;
+    }
+    out
+}
+
+#[test]
+fn study_md_tables_are_regenerated_from_the_sweep_directories() {
+    let path = repo_root().join("STUDY.md");
+    let text = read(&path);
+    let blocks = marked_tables(&text);
+    assert!(!blocks.is_empty(), "STUDY.md marks no table");
+    let mut updated = text.clone();
+    for (start, end, dir) in blocks.iter().rev() {
+        let summary = summarize(&repo_root().join(dir)).unwrap_or_else(|e| panic!("{dir}: {e:#}"));
+        let want = format!("\n{}\n", points_markdown(&summary).trim());
+        if std::env::var_os("KEEL_UPDATE_STUDY").is_some() {
+            updated.replace_range(*start..*end, &want);
+        } else {
+            assert_eq!(text[*start..*end], want, "STUDY.md's table of {dir} differs from its sweep directory");
+        }
+    }
+    if updated != text {
+        std::fs::write(&path, updated).unwrap();
+    }
+}
+
+#[test]
+fn every_figure_study_md_and_the_readme_show_exists_in_a_reported_sweep() {
+    for doc in ["STUDY.md", "README.md"] {
+        let text = read(&repo_root().join(doc));
+        for (i, _) in text.match_indices("](study/") {
+            let link = &text[i + 2..i + 2 + text[i + 2..].find(')').unwrap()];
+            let file = repo_root().join(link);
+            assert!(file.exists(), "{doc} shows {link}, which does not exist");
+            if link.ends_with(".svg") {
+                let dir = file.parent().unwrap();
+                assert!(dir.join("summary.json").exists(), "{doc} shows {link} from a sweep never reported");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_marker_parser_finds_each_table_and_its_directory() {
+    let text = "a\n<!-- keel-report points study/x -->\n| t |\n<!-- end -->\nb\n<!-- keel-report points study/y -->\n\n<!-- end -->\n";
+    let found = marked_tables(text);
+    assert_eq!(found.iter().map(|b| b.2.as_str()).collect::<Vec<_>>(), ["study/x", "study/y"]);
+    assert_eq!(&text[found[0].0..found[0].1], "| t |\n");
+}
