@@ -62,6 +62,7 @@ fn an_f32_export_reads_back_as_the_same_model() {
     assert_eq!(g.meta("general.architecture").and_then(|v| v.as_str()), Some("llama"));
     assert_eq!(g.meta("tokenizer.ggml.pre").and_then(|v| v.as_str()), Some("smollm"));
     assert_eq!(g.version, 3);
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -86,6 +87,7 @@ fn f16_and_q8_0_exports_are_close_and_answer_alike() {
         let size = std::fs::metadata(&path).unwrap().len() as usize;
         assert!(size < f32_size * 6 / 10, "{kind:?}: {size} bytes");
     }
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -97,6 +99,7 @@ fn a_hugging_face_directory_exports_with_its_pre_tokenizer_named() {
     let back = Pretrained::load(&dir.join("m.gguf")).unwrap();
     assert!(back.model.params == hf.model.params);
     assert_same_text_handling(&hf, &back);
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
