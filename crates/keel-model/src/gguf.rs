@@ -541,17 +541,18 @@ pub(crate) fn gguf_name(hf: &str) -> Option<String> {
     })
 }
 
-/// Undoes llama.cpp's reordering of Q/K rows (made for its interleaved-pair RoPE): within each
-/// head, GGUF row `2i + j` is Hugging Face row `j·d/2 + i`.
-pub(crate) fn unpermute_rows(w: &[f32], heads: usize, cols: usize) -> Vec<f32> {
+/// llama.cpp's order of Q/K rows (made for its interleaved-pair RoPE): within each head, GGUF
+/// row `2i + j` is Hugging Face row `j·d/2 + i`. Loading undoes it (`to_gguf` false); exporting
+/// applies it (`to_gguf` true).
+pub(crate) fn reorder_qk_rows(w: &[f32], heads: usize, cols: usize, to_gguf: bool) -> Vec<f32> {
     let rows = w.len() / cols;
     let (d, half) = (rows / heads, rows / heads / 2);
     let mut out = vec![0.0; w.len()];
     for h in 0..heads {
         for i in 0..half {
             for j in 0..2 {
-                let src = (h * d + 2 * i + j) * cols;
-                let dst = (h * d + j * half + i) * cols;
+                let (gguf, hf) = ((h * d + 2 * i + j) * cols, (h * d + j * half + i) * cols);
+                let (src, dst) = if to_gguf { (hf, gguf) } else { (gguf, hf) };
                 out[dst..dst + cols].copy_from_slice(&w[src..src + cols]);
             }
         }
@@ -592,9 +593,9 @@ impl Transformer {
             let mut w = g.dequantize(t);
             let c = &model.config;
             if permuted && name.ends_with("attn_q.weight") {
-                w = unpermute_rows(&w, c.num_heads, c.hidden_size);
+                w = reorder_qk_rows(&w, c.num_heads, c.hidden_size, false);
             } else if permuted && name.ends_with("attn_k.weight") {
-                w = unpermute_rows(&w, c.num_kv_heads, c.hidden_size);
+                w = reorder_qk_rows(&w, c.num_kv_heads, c.hidden_size, false);
             }
             model.params[spec.range.clone()].copy_from_slice(&w);
         }

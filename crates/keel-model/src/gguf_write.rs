@@ -3,7 +3,7 @@
 //! Q8_0. The reader in `gguf.rs` is the round trip's other half.
 
 use crate::config::Arch;
-use crate::gguf::GgmlType;
+use crate::gguf::{reorder_qk_rows, GgmlType};
 use crate::transformer::Transformer;
 use anyhow::{bail, ensure, Context, Result};
 use half::f16;
@@ -217,24 +217,6 @@ fn quantize_q8_0(values: &[f32]) -> Vec<u8> {
     out
 }
 
-/// llama.cpp's row order for Q and K (the inverse of the reader's `unpermute_rows`): within each
-/// head, Hugging Face row `j·d/2 + i` becomes GGUF row `2i + j`.
-fn permute_rows(w: &[f32], heads: usize, cols: usize) -> Vec<f32> {
-    let rows = w.len() / cols;
-    let (d, half) = (rows / heads, rows / heads / 2);
-    let mut out = vec![0.0; w.len()];
-    for h in 0..heads {
-        for i in 0..half {
-            for j in 0..2 {
-                let dst = (h * d + 2 * i + j) * cols;
-                let src = (h * d + j * half + i) * cols;
-                out[dst..dst + cols].copy_from_slice(&w[src..src + cols]);
-            }
-        }
-    }
-    out
-}
-
 /// The architecture's name in GGUF, and whether llama.cpp permutes its Q/K rows.
 fn gguf_arch(arch: Arch) -> (&'static str, bool) {
     match arch {
@@ -281,9 +263,9 @@ impl Transformer {
             let gguf = crate::gguf::gguf_name(&spec.name).with_context(|| format!("no GGUF name for {}", spec.name))?;
             let mut values = self.params[spec.range.clone()].to_vec();
             if permuted && gguf.ends_with("attn_q.weight") {
-                values = permute_rows(&values, c.num_heads, c.hidden_size);
+                values = reorder_qk_rows(&values, c.num_heads, c.hidden_size, true);
             } else if permuted && gguf.ends_with("attn_k.weight") {
-                values = permute_rows(&values, c.num_kv_heads, c.hidden_size);
+                values = reorder_qk_rows(&values, c.num_kv_heads, c.hidden_size, true);
             }
             let matrix = spec.shape.len() == 2;
             let stored = match kind {
@@ -303,12 +285,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn permuting_rows_inverts_the_readers_unpermutation() {
+    fn reordering_qk_rows_for_gguf_is_undone_by_loading() {
         let (heads, d, cols) = (3, 4, 5);
         let w: Vec<f32> = (0..heads * d * cols).map(|x| x as f32).collect();
-        let there = permute_rows(&w, heads, cols);
+        let there = reorder_qk_rows(&w, heads, cols, true);
         assert_ne!(there, w);
-        assert_eq!(crate::gguf::unpermute_rows(&there, heads, cols), w);
+        assert_eq!(reorder_qk_rows(&there, heads, cols, false), w);
     }
 
     #[test]
