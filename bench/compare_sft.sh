@@ -17,7 +17,7 @@ for i in $(seq "$rounds"); do
     read -r secs kib < /tmp/keel-bench-sft.time
     tokens=$(python3 -c "import json; print(sum(json.loads(l)['tokens'] for l in open('/tmp/keel-bench-sft/metrics.jsonl')))")
     echo "{\"impl\": \"keel\", \"seconds\": $secs, \"tokens\": $tokens, \"peak_rss_mib\": $((kib / 1024))}" | tee -a "$out"
-    "$python" bench/sft_trl.py "$hf" 2>/dev/null | grep '^{' | tee -a "$out"
+    "$python" bench/sft_trl.py "$hf" 2>/dev/null | grep '^{"' | tee -a "$out"
 done
 python3 - "$out" <<'PY'
 import json, statistics, sys
