@@ -90,7 +90,10 @@ impl GgufWriter {
             GgmlType::F16 => values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect(),
             GgmlType::Q8_0 => {
                 let cols = *shape.last().unwrap_or(&0);
-                ensure!(cols % 32 == 0, "tensor {name}: rows of {cols} values do not split into Q8_0 blocks of 32");
+                ensure!(
+                    cols.is_multiple_of(32),
+                    "tensor {name}: rows of {cols} values do not split into Q8_0 blocks of 32"
+                );
                 quantize_q8_0(values)
             }
             other => bail!("tensor {name}: keel does not write {other:?}"),

@@ -323,9 +323,9 @@ fn a_locked_sweep_directory_is_refused_and_keep_weights_false_leaves_no_weights(
     let _one = one_sweep_at_a_time();
     let dir = scratch("lock");
     let file = tiny_sweep(&dir, "");
-    let text = std::fs::read_to_string(&file).unwrap();
-    let text = format!("keep_weights = false\n{}", text.replace("limit = 4\n", "limit = { default = 4, gsm8k = 2 }\n"));
-    std::fs::write(&file, text).unwrap();
+    let original = std::fs::read_to_string(&file).unwrap();
+    let changed = original.replace("limit = 4\n", "limit = { default = 4, gsm8k = 2 }\n");
+    std::fs::write(&file, format!("keep_weights = false\n{changed}")).unwrap();
     let out = dir.join("out");
     std::fs::create_dir_all(&out).unwrap();
     // Another `keel sweep run` holds the directory: this one is refused, naming its pid.
