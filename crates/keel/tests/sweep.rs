@@ -324,7 +324,7 @@ fn a_locked_sweep_directory_is_refused_and_keep_weights_false_leaves_no_weights(
     let dir = scratch("lock");
     let file = tiny_sweep(&dir, "");
     let original = std::fs::read_to_string(&file).unwrap();
-    let changed = original.replace("limit = 4\n", "limit = { default = 4, gsm8k = 2 }\n");
+    let changed = original.replace("\nlimit = 4\n", "\nlimit = { default = 4, gsm8k = 2 }\n");
     std::fs::write(&file, format!("keep_weights = false\n{changed}")).unwrap();
     let out = dir.join("out");
     std::fs::create_dir_all(&out).unwrap();
