@@ -98,7 +98,7 @@ impl Tokenizer {
         } else {
             let merges = merges.iter().map(|(l, r)| format!("{l} {r}")).collect();
             out.push(("tokenizer.ggml.merges".into(), GgufValue::Strings(merges)));
-            out.push(("tokenizer.ggml.pre".into(), GgufValue::Str(self.pre_name(&json["pre_tokenizer"])?.into())));
+            out.push(("tokenizer.ggml.pre".into(), GgufValue::Str(pre_name(&json["pre_tokenizer"])?.into())));
         }
         for (key, token) in [("bos", &self.bos), ("eos", &self.eos)] {
             if let Some((id, _)) = token {
@@ -109,20 +109,20 @@ impl Tokenizer {
         out.push(("tokenizer.ggml.add_eos_token".into(), GgufValue::Bool(false)));
         Ok(out)
     }
+}
 
-    /// llama.cpp's name for a byte-level pre-tokenizer.
-    fn pre_name(&self, pre: &Value) -> Result<&'static str> {
-        for name in PRE_TOKENIZERS {
-            if pre_tokenizer_json(name)? == *pre {
-                return Ok(name);
-            }
+/// llama.cpp's name for a byte-level pre-tokenizer.
+fn pre_name(pre: &Value) -> Result<&'static str> {
+    for name in PRE_TOKENIZERS {
+        if pre_tokenizer_json(name)? == *pre {
+            return Ok(name);
         }
-        bail!(
-            "this tokenizer's pre-tokenizer is none that keel can name for llama.cpp ({}); llama.cpp would split \
-             text differently, so the export is refused",
-            PRE_TOKENIZERS.join(", ")
-        )
     }
+    bail!(
+        "this tokenizer's pre-tokenizer is none that keel can name for llama.cpp ({}); llama.cpp would split \
+         text differently, so the export is refused",
+        PRE_TOKENIZERS.join(", ")
+    )
 }
 
 /// SentencePiece scores from merge ranks (see the module's documentation); pieces no merge makes
