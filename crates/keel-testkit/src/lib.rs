@@ -4,6 +4,8 @@
 
 #![warn(missing_docs)]
 
+pub mod http;
+
 use keel_infer::pretrained::Pretrained;
 use keel_model::{ModelConfig, Transformer};
 use std::path::{Path, PathBuf};
