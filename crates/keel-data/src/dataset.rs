@@ -38,6 +38,38 @@ pub enum Format {
     Esci,
 }
 
+impl Format {
+    /// The layout of a data file, told by its first record's fields (a `.csv` is MedCalc-Bench's),
+    /// for commands that take any training file without a run config.
+    pub fn detect(path: &Path) -> Result<Format> {
+        if path.extension().is_some_and(|e| e == "csv") {
+            return Ok(Format::Medcalc);
+        }
+        let lines = crate::jsonl::read_values(path, "pass a JSONL training data file")?;
+        let (line, first) = lines.first().with_context(|| format!("{} holds no examples", path.display()))?;
+        let has = |k: &str| first.get(k).is_some();
+        Ok(if has("messages") {
+            Format::Messages
+        } else if has("conversations") {
+            Format::Sharegpt
+        } else if has("prompt") && has("completion") {
+            Format::PromptCompletion
+        } else if has("instruction") && has("output") {
+            Format::Alpaca
+        } else if has("question") && has("answer") {
+            Format::Gsm8k
+        } else if has("query") && has("product_title") {
+            Format::Esci
+        } else {
+            bail!(
+                "{}:{line}: cannot tell the data's layout from its fields; expected messages, conversations, \
+                 prompt + completion, instruction + output, question + answer (GSM8K) or query + product_title (ESCI)",
+                path.display()
+            )
+        })
+    }
+}
+
 /// Chain-of-thought targets or the label alone (domain sets).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

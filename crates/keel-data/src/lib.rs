@@ -7,6 +7,7 @@ pub mod chat;
 pub mod dataset;
 pub mod fuzzing;
 pub mod gguf_vocab;
+pub mod holdout;
 pub mod jsonl;
 pub mod mask;
 pub mod medcalc;

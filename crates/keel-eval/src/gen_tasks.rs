@@ -35,7 +35,7 @@ pub struct GenItem {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verdict {
     /// The metric's name in results (`accuracy`, `flexible_match`, `prompt_level_strict`, …).
-    pub metric: &'static str,
+    pub metric: String,
     /// What the scorer read from the response (an answer, a label, or `null`).
     pub extracted: Value,
     /// Checks passed.
@@ -46,8 +46,8 @@ pub struct Verdict {
 
 impl Verdict {
     /// A right-or-wrong verdict: 1 of 1 when `ok`, else 0 of 1.
-    pub fn binary(metric: &'static str, extracted: Value, ok: bool) -> Self {
-        Verdict { metric, extracted, passed: ok as u32, count: 1 }
+    pub fn binary(metric: &str, extracted: Value, ok: bool) -> Self {
+        Verdict { metric: metric.to_string(), extracted, passed: ok as u32, count: 1 }
     }
 }
 
@@ -275,14 +275,14 @@ impl GenTask {
                 vec![
                     v("prompt_level_strict", json!(verdict.strict), verdict.prompt_strict()),
                     Verdict {
-                        metric: "inst_level_strict",
+                        metric: "inst_level_strict".into(),
                         extracted: Value::Null,
                         passed: count(&verdict.strict),
                         count: n,
                     },
                     v("prompt_level_loose", json!(verdict.loose), verdict.prompt_loose()),
                     Verdict {
-                        metric: "inst_level_loose",
+                        metric: "inst_level_loose".into(),
                         extracted: Value::Null,
                         passed: count(&verdict.loose),
                         count: n,
@@ -307,7 +307,6 @@ pub fn run(
     batch: usize,
     max_new_tokens: usize,
 ) -> Result<Vec<Generation>> {
-    let template = pre.chat_template.as_ref().context("generation tasks need a chat model with a chat template")?;
     let mut opts = GenOptions {
         max_new_tokens: if max_new_tokens > 0 { max_new_tokens } else { task.max_new_tokens() },
         ..GenOptions::default()
@@ -317,25 +316,42 @@ pub fn run(
     if plain {
         opts.stop = vec!["Question:".into(), "</s>".into(), "<|im_end|>".into()];
     }
-    let prompts: Vec<Vec<u32>> = items
+    opts.batch = batch.max(1);
+    generate_answers(pre, task.name(), items, !plain, &opts)
+}
+
+/// Greedy answers to `items`: each a chat turn after its shots (`chat`), or its prompt as plain
+/// text after BOS.
+pub fn generate_answers(
+    pre: &Pretrained,
+    name: &str,
+    items: &[GenItem],
+    chat: bool,
+    opts: &GenOptions,
+) -> Result<Vec<Generation>> {
+    let prompts = prompt_ids(pre, items, chat)?;
+    let mut progress = Progress::new(name, items.len());
+    generate(pre, &prompts, opts, |_, g, finished| {
+        if finished {
+            progress.advance(1, g.ids.len());
+        }
+    })
+}
+
+/// The token ids each item's prompt is generated from.
+pub fn prompt_ids(pre: &Pretrained, items: &[GenItem], chat: bool) -> Result<Vec<Vec<u32>>> {
+    if !chat {
+        return items.iter().map(|it| pre.tokenizer.encode(&it.prompt, true)).collect();
+    }
+    let template = pre.chat_template.as_ref().context("generation tasks need a chat model with a chat template")?;
+    items
         .iter()
         .map(|it| {
-            if plain {
-                return pre.tokenizer.encode(&it.prompt, true);
-            }
             let mut messages = it.shots.clone();
             messages.push(Message::new("user", &it.prompt));
             pre.tokenizer.encode(&template.render(&messages, true)?, true)
         })
-        .collect::<Result<_>>()?;
-    opts.batch = batch.max(1);
-    let mut progress = Progress::new(task.name(), items.len());
-    let answers = generate(pre, &prompts, &opts, |_, g, finished| {
-        if finished {
-            progress.advance(1, g.ids.len());
-        }
-    })?;
-    Ok(answers)
+        .collect()
 }
 
 /// MedCalc-Bench's worked example per calculator id: (patient note, response written as keel's

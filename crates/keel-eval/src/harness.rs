@@ -2,10 +2,11 @@
 //! (by log-likelihood) and generation tasks (scored from greedy answers), seeded subsets,
 //! bootstrap intervals, results.json with the general score, and deltas against a baseline.
 
-use crate::gen_tasks::{self, GenTask};
+use crate::gen_file::GenFileTask;
+use crate::gen_tasks::{self, GenItem, GenTask, Verdict};
 use crate::mc::{evaluate, McItem, McTask};
 pub use crate::per_task::PerTask;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use keel_infer::pretrained::Pretrained;
 use keel_infer::progress::Progress;
 use keel_model::rng::Rng;
@@ -41,6 +42,8 @@ pub struct EvalOptions {
     pub max_new_tokens: PerTask,
     /// A results.json of an earlier evaluation on the same items: record each score's change.
     pub baseline: Option<PathBuf>,
+    /// The held-out fraction of the training files given as `domain:FILE` (0: none given).
+    pub holdout: f64,
 }
 
 /// The general suite's tasks, whose primary metrics' mean is the general score.
@@ -55,7 +58,8 @@ pub const SUITES: [(&str, &[&str]); 4] = [
     ("domain:esci", &["esci"]),
 ];
 
-/// Task names of the requested suites and tasks, each once, in order.
+/// Task names of the requested suites and tasks, each once, in order. `domain:FILE` stays as it
+/// is: the held-out part of a training file, or a generation task file.
 pub fn expand_suites(requested: &[String]) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for r in requested {
@@ -72,10 +76,22 @@ pub fn expand_suites(requested: &[String]) -> Vec<String> {
     names
 }
 
-/// A task of a suite: a task file's multiple-choice task, or a generation task.
+/// A task of a suite: a task file's multiple-choice task, a built-in generation task, or a
+/// task file's generation task.
 enum Task {
     Mc(Box<McTask>),
     Gen(GenTask),
+    GenFile(Box<GenFileTask>),
+}
+
+impl Task {
+    fn name(&self) -> &str {
+        match self {
+            Task::Mc(t) => &t.name,
+            Task::Gen(t) => t.name(),
+            Task::GenFile(t) => t.name(),
+        }
+    }
 }
 
 /// A seeded random subset of `limit` items, in their original order (all of them for 0).
@@ -91,27 +107,50 @@ pub fn subsample<T: Clone>(items: Vec<T>, limit: usize, seed: u64) -> Vec<T> {
     keep.into_iter().map(|i| items[i].clone()).collect()
 }
 
-fn load_task(name: &str) -> Result<Task> {
+fn load_task(name: &str, holdout: f64) -> Result<Task> {
     if let Some(t) = GenTask::from_name(name) {
         return Ok(Task::Gen(t));
     }
-    load_mc_task(name).map(|t| Task::Mc(Box::new(t)))
-}
-
-/// A multiple-choice task by name: one of the built-in task files, or the path of a task file.
-pub fn load_mc_task(name: &str) -> Result<McTask> {
+    if let Some(file) = name.strip_prefix("domain:") {
+        let path = PathBuf::from(file);
+        ensure!(
+            path.is_file(),
+            "unknown suite \"{name}\": not a built-in domain ({}) and {file} is not a file (domain:FILE takes a \
+             training data file or a generation task file)",
+            SUITES.iter().filter_map(|s| s.0.strip_prefix("domain:")).collect::<Vec<_>>().join(", ")
+        );
+        if path.extension().is_some_and(|e| e == "toml") {
+            return load_task(file, holdout);
+        }
+        return GenFileTask::for_training_file(&path, holdout).map(|t| Task::GenFile(Box::new(t)));
+    }
     if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name) {
-        return McTask::from_toml(text, name);
+        return McTask::from_toml(text, name).map(|t| Task::Mc(Box::new(t)));
     }
     let path = PathBuf::from(name);
     if !path.exists() {
         bail!(
-            "unknown task \"{name}\" (suites: {}; tasks: {}, gsm8k, gsm8k_8shot, ifeval, medcalc, medcalc_1shot, humaneval, esci; or give a task file)",
+            "unknown task \"{name}\" (suites: {}, domain:FILE; tasks: {}, gsm8k, gsm8k_8shot, ifeval, medcalc, \
+             medcalc_1shot, humaneval, esci; or give a task file)",
             SUITES.map(|s| s.0).join(", "),
             BUILTIN.map(|b| b.0).join(", ")
         );
     }
-    McTask::from_toml(&std::fs::read_to_string(&path)?, &path.display().to_string())
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read task file {}", path.display()))?;
+    // A generation task file says how answers are judged; a multiple-choice one does not.
+    let is_generation = toml::from_str::<toml::Table>(&text).is_ok_and(|t| t.contains_key("metrics"));
+    if is_generation {
+        return GenFileTask::from_file(&path).map(|t| Task::GenFile(Box::new(t)));
+    }
+    McTask::from_toml(&text, &path.display().to_string()).map(|t| Task::Mc(Box::new(t)))
+}
+
+/// A multiple-choice task by name: one of the built-in task files, or the path of a task file.
+pub fn load_mc_task(name: &str) -> Result<McTask> {
+    match load_task(name, 0.0)? {
+        Task::Mc(t) => Ok(*t),
+        _ => bail!("{name} is a generation task, not a multiple-choice one"),
+    }
 }
 
 /// Accuracy per subject.
@@ -183,11 +222,13 @@ pub fn read_baseline(path: &std::path::Path, limit: &PerTask, seed: u64) -> Resu
 /// verdict.
 struct TaskScores {
     name: String,
-    primary: &'static str,
+    primary: String,
     samples: Vec<serde_json::Value>,
     metrics: Vec<MetricScores>,
     subject_scores: Option<std::collections::BTreeMap<String, f64>>,
     generated_tokens: Option<usize>,
+    /// The code length of the references (training files only): (nats per token, tokens).
+    code_length: Option<(f64, usize)>,
 }
 
 fn score_mc(pre: &Pretrained, task: &McTask, opts: &EvalOptions) -> Result<TaskScores> {
@@ -201,7 +242,7 @@ fn score_mc(pre: &Pretrained, task: &McTask, opts: &EvalOptions) -> Result<TaskS
         .iter()
         .zip(&results)
         .map(|(item, r)| {
-            json!({"source": r.source, "context": item.context, "choices": item.choices, "gold": r.gold,
+            json!({"source": r.source, "contexts": item.contexts, "continuations": item.continuations, "gold": r.gold,
                 "loglikelihoods": r.loglikelihoods, "is_greedy": r.is_greedy, "pred_acc": r.pred_acc,
                 "pred_acc_norm": r.pred_acc_norm, "acc": r.pred_acc == r.gold, "acc_norm": r.pred_acc_norm == r.gold})
         })
@@ -212,15 +253,58 @@ fn score_mc(pre: &Pretrained, task: &McTask, opts: &EvalOptions) -> Result<TaskS
         MetricScores::binary("acc", acc.into_iter()),
         MetricScores::binary("acc_norm", results.iter().map(|r| r.pred_acc_norm == r.gold)),
     ];
-    Ok(TaskScores { name: task.name.clone(), primary: "acc", samples, metrics, subject_scores, generated_tokens: None })
+    Ok(TaskScores {
+        name: task.name.clone(),
+        primary: "acc".into(),
+        samples,
+        metrics,
+        subject_scores,
+        generated_tokens: None,
+        code_length: None,
+    })
 }
 
-fn score_gen(pre: &Pretrained, task: GenTask, opts: &EvalOptions) -> Result<TaskScores> {
-    let all = task.items(&opts.data_dir)?;
+/// A generation task of either kind.
+#[derive(Clone, Copy)]
+enum Generation<'a> {
+    Builtin(GenTask),
+    File(&'a GenFileTask),
+}
+
+impl Generation<'_> {
+    fn name(&self) -> &str {
+        match self {
+            Generation::Builtin(t) => t.name(),
+            Generation::File(t) => t.name(),
+        }
+    }
+
+    fn score(&self, item: &GenItem, response: &str) -> Result<Vec<Verdict>> {
+        match self {
+            Generation::Builtin(t) => t.score(item, response),
+            Generation::File(t) => Ok(t.score(item, response)),
+        }
+    }
+}
+
+fn score_gen(pre: &Pretrained, task: Generation, opts: &EvalOptions) -> Result<TaskScores> {
+    let name = task.name().to_string();
+    let all = match task {
+        Generation::Builtin(t) => t.items(&opts.data_dir)?,
+        Generation::File(t) => t.items(&opts.data_dir)?,
+    };
     let total = all.len();
-    let items = subsample(all, opts.limit.of(task.name()), opts.seed);
-    eprintln!("{}: answering {} of {total} questions", task.name(), items.len());
-    let generations = gen_tasks::run(pre, task, &items, opts.batch_rows, opts.max_new_tokens.of(task.name()))?;
+    let items = subsample(all, opts.limit.of(&name), opts.seed);
+    eprintln!("{name}: answering {} of {total} questions", items.len());
+    let max_new_tokens = opts.max_new_tokens.of(&name);
+    let generations = match task {
+        Generation::Builtin(t) => gen_tasks::run(pre, t, &items, opts.batch_rows, max_new_tokens)?,
+        Generation::File(t) => {
+            let gen_opts =
+                keel_infer::generate::GenOptions { batch: opts.batch_rows.max(1), ..t.options(max_new_tokens) };
+            gen_tasks::generate_answers(pre, &name, &items, t.is_chat(), &gen_opts)?
+        }
+    };
     let generated_tokens = Some(generations.iter().map(|g| g.ids.len()).sum::<usize>());
     let mut metrics: Vec<MetricScores> = Vec::new();
     let mut samples = Vec::new();
@@ -232,21 +316,47 @@ fn score_gen(pre: &Pretrained, task: GenTask, opts: &EvalOptions) -> Result<Task
             if !v.extracted.is_null() {
                 sample[format!("{}_extracted", v.metric)] = v.extracted;
             }
-            sample[v.metric] = if v.count == 1 { json!(v.passed == 1) } else { json!([v.passed, v.count]) };
+            sample[&v.metric] = if v.count == 1 { json!(v.passed == 1) } else { json!([v.passed, v.count]) };
             if metrics.len() <= k {
-                metrics.push(MetricScores { name: v.metric.to_string(), per_item: Vec::new() });
+                metrics.push(MetricScores { name: v.metric.clone(), per_item: Vec::new() });
             }
             metrics[k].per_item.push((v.passed, v.count));
         }
         samples.push(sample);
     }
-    let name = task.name().to_string();
-    Ok(TaskScores { name, primary: task.primary_metric(), samples, metrics, subject_scores: None, generated_tokens })
+    let (primary, code_length) = match task {
+        Generation::Builtin(t) => (t.primary_metric().to_string(), None),
+        Generation::File(t) => {
+            let code_length = match t.spec.data_format {
+                Some(_) => Some(reference_code_length(pre, &items)?),
+                None => None,
+            };
+            (t.primary_metric().to_string(), code_length)
+        }
+    };
+    Ok(TaskScores { name, primary, samples, metrics, subject_scores: None, generated_tokens, code_length })
+}
+
+/// The code length of the reference answers of conversation items (the paper's L on the
+/// domain; its change against a baseline is ΔL).
+fn reference_code_length(pre: &Pretrained, items: &[GenItem]) -> Result<(f64, usize)> {
+    let examples: Vec<keel_data::dataset::Example> = items
+        .iter()
+        .map(|it| {
+            let mut messages = it.shots.clone();
+            messages.push(keel_data::chat::Message::new("user", &it.prompt));
+            messages.push(keel_data::chat::Message::new("assistant", it.reference.as_str().unwrap_or_default()));
+            keel_data::dataset::Example { messages, source: it.source.clone() }
+        })
+        .collect();
+    let tokenized = crate::codelength::tokenize(pre, &examples)?;
+    let l = crate::codelength::code_length(&pre.model, &tokenized)?;
+    Ok((l.code_length, l.n_tokens))
 }
 
 /// Writes the task's samples file and returns its results.json entry (printing its line).
 fn task_entry(scores: TaskScores, secs: f64, opts: &EvalOptions) -> Result<serde_json::Value> {
-    let TaskScores { name, primary, samples, metrics, subject_scores, generated_tokens } = scores;
+    let TaskScores { name, primary, samples, metrics, subject_scores, generated_tokens, code_length } = scores;
     let path = opts.out.join(format!("{name}.samples.jsonl"));
     let mut f = std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
     for s in &samples {
@@ -264,6 +374,11 @@ fn task_entry(scores: TaskScores, secs: f64, opts: &EvalOptions) -> Result<serde
         entry[format!("{}_ci95", m.name)] = json!([ci.0, ci.1]);
         line.push_str(&format!(" {} {score:.4} [{:.4}, {:.4}]", m.name, ci.0, ci.1));
     }
+    if let Some((nats, tokens)) = code_length {
+        entry["code_length"] = json!(nats);
+        entry["code_length_tokens"] = json!(tokens);
+        line.push_str(&format!(" code_length {nats:.4} ({tokens} tokens)"));
+    }
     if let Some(per_subject) = subject_scores {
         // acc above is the micro average (over items); the macro average weighs subjects equally.
         let macro_acc = per_subject.values().sum::<f64>() / per_subject.len().max(1) as f64;
@@ -279,8 +394,12 @@ fn task_entry(scores: TaskScores, secs: f64, opts: &EvalOptions) -> Result<serde
 /// `opts.out`, and returns the results. The members of `model` (its path, say) describe the
 /// model at the top of results.json.
 pub fn run(pre: &Pretrained, model: serde_json::Value, opts: &EvalOptions) -> Result<serde_json::Value> {
-    let names = expand_suites(&opts.suites);
-    let tasks: Vec<Task> = names.iter().map(|t| load_task(t)).collect::<Result<_>>()?;
+    let tasks: Vec<Task> =
+        expand_suites(&opts.suites).iter().map(|t| load_task(t, opts.holdout)).collect::<Result<_>>()?;
+    let names: Vec<String> = tasks.iter().map(|t| t.name().to_string()).collect();
+    if let Some(twice) = names.iter().enumerate().find(|(i, n)| names[..*i].contains(n)) {
+        bail!("two tasks are named {}: results are kept by task name, so rename one", twice.1);
+    }
     opts.limit.check_tasks(&names, "the item limit")?;
     opts.max_new_tokens.check_tasks(&names, "the generation budget")?;
     let baseline = opts.baseline.as_deref().map(|p| read_baseline(p, &opts.limit, opts.seed)).transpose()?;
@@ -292,12 +411,13 @@ pub fn run(pre: &Pretrained, model: serde_json::Value, opts: &EvalOptions) -> Re
         let started = std::time::Instant::now();
         let scores = match task {
             Task::Mc(task) => score_mc(pre, task, opts)?,
-            Task::Gen(task) => score_gen(pre, *task, opts)?,
+            Task::Gen(task) => score_gen(pre, Generation::Builtin(*task), opts)?,
+            Task::GenFile(task) => score_gen(pre, Generation::File(task), opts)?,
         };
-        let (name, primary) = (scores.name.clone(), scores.primary);
+        let (name, primary) = (scores.name.clone(), scores.primary.clone());
         let entry = task_entry(scores, started.elapsed().as_secs_f64(), opts)?;
         if GENERAL_TASKS.contains(&name.as_str()) {
-            general.push((name.clone(), entry[primary].as_f64().unwrap_or(0.0)));
+            general.push((name.clone(), entry[&primary].as_f64().unwrap_or(0.0)));
         }
         summary.insert(name, entry);
     }
@@ -343,7 +463,8 @@ fn deltas(ours: &serde_json::Value, base: &serde_json::Value) -> serde_json::Val
         let mut line = format!("  {task:14}");
         let mut d = serde_json::Map::new();
         for (metric, value) in entry.as_object().into_iter().flatten() {
-            let skip = ["n", "seconds", "generated_tokens", "generated_tokens_per_s"].contains(&metric.as_str())
+            let skip = ["n", "seconds", "generated_tokens", "generated_tokens_per_s", "code_length_tokens"]
+                .contains(&metric.as_str())
                 || metric.ends_with("_ci95");
             if let (false, Some(x), Some(y)) = (skip, value.as_f64(), theirs[metric].as_f64()) {
                 line.push_str(&format!(" {metric} {:+.4}", x - y));

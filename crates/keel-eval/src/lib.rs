@@ -6,6 +6,7 @@
 
 pub mod codelength;
 pub mod fuzzing;
+pub mod gen_file;
 pub mod gen_tasks;
 pub mod harness;
 pub mod humaneval;
@@ -15,3 +16,4 @@ pub mod mc;
 pub mod per_task;
 pub mod sandbox;
 pub mod scorers;
+pub mod template;

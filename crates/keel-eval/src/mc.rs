@@ -1,16 +1,21 @@
 //! Multiple-choice tasks scored by log-likelihood, defined by a task file (TOML) rather than
-//! code: where the data is, how the context is written, where the choices and the gold index
-//! are. `acc` picks the choice with the highest log-likelihood, `acc_norm` the highest per
-//! character of the choice, as lm-evaluation-harness computes them.
+//! code: where the data is, how the context is written, where the options and the gold index
+//! are. Two forms, as in lm-evaluation-harness:
+//! - one context and several choices (ARC, MMLU): each choice is scored after the context;
+//! - several contexts and one shared continuation (Winogrande's partial scoring): the
+//!   continuation is scored after each context.
+//!
+//! `acc` picks the option with the highest log-likelihood, `acc_norm` the highest per character
+//! of its continuation, as lm-evaluation-harness computes them.
 
 use crate::loglik::loglikelihoods;
+use crate::template::{as_text, Record, Syntax};
 use anyhow::{bail, ensure, Context, Result};
 use keel_data::tokenizer::Tokenizer;
 use keel_infer::progress::Progress;
 use keel_model::Transformer;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::path::Path;
 
 /// A multiple-choice task as its task file (TOML) defines it.
@@ -21,11 +26,23 @@ pub struct McTask {
     pub name: String,
     /// JSONL or CSV file, relative to the data directory.
     pub data: String,
-    /// The context, with `{field}` replaced by the item's fields.
-    pub context: String,
-    /// Where each item's choices come from.
-    pub choices: Choices,
-    /// Field holding the index of the correct choice.
+    /// How the templates are written: `{field}` (default) or Jinja.
+    #[serde(default)]
+    pub syntax: Syntax,
+    /// The context, with the item's fields filled in (the choices form).
+    #[serde(default)]
+    pub context: Option<String>,
+    /// Where each item's choices come from (the choices form).
+    #[serde(default)]
+    pub choices: Option<Choices>,
+    /// Where each item's contexts come from (partial scoring: each is a context of the shared
+    /// `continuation`).
+    #[serde(default)]
+    pub contexts: Option<Choices>,
+    /// The continuation scored after each of the `contexts`, with the item's fields filled in.
+    #[serde(default)]
+    pub continuation: Option<String>,
+    /// Field holding the index of the correct option.
     pub gold: String,
     /// Put between the context and each choice.
     #[serde(default = "default_delimiter")]
@@ -71,15 +88,15 @@ fn default_fewshot_delimiter() -> String {
     "\n\n".into()
 }
 
-/// Where the choices come from.
+/// Where an item's options (choices or contexts) come from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Choices {
     /// A field holding a list of strings.
     Field(String),
-    /// One field per choice.
+    /// One field per option.
     Fields(Vec<String>),
-    /// The same labels for every item (e.g. A, B, C, D).
+    /// The same texts for every item (e.g. A, B, C, D).
     List(Vec<String>),
 }
 
@@ -87,19 +104,37 @@ fn default_delimiter() -> String {
     " ".into()
 }
 
-/// One question, ready to score.
+/// One question, ready to score: option `i` is the pair (context `i`, continuation `i`), where
+/// one of the two lists holds a single text that every option shares.
 #[derive(Clone, Debug, PartialEq)]
 pub struct McItem {
-    /// The text before each choice (few-shot prefix and description included).
-    pub context: String,
-    /// The answer texts, each scored as a continuation of the context.
-    pub choices: Vec<String>,
-    /// Index of the correct choice.
+    /// The text before the continuation (few-shot prefix and description included): one shared
+    /// context (the choices form), or one per option (partial scoring).
+    pub contexts: Vec<String>,
+    /// The text scored after the context, target delimiter included: one per choice, or one
+    /// shared continuation (partial scoring).
+    pub continuations: Vec<String>,
+    /// Index of the correct option.
     pub gold: usize,
     /// `file:line` of the item.
     pub source: String,
     /// The item's subject, for tasks split by subject.
     pub subject: Option<String>,
+}
+
+impl McItem {
+    /// The number of options.
+    pub fn options(&self) -> usize {
+        self.contexts.len().max(self.continuations.len())
+    }
+
+    /// Option `i` as (context, continuation).
+    pub fn pair(&self, i: usize) -> (&str, &str) {
+        fn pick(v: &[String], i: usize) -> &str {
+            &v[i.min(v.len() - 1)]
+        }
+        (pick(&self.contexts, i), pick(&self.continuations, i))
+    }
 }
 
 /// The outcome of one item.
@@ -109,20 +144,35 @@ pub struct McResult {
     pub source: String,
     /// Index of the correct choice.
     pub gold: usize,
-    /// Per choice, `Σ log p(choice | context)`.
+    /// Per option, `Σ log p(continuation | context)`.
     pub loglikelihoods: Vec<f64>,
-    /// Per choice, whether greedy decoding would produce it.
+    /// Per option, whether greedy decoding would produce its continuation.
     pub is_greedy: Vec<bool>,
-    /// The choice `acc` picks: the highest log-likelihood.
+    /// The option `acc` picks: the highest log-likelihood.
     pub pred_acc: usize,
-    /// The choice `acc_norm` picks: the highest log-likelihood per character.
+    /// The option `acc_norm` picks: the highest log-likelihood per character of continuation.
     pub pred_acc_norm: usize,
 }
 
 impl McTask {
     /// Parses a task file; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
-        toml::from_str(text).with_context(|| format!("task file {origin} is invalid"))
+        let task: McTask = toml::from_str(text).with_context(|| format!("task file {origin} is invalid"))?;
+        task.check().with_context(|| format!("task file {origin} is invalid"))?;
+        Ok(task)
+    }
+
+    /// Exactly one of the two forms, and templates that parse.
+    fn check(&self) -> Result<()> {
+        match (&self.context, &self.choices, &self.contexts, &self.continuation) {
+            (Some(context), Some(_), None, None) => self.syntax.check(context, "context")?,
+            (None, None, Some(_), Some(continuation)) => self.syntax.check(continuation, "continuation")?,
+            _ => bail!(
+                "give either `context` and `choices` (one context, several choices) or `contexts` and \
+                 `continuation` (several contexts, one continuation: partial scoring)"
+            ),
+        }
+        self.syntax.check(&self.description, "description")
     }
 
     /// Reads the task's items from `data_dir` (every subject's, with few-shot prefixes).
@@ -149,10 +199,8 @@ impl McTask {
             if let Some(f) = &self.fewshot {
                 for (source, rec) in read_records(&data_dir.join(with_subject(&f.data)))?.iter().take(f.k) {
                     let shot = self.item(rec, source.clone(), "", None)?;
-                    prefix.push_str(&format!(
-                        "{}{}{}{}",
-                        shot.context, self.target_delimiter, shot.choices[shot.gold], f.delimiter
-                    ));
+                    let (context, continuation) = shot.pair(shot.gold);
+                    prefix.push_str(&format!("{context}{continuation}{}", f.delimiter));
                 }
             }
             let path = data_dir.join(with_subject(&self.data));
@@ -166,29 +214,23 @@ impl McTask {
         Ok(items)
     }
 
-    fn item(
-        &self,
-        rec: &BTreeMap<String, Value>,
-        source: String,
-        prefix: &str,
-        subject: Option<String>,
-    ) -> Result<McItem> {
-        let context = format!("{prefix}{}", render(&self.context, rec).with_context(|| source.clone())?);
-        let choices: Vec<String> = match &self.choices {
-            Choices::Field(f) => rec
-                .get(f)
-                .and_then(Value::as_array)
-                .with_context(|| format!("{source}: no list field \"{f}\""))?
-                .iter()
-                .map(as_text)
-                .collect(),
-            Choices::Fields(fs) => fs
-                .iter()
-                .map(|f| rec.get(f).map(as_text).with_context(|| format!("{source}: no field \"{f}\"")))
-                .collect::<Result<_>>()?,
-            Choices::List(l) => l.clone(),
-        };
-        ensure!(!choices.is_empty(), "{source}: no choices");
+    fn item(&self, rec: &Record, source: String, prefix: &str, subject: Option<String>) -> Result<McItem> {
+        let render = |t: &str| self.syntax.render(t, rec).with_context(|| source.clone());
+        let delimited = |t: String| format!("{}{t}", self.target_delimiter);
+        let (contexts, continuations): (Vec<String>, Vec<String>) =
+            match (&self.context, &self.choices, &self.contexts, &self.continuation) {
+                (Some(context), Some(choices), _, _) => (
+                    vec![format!("{prefix}{}", render(context)?)],
+                    options(choices, rec, &source)?.into_iter().map(delimited).collect(),
+                ),
+                (_, _, Some(contexts), Some(continuation)) => (
+                    options(contexts, rec, &source)?.into_iter().map(|c| format!("{prefix}{c}")).collect(),
+                    vec![delimited(render(continuation)?)],
+                ),
+                _ => bail!("task {} has neither form (checked when it was read)", self.name),
+            };
+        let count = contexts.len().max(continuations.len());
+        ensure!(contexts.len().min(continuations.len()) > 0, "{source}: no options");
         let gold = rec.get(&self.gold).with_context(|| format!("{source}: no field \"{}\"", self.gold))?;
         let gold = match gold {
             Value::Number(n) => n.as_u64(),
@@ -197,41 +239,31 @@ impl McTask {
         }
         .with_context(|| format!("{source}: gold index {gold} is not a non-negative integer"))?
             as usize;
-        ensure!(gold < choices.len(), "{source}: gold index {gold} is out of range for {} choices", choices.len());
-        Ok(McItem { context, choices, gold, source, subject })
+        ensure!(gold < count, "{source}: gold index {gold} is out of range for {count} options");
+        Ok(McItem { contexts, continuations, gold, source, subject })
     }
 }
 
-fn as_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// `{field}` → the field's text; `{field.strip}` without surrounding whitespace.
-fn render(template: &str, rec: &BTreeMap<String, Value>) -> Result<String> {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        let end = rest[start..].find('}').with_context(|| format!("unclosed {{ in the template {template:?}"))? + start;
-        let name = &rest[start + 1..end];
-        let (field, strip) = match name.strip_suffix(".strip") {
-            Some(f) => (f, true),
-            None => (name, false),
-        };
-        out.push_str(&rest[..start]);
-        let text =
-            as_text(rec.get(field).with_context(|| format!("the template uses {{{name}}}, which the item lacks"))?);
-        out.push_str(if strip { text.trim() } else { &text });
-        rest = &rest[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
+/// An item's choices (or contexts) as texts.
+fn options(choices: &Choices, rec: &Record, source: &str) -> Result<Vec<String>> {
+    Ok(match choices {
+        Choices::Field(f) => rec
+            .get(f)
+            .and_then(Value::as_array)
+            .with_context(|| format!("{source}: no list field \"{f}\""))?
+            .iter()
+            .map(as_text)
+            .collect(),
+        Choices::Fields(fs) => fs
+            .iter()
+            .map(|f| rec.get(f).map(as_text).with_context(|| format!("{source}: no field \"{f}\"")))
+            .collect::<Result<_>>()?,
+        Choices::List(l) => l.clone(),
+    })
 }
 
 /// JSONL objects or CSV rows (by header), each with its `file:line`.
-fn read_records(path: &Path) -> Result<Vec<(String, BTreeMap<String, Value>)>> {
+pub fn read_records(path: &Path) -> Result<Vec<(String, Record)>> {
     let hint = "see ../shared/data/README.md for the shared data, or pass --data-dir";
     if path.extension().is_some_and(|e| e == "csv") {
         let mut r = csv::Reader::from_path(path).with_context(|| format!("cannot read {} ({hint})", path.display()))?;
@@ -288,18 +320,23 @@ pub fn evaluate(
 ) -> Result<(Vec<McResult>, f64, f64)> {
     let mut pairs = Vec::new();
     for item in items {
-        for choice in &item.choices {
-            pairs.push(encode_pair(tok, &item.context, &format!("{}{choice}", task.target_delimiter))?);
+        for i in 0..item.options() {
+            let (context, continuation) = item.pair(i);
+            pairs.push(encode_pair(tok, context, continuation)?);
         }
     }
     let scores = loglikelihoods(model, &pairs, rows, progress)?;
     let mut results = Vec::with_capacity(items.len());
     let mut at = 0;
     for item in items {
-        let s = &scores[at..at + item.choices.len()];
-        at += item.choices.len();
+        let s = &scores[at..at + item.options()];
+        at += item.options();
         let ll: Vec<f64> = s.iter().map(|x| x.ll).collect();
-        let norm: Vec<f64> = ll.iter().zip(&item.choices).map(|(l, c)| l / c.chars().count().max(1) as f64).collect();
+        // Per character of the choice, as lm-evaluation-harness counts it (without the delimiter).
+        let chars = |i: usize| {
+            item.pair(i).1.strip_prefix(task.target_delimiter.as_str()).unwrap_or(item.pair(i).1).chars().count()
+        };
+        let norm: Vec<f64> = ll.iter().enumerate().map(|(i, l)| l / chars(i).max(1) as f64).collect();
         results.push(McResult {
             source: item.source.clone(),
             gold: item.gold,

@@ -28,9 +28,10 @@ fn arc_easy_choices_and_loglikelihoods_match_the_reference() {
     let items: Vec<_> = task.items(&root().join("../shared/data")).unwrap().into_iter().take(want.len()).collect();
     let ids = |v: &Value| -> Vec<u32> { v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect() };
     for (item, w) in items.iter().zip(want) {
-        assert_eq!(item.context, w["context"].as_str().unwrap());
-        for (c, (choice, cont_ids)) in item.choices.iter().zip(w["continuation_ids"].as_array().unwrap()).enumerate() {
-            let (ctx, cont) = encode_pair(&pre.tokenizer, &item.context, &format!(" {choice}")).unwrap();
+        assert_eq!(item.contexts, [w["context"].as_str().unwrap()]);
+        for (c, cont_ids) in w["continuation_ids"].as_array().unwrap().iter().enumerate() {
+            let (context, continuation) = item.pair(c);
+            let (ctx, cont) = encode_pair(&pre.tokenizer, context, continuation).unwrap();
             assert_eq!(ctx, ids(&w["context_ids"]), "{}: context ids", item.source);
             assert_eq!(cont, ids(cont_ids), "{}: continuation {c} ids", item.source);
         }
@@ -70,7 +71,7 @@ fn task_files_with_bad_gold_indices_or_fields_are_refused_naming_the_line() {
     .unwrap();
     let err = format!("{:#}", task.items(&dir).unwrap_err());
     assert!(err.contains("mc.jsonl:2") && err.contains("gold index 2 is out of range"), "{err}");
-    let missing = McTask { context: "{nope}".into(), ..task.clone() };
+    let missing = McTask { context: Some("{nope}".into()), ..task.clone() };
     assert!(format!("{:#}", missing.items(&dir).unwrap_err()).contains("{nope}"));
     let err = format!("{:#}", task.items(&dir.join("nowhere")).unwrap_err());
     assert!(err.contains("nowhere") && err.contains("shared/data/README.md"), "{err}");
@@ -116,5 +117,70 @@ fn every_item_of_every_shipped_benchmark_loads() {
         let task = keel_eval::gen_tasks::GenTask::from_name(name).unwrap();
         let n = task.items(&data).unwrap_or_else(|e| panic!("{name}: {e:#}")).len();
         assert!(n >= 164, "{name}: {n} items");
+    }
+}
+
+/// Partial scoring (Winogrande): the shared continuation after each context, against
+/// transformers computing lm-evaluation-harness's recipe (tools/make_winogrande_fixture.py) on
+/// hand-made items in Winogrande's published layout, scored through the shipped task file.
+#[test]
+fn winogrande_partial_scores_match_the_reference() {
+    let fixtures = root().join("crates/keel-eval/tests/fixtures");
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("winogrande/reference.json")).unwrap()).unwrap();
+    let task = keel_eval::harness::load_mc_task(root().join("tasks/winogrande.toml").to_str().unwrap()).unwrap();
+    let pre = Pretrained::load(&model_path()).unwrap();
+    let items = task.items(&fixtures).unwrap();
+    let want = reference["items"].as_array().unwrap();
+    assert_eq!(items.len(), want.len());
+    let ids = |v: &Value| -> Vec<u32> { v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect() };
+    for (item, w) in items.iter().zip(want) {
+        assert_eq!((item.contexts.len(), item.continuations.len()), (2, 1), "{}", item.source);
+        for option in 0..item.options() {
+            let (context, continuation) = item.pair(option);
+            let (ctx, cont) = encode_pair(&pre.tokenizer, context, continuation).unwrap();
+            assert_eq!(ctx, ids(&w["context_ids"][option]), "{}: context {option} ids", item.source);
+            assert_eq!(cont, ids(&w["continuation_ids"][option]), "{}: continuation ids", item.source);
+        }
+    }
+    let (results, acc, _) = evaluate(&pre.model, &pre.tokenizer, &task, &items, 4, &mut Progress::quiet()).unwrap();
+    for (r, w) in results.iter().zip(want) {
+        assert_eq!(r.pred_acc as u64, w["pred_acc"].as_u64().unwrap(), "{}", r.source);
+        for (ours, theirs) in r.loglikelihoods.iter().zip(w["loglikelihoods"].as_array().unwrap()) {
+            let theirs = theirs.as_f64().unwrap();
+            assert!((ours - theirs).abs() < 2e-3 * theirs.abs().max(1.0), "{}: {ours} vs {theirs}", r.source);
+        }
+    }
+    assert_eq!(acc, reference["acc"].as_f64().unwrap());
+}
+
+/// A task file in Jinja reads the same items as the `{field}` one it rewrites; task files with
+/// both forms, or neither, are refused.
+#[test]
+fn jinja_task_files_read_the_same_items_and_forms_are_checked() {
+    let data = root().join("../shared/data");
+    let fields = keel_eval::harness::load_mc_task("mmlu_5shot").unwrap();
+    let jinja = McTask::from_toml(
+        &std::fs::read_to_string(root().join("tasks/mmlu_5shot.toml"))
+            .unwrap()
+            .replace("{question.strip}", "{{ question | trim }}")
+            .replace("{choice0}", "{{ choice0 }}")
+            .replace("{choice1}", "{{ choice1 }}")
+            .replace("{choice2}", "{{ choice2 }}")
+            .replace("{choice3}", "{{ choice3 }}")
+            .replace("target_delimiter", "syntax = \"jinja\"\ntarget_delimiter"),
+        "mmlu_jinja",
+    )
+    .unwrap();
+    assert_eq!(jinja.syntax, keel_eval::template::Syntax::Jinja);
+    let (a, b) = (fields.items(&data).unwrap(), jinja.items(&data).unwrap());
+    assert_eq!(a.len(), b.len());
+    assert!(a == b, "Jinja and {{field}} templates give different items");
+    let both = "name = \"t\"\ndata = \"d.jsonl\"\ncontext = \"{q}\"\nchoices = { field = \"c\" }\n\
+                contexts = { field = \"x\" }\ncontinuation = \"{y}\"\ngold = \"g\"\n";
+    let neither = "name = \"t\"\ndata = \"d.jsonl\"\ngold = \"g\"\n";
+    for text in [both, neither] {
+        let err = format!("{:#}", McTask::from_toml(text, "t.toml").unwrap_err());
+        assert!(err.contains("`contexts` and `continuation`"), "{err}");
     }
 }

@@ -216,6 +216,8 @@ fn evaluate(ctx: &Shared, model: &Pretrained, describe: Value, status: &mut Stat
         batch_rows: e.batch_rows,
         max_new_tokens: e.max_new_tokens.clone(),
         baseline: None,
+        // A domain:FILE suite scores what the base run config held out of that file.
+        holdout: ctx.base["data"]["holdout"].as_f64().unwrap_or(0.0),
     };
     let started = Instant::now();
     harness::run(model, describe, &opts)?;

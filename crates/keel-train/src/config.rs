@@ -86,6 +86,10 @@ pub struct DataSection {
     /// Use only the first N examples (0: all).
     #[serde(default)]
     pub max_examples: usize,
+    /// Hold out this share of the examples, chosen by a hash of each (default 0: none).
+    /// Training never reads them; `keel eval --suite domain:FILE --holdout F` scores them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub holdout: f64,
     /// Tokens per row at most, prompt and response together (default 1024; at most the model's context).
     #[serde(default = "default_max_seq_len")]
     pub max_seq_len: usize,
@@ -215,6 +219,12 @@ pub struct OutputSection {
     pub keep_last: usize,
 }
 
+/// Keeps `data.holdout = 0` out of the serialized config, so that configs written before the key
+/// existed keep their fingerprints (checkpoints resume, sweep cells keep their ids).
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
 fn default_target() -> Target {
     Target::Cot
 }
@@ -289,6 +299,7 @@ impl RunConfig {
             "train.beta1 and train.beta2 must lie in [0, 1)"
         );
         ensure!(self.data.max_seq_len >= 2, "data.max_seq_len must be at least 2");
+        keel_data::holdout::check_fraction(self.data.holdout, "data.holdout")?;
         ensure!((0.0..=1.0).contains(&self.talr.floor), "talr.floor must lie in [0, 1], got {}", self.talr.floor);
         self.lora_config()?;
         Ok(())

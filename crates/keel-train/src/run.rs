@@ -57,6 +57,19 @@ pub fn load_data(config: &RunConfig) -> Result<(Pretrained, RunData)> {
         pre.chat_template.as_ref().with_context(|| format!("{} has no chat template", config.model.path.display()))?;
     let d = &config.data;
     let mut examples = read_examples(&d.path, d.format, d.target, &d.fields)?;
+    if d.holdout > 0.0 {
+        let (kept, held) = keel_data::holdout::split(examples, d.holdout);
+        eprintln!(
+            "data: held out {} of {} examples (data.holdout = {}); score them with keel eval --suite domain:{} --holdout {}",
+            held.len(),
+            kept.len() + held.len(),
+            d.holdout,
+            d.path.display(),
+            d.holdout
+        );
+        ensure!(!kept.is_empty(), "data.holdout = {} leaves no example to train on", d.holdout);
+        examples = kept;
+    }
     if d.max_examples > 0 {
         examples.truncate(d.max_examples);
     }

@@ -344,12 +344,9 @@ fn bench_loglik(a: LoglikBenchArgs) -> Result<()> {
     // continuation minus the last token), which keel forwards more compactly.
     let mut inputs = std::collections::HashSet::new();
     for item in &items {
-        for choice in &item.choices {
-            let (ctx, cont) = keel_eval::mc::encode_pair(
-                &pre.tokenizer,
-                &item.context,
-                &format!("{}{choice}", task.target_delimiter),
-            )?;
+        for i in 0..item.options() {
+            let (context, continuation) = item.pair(i);
+            let (ctx, cont) = keel_eval::mc::encode_pair(&pre.tokenizer, context, continuation)?;
             inputs.insert([ctx, cont[..cont.len() - 1].to_vec()].concat());
         }
     }
@@ -363,7 +360,7 @@ fn bench_loglik(a: LoglikBenchArgs) -> Result<()> {
         tokens = progress.tokens();
     }
     let med = median(&secs);
-    let requests: usize = items.iter().map(|i| i.choices.len()).sum();
+    let requests: usize = items.iter().map(|i| i.options()).sum();
     if a.json {
         println!(
             "{}",

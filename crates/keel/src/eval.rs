@@ -15,9 +15,11 @@ pub struct EvalArgs {
     #[arg(long)]
     adapter: Option<PathBuf>,
     /// Comma-separated suites and tasks. Suites: general (ifeval, gsm8k, humaneval, arc_easy,
-    /// arc_challenge, boolq, mmlu), domain:gsm8k, domain:medcalc, domain:esci. Tasks:
-    /// arc_easy, arc_challenge, boolq, mmlu, mmlu_5shot, gsm8k, gsm8k_8shot, ifeval, medcalc,
-    /// medcalc_1shot, humaneval, esci, or a multiple-choice task-file path.
+    /// arc_challenge, boolq, mmlu), domain:gsm8k, domain:medcalc, domain:esci, and
+    /// domain:FILE: the held-out part (--holdout) of your own training file, or a generation
+    /// task file. Tasks: arc_easy, arc_challenge, boolq, mmlu, mmlu_5shot, gsm8k, gsm8k_8shot,
+    /// ifeval, medcalc, medcalc_1shot, humaneval, esci, or a task file's path (multiple choice
+    /// or generation; see tasks/).
     #[arg(long, visible_alias = "tasks", value_delimiter = ',', required = true)]
     suite: Vec<String>,
     /// Score a seeded random subset of this many items per task (0: all). TASK=N sets one
@@ -44,6 +46,10 @@ pub struct EvalArgs {
     /// --seed): print and record each score's change against it.
     #[arg(long)]
     baseline: Option<PathBuf>,
+    /// The share of a domain:FILE training file that training held out (its data.holdout):
+    /// those examples are scored.
+    #[arg(long, default_value_t = 0.0)]
+    holdout: f64,
 }
 
 pub fn run_eval(a: EvalArgs) -> Result<()> {
@@ -61,6 +67,7 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         batch_rows: a.batch_rows,
         max_new_tokens: PerTask::from_args(&a.max_new_tokens, "max-new-tokens")?,
         baseline: a.baseline,
+        holdout: a.holdout,
     };
     harness::run(&pre, json!({"model": a.model.model, "adapter": a.adapter}), &opts)?;
     Ok(())

@@ -1,4 +1,5 @@
-//! `keel train` as a process: exact resume after SIGKILL, and `keel data inspect`.
+//! `keel train` as a process: exact resume after SIGKILL, `keel data inspect`, and a held-out split
+//! scored by `keel eval --suite domain:FILE`.
 
 use keel_testkit as tiny;
 
@@ -93,4 +94,47 @@ fn data_inspect_shows_the_loss_mask() {
     // The assistant's reply and its end-of-turn token are supervised; the prompt is not.
     assert!(text.contains("<|im_start|>assistant\n[") && text.contains("<|im_end|>\n]"), "{text}");
     assert!(text.contains("<|im_start|>user\nWhat is"), "{text}");
+}
+
+/// `data.holdout`: training never reads the held-out examples, and `keel eval --suite
+/// domain:FILE --holdout` scores exactly those, with their code length.
+#[test]
+fn a_held_out_split_is_left_out_of_training_and_scored_by_eval() {
+    let (config, out) = setup("holdout", 2);
+    let text = std::fs::read_to_string(&config).unwrap().replace("[train]", "holdout = 0.25\n[train]");
+    std::fs::write(&config, text).unwrap();
+    let data = config.parent().unwrap().join("data.jsonl");
+    let examples = keel_data::dataset::read_examples(
+        &data,
+        keel_data::dataset::Format::PromptCompletion,
+        keel_data::dataset::Target::Cot,
+        &Default::default(),
+    )
+    .unwrap();
+    let held = keel_data::holdout::split(examples, 0.25).1;
+    assert!(!held.is_empty() && held.len() < 24, "{} held out", held.len());
+
+    let inspect = keel().args(["data", "inspect", "--examples", "1", "--config"]).arg(&config).output().unwrap();
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(text.contains(&format!("\"kept\": {}", 24 - held.len())), "{text}");
+    let train = keel().args(["train", "--config"]).arg(&config).output().unwrap();
+    let log = String::from_utf8_lossy(&train.stderr);
+    assert!(train.status.success(), "{log}");
+    assert!(log.contains(&format!("held out {} of 24 examples", held.len())), "{log}");
+
+    let results = config.parent().unwrap().join("eval");
+    let eval = keel()
+        .args(["eval", "--model"])
+        .arg(out.join("final"))
+        .arg("--suite")
+        .arg(format!("domain:{}", data.display()))
+        .args(["--holdout", "0.25", "--max-new-tokens", "8", "--out"])
+        .arg(&results)
+        .output()
+        .unwrap();
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("results.json")).unwrap()).unwrap();
+    assert_eq!(r["tasks"]["data"]["n"], held.len());
+    assert!(r["tasks"]["data"]["code_length"].as_f64().is_some());
 }
