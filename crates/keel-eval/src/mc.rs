@@ -133,7 +133,7 @@ impl McTask {
                 let dir = data_dir.join(&s.dir);
                 let mut names: Vec<String> = std::fs::read_dir(&dir)
                     .with_context(|| {
-                        format!("cannot list {} (see ../shared/data/README.md, or pass --data-dir)", dir.display())
+                        format!("cannot list {} ({}, or pass --data-dir)", dir.display(), keel_data::fetch_hint(""))
                     })?
                     .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(s.suffix.as_str()).map(String::from))
                     .collect();
@@ -232,7 +232,7 @@ fn render(template: &str, rec: &BTreeMap<String, Value>) -> Result<String> {
 
 /// JSONL objects or CSV rows (by header), each with its `file:line`.
 fn read_records(path: &Path) -> Result<Vec<(String, BTreeMap<String, Value>)>> {
-    let hint = "see ../shared/data/README.md for the shared data, or pass --data-dir";
+    let hint = format!("{}, or pass --data-dir", keel_data::fetch_hint(""));
     if path.extension().is_some_and(|e| e == "csv") {
         let mut r = csv::Reader::from_path(path).with_context(|| format!("cannot read {} ({hint})", path.display()))?;
         let headers = r.headers()?.clone();
@@ -253,7 +253,7 @@ fn read_records(path: &Path) -> Result<Vec<(String, BTreeMap<String, Value>)>> {
             })
             .collect();
     }
-    keel_data::jsonl::read_values(path, hint)?
+    keel_data::jsonl::read_values(path, &hint)?
         .into_iter()
         .map(|(n, v)| {
             let source = format!("{}:{n}", path.display());
