@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs what keel needs beyond a Rust toolchain, then fetches the default model.
-# Re-running it does nothing that is already done.
-#   scripts/setup.sh            system libraries + default model
-#   scripts/setup.sh --no-model system libraries only (what the tests need)
+# Installs what keel needs beyond a Rust toolchain, then fetches the default model and the data
+# sets. Re-running it does nothing that is already done.
+#   scripts/setup.sh            system libraries + default model + data sets (builds keel --release)
+#   scripts/setup.sh --no-data  system libraries + default model (what the tests need: they read
+#                               the data sets from ../shared/data)
+#   scripts/setup.sh --no-model system libraries only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,4 +41,14 @@ fi
 
 if [ "${1:-}" != "--no-model" ]; then
     scripts/fetch-model.sh
+fi
+
+# The data sets, into ${KEEL_DATA:-data}/, each file checked against its pinned sha256; from the
+# offline copy in ../shared/data when there is one, else from their public sources.
+if [ "${1:-}" = "" ]; then
+    if [ -d ../shared/data ]; then
+        cargo run --release --quiet -- data fetch --mirror ../shared/data
+    else
+        cargo run --release --quiet -- data fetch
+    fi
 fi

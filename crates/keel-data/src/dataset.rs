@@ -139,7 +139,7 @@ pub fn read_examples(path: &Path, format: Format, target: Target, fields: &Field
             .map(|r| Example { messages: r.messages(target), source: r.source.clone() })
             .collect());
     }
-    let lines = crate::jsonl::read_values(path, "see ../shared/data/README.md for the shared data")?;
+    let lines = crate::jsonl::read_values(path, &crate::fetch_hint(""))?;
     let mut out = Vec::new();
     for (n, v) in lines {
         let source = format!("{}:{n}", path.display());

@@ -73,7 +73,7 @@ fn fnv1a(s: &str) -> u64 {
 /// Reads every row of `test_data.csv` and marks the held-out part.
 pub fn read_medcalc(path: &Path) -> Result<Vec<MedcalcRow>> {
     let mut reader = csv::Reader::from_path(path).with_context(|| {
-        format!("cannot read {} (MedCalc-Bench test_data.csv; see ../shared/data/README.md)", path.display())
+        format!("cannot read {} (MedCalc-Bench test_data.csv; {})", path.display(), crate::fetch_hint("medcalc_bench"))
     })?;
     let headers = reader.headers().with_context(|| format!("{}: no header row", path.display()))?.clone();
     let col = |name: &str| -> Result<usize> {

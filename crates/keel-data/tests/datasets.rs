@@ -86,7 +86,7 @@ fn malformed_lines_name_the_file_and_line() {
         "{:#}",
         read_examples(&PathBuf::from("/nonexistent/x.jsonl"), Format::Gsm8k, Target::Cot, &f).unwrap_err()
     );
-    assert!(e.contains("/nonexistent/x.jsonl") && e.contains("shared/data/README.md"), "{e}");
+    assert!(e.contains("/nonexistent/x.jsonl") && e.contains("keel data fetch"), "{e}");
 }
 
 #[test]

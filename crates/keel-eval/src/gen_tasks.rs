@@ -359,7 +359,7 @@ pub fn prompt_ids(pre: &Pretrained, items: &[GenItem], chat: bool) -> Result<Vec
 fn one_shot_examples(data_dir: &Path) -> Result<BTreeMap<String, (String, String)>> {
     let path = data_dir.join("medcalc_bench/one_shot_finalized_explanation.json");
     let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {} (see ../shared/data/README.md)", path.display()))?;
+        .with_context(|| format!("cannot read {} ({})", path.display(), keel_data::fetch_hint("medcalc_bench")))?;
     let v: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
     let obj =
         v.as_object().with_context(|| format!("{}: expected an object keyed by calculator id", path.display()))?;
@@ -380,6 +380,6 @@ fn one_shot_examples(data_dir: &Path) -> Result<BTreeMap<String, (String, String
 }
 
 fn read_jsonl(path: &Path) -> Result<Vec<Value>> {
-    let values = keel_data::jsonl::read_values(path, "see ../shared/data/README.md")?;
+    let values = keel_data::jsonl::read_values(path, &keel_data::fetch_hint(""))?;
     Ok(values.into_iter().map(|(_, v)| v).collect())
 }

@@ -26,7 +26,7 @@ pub struct HumanEvalTask {
 pub fn read_tasks(data_dir: &Path) -> Result<Vec<HumanEvalTask>> {
     let path = data_dir.join("humaneval/HumanEval.jsonl.gz");
     let file = std::fs::File::open(&path)
-        .with_context(|| format!("cannot read {} (see ../shared/data/README.md)", path.display()))?;
+        .with_context(|| format!("cannot read {} ({})", path.display(), keel_data::fetch_hint("humaneval")))?;
     let mut bytes = Vec::new();
     flate2::read::GzDecoder::new(file)
         .read_to_end(&mut bytes)

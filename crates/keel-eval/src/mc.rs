@@ -183,7 +183,7 @@ impl McTask {
                 let dir = data_dir.join(&s.dir);
                 let mut names: Vec<String> = std::fs::read_dir(&dir)
                     .with_context(|| {
-                        format!("cannot list {} (see ../shared/data/README.md, or pass --data-dir)", dir.display())
+                        format!("cannot list {} ({}, or pass --data-dir)", dir.display(), keel_data::fetch_hint(""))
                     })?
                     .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(s.suffix.as_str()).map(String::from))
                     .collect();
@@ -264,7 +264,7 @@ fn options(choices: &Choices, rec: &Record, source: &str) -> Result<Vec<String>>
 
 /// JSONL objects or CSV rows (by header), each with its `file:line`.
 pub fn read_records(path: &Path) -> Result<Vec<(String, Record)>> {
-    let hint = "see ../shared/data/README.md for the shared data, or pass --data-dir";
+    let hint = format!("{}, or pass --data-dir", keel_data::fetch_hint(""));
     if path.extension().is_some_and(|e| e == "csv") {
         let mut r = csv::Reader::from_path(path).with_context(|| format!("cannot read {} ({hint})", path.display()))?;
         let headers = r.headers()?.clone();
@@ -285,7 +285,7 @@ pub fn read_records(path: &Path) -> Result<Vec<(String, Record)>> {
             })
             .collect();
     }
-    keel_data::jsonl::read_values(path, hint)?
+    keel_data::jsonl::read_values(path, &hint)?
         .into_iter()
         .map(|(n, v)| {
             let source = format!("{}:{n}", path.display());

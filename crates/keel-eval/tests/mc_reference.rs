@@ -74,7 +74,7 @@ fn task_files_with_bad_gold_indices_or_fields_are_refused_naming_the_line() {
     let missing = McTask { context: Some("{nope}".into()), ..task.clone() };
     assert!(format!("{:#}", missing.items(&dir).unwrap_err()).contains("{nope}"));
     let err = format!("{:#}", task.items(&dir.join("nowhere")).unwrap_err());
-    assert!(err.contains("nowhere") && err.contains("shared/data/README.md"), "{err}");
+    assert!(err.contains("nowhere") && err.contains("keel data fetch"), "{err}");
     assert!(McTask::from_toml("name = \"t\"\nbogus = 1\n", "x.toml").is_err());
 }
 

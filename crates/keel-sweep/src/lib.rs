@@ -48,7 +48,7 @@
 //! seed = 0
 //! batch_rows = 8        # sequences per forward pass
 //! max_new_tokens = 0    # generation budget (0: each task's own); also a table by task
-//! data_dir = "../shared/data"
+//! data_dir = "data"    # default: $KEEL_DATA, else ./data (`keel data fetch` fills it)
 //!
 //! # Code length ΔL against the base: the first 50 domain responses (default: the base
 //! # config's data), and the base's own answers to 16 IFEval prompts as general responses.

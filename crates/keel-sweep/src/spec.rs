@@ -79,7 +79,7 @@ fn default_batch_rows() -> usize {
     8
 }
 fn default_data_dir() -> PathBuf {
-    PathBuf::from("../shared/data")
+    keel_data::default_data_dir()
 }
 fn default_domain_limit() -> usize {
     50

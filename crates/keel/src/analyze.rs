@@ -32,8 +32,8 @@ pub struct AnalyzeArgs {
     /// under both models (0: skip the general measure; needs --base).
     #[arg(long, default_value_t = 0)]
     general: usize,
-    /// Where the benchmark data lives (IFEval's prompts for --general).
-    #[arg(long, default_value = "../shared/data")]
+    /// Where the benchmark data lives (IFEval's prompts for --general; $KEEL_DATA, else ./data).
+    #[arg(long, default_value_os_t = keel_data::default_data_dir())]
     data_dir: PathBuf,
     /// Output directory: analysis.json, and the base's general responses cached beside it.
     #[arg(long, default_value = "analysis")]

@@ -48,8 +48,8 @@ pub struct LoglikBenchArgs {
     /// Sequences per forward pass.
     #[arg(long, default_value_t = 8)]
     batch_rows: usize,
-    /// Where the benchmark data lives.
-    #[arg(long, default_value = "../shared/data")]
+    /// Where the benchmark data lives ($KEEL_DATA, else ./data: what `keel data fetch` fills).
+    #[arg(long, default_value_os_t = keel_data::default_data_dir())]
     data_dir: std::path::PathBuf,
     /// Repetitions; the median is reported.
     #[arg(long, default_value_t = 3)]

@@ -29,8 +29,8 @@ pub struct EvalArgs {
     /// Seed of the subset and of the bootstrap intervals.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Where the benchmark data lives.
-    #[arg(long, default_value = "../shared/data")]
+    /// Where the benchmark data lives ($KEEL_DATA, else ./data: what `keel data fetch` fills).
+    #[arg(long, default_value_os_t = keel_data::default_data_dir())]
     data_dir: PathBuf,
     /// Directory for results.json and per-item <task>.samples.jsonl.
     #[arg(long, default_value = "eval-results")]

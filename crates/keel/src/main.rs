@@ -2,6 +2,7 @@
 
 mod analyze;
 mod bench;
+mod data;
 mod eval;
 mod infer;
 mod report;
@@ -31,9 +32,9 @@ struct Cli {
 enum Command {
     /// Fine-tune a model with TALR or a baseline objective (see configs/).
     Train(train::TrainArgs),
-    /// Inspect training data as a run would see it.
+    /// Fetch the data sets (pinned, checksummed), or inspect training data as a run would see it.
     #[command(subcommand)]
-    Data(train::DataCommand),
+    Data(data::DataCommand),
     /// Score a model on domain and general benchmarks (suites, seeded subsets, intervals, deltas).
     Eval(eval::EvalArgs),
     /// Code length (per-token NLL) of responses, ΔL against the base model, hardest tokens.
@@ -63,7 +64,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => train::run_train(a),
-        Command::Data(cmd) => train::run_data(cmd),
+        Command::Data(cmd) => data::run(cmd),
         Command::Merge(a) => train::run_merge(a),
         Command::Eval(a) => eval::run_eval(a),
         Command::Analyze(a) => analyze::run_analyze(a),

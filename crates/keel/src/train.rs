@@ -1,7 +1,7 @@
 //! `keel train`, `keel data inspect`, `keel merge`.
 
 use anyhow::{Context, Result};
-use clap::{Args, Subcommand};
+use clap::Args;
 use keel_data::mask::show_mask;
 use keel_infer::pretrained::Pretrained;
 use keel_train::config::RunConfig;
@@ -50,13 +50,6 @@ pub fn run_train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-#[derive(Subcommand)]
-pub enum DataCommand {
-    /// Show how a run's data is tokenized: counts of kept and skipped examples, and examples
-    /// with the supervised (loss) tokens between [ and ].
-    Inspect(InspectArgs),
-}
-
 #[derive(Args)]
 pub struct InspectArgs {
     #[command(flatten)]
@@ -66,8 +59,7 @@ pub struct InspectArgs {
     examples: usize,
 }
 
-pub fn run_data(cmd: DataCommand) -> Result<()> {
-    let DataCommand::Inspect(a) = cmd;
+pub fn run_inspect(a: InspectArgs) -> Result<()> {
     let config = a.config.load()?;
     keel_kernels::parallel::init_threads(config.train.threads).map_err(anyhow::Error::msg)?;
     let (pre, data) = load_data(&config)?;

@@ -4,9 +4,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+/// keel run from the repository root, reading the data sets from the shared copy (the default
+/// data directory, ./data, is filled only by `keel data fetch`).
 fn keel() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_keel"));
-    c.current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."));
+    c.current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")).env("KEEL_DATA", "../shared/data");
     c
 }
 
