@@ -138,7 +138,11 @@ fn serve_one(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Request>>) ->
 fn parse_range(header: &str, total: usize) -> Option<(usize, usize)> {
     let (a, b) = header.strip_prefix("bytes=")?.split_once('-')?;
     let start: usize = a.trim().parse().ok()?;
-    let end = if b.trim().is_empty() { total.checked_sub(1)? } else { b.trim().parse::<usize>().ok()?.min(total.checked_sub(1)?) };
+    let end = if b.trim().is_empty() {
+        total.checked_sub(1)?
+    } else {
+        b.trim().parse::<usize>().ok()?.min(total.checked_sub(1)?)
+    };
     (start <= end).then_some((start, end))
 }
 
