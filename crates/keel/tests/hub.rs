@@ -1,9 +1,9 @@
-//! `--model hf:ORG/NAME`: the binary fetches from HF_ENDPOINT into HF_HOME, sends HF_TOKEN, and
-//! with HF_HUB_OFFLINE uses only the cache.
+//! `--model hf:ORG/NAME` and a run config's `path = "hf:ORG/NAME"`: the binary fetches from
+//! HF_ENDPOINT into HF_HOME, sends HF_TOKEN, and with HF_HUB_OFFLINE uses only the cache.
 
 use keel_infer::pretrained::Pretrained;
 use keel_testkit::hub::{files_of, FakeHub};
-use keel_testkit::tiny_setup;
+use keel_testkit::{tiny_config, tiny_setup};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -22,9 +22,9 @@ fn stderr(out: &Output) -> String {
 }
 
 #[test]
-fn generate_and_convert_load_a_hub_model_through_the_hf_variables() {
+fn generate_convert_and_train_load_a_hub_model_through_the_hf_variables() {
     let shared = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("keel-cli-hub");
-    let (model, _) = tiny_setup(&shared, &shared.join("data"), 1);
+    let (model, data) = tiny_setup(&shared, &shared.join("data"), 8);
     let hf_home = shared.join("hf-home");
     let _ = std::fs::remove_dir_all(&hf_home);
     let mut hub = FakeHub::default();
@@ -60,4 +60,12 @@ fn generate_and_convert_load_a_hub_model_through_the_hf_variables() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(server.requests().len(), requests, "offline, the cached model loads without a request");
     assert!(Pretrained::load(&converted).unwrap().model.params == Pretrained::load(&model).unwrap().model.params);
+
+    let run = shared.join("run");
+    let _ = std::fs::remove_dir_all(&run);
+    let config = shared.join("run.toml");
+    std::fs::write(&config, tiny_config(Path::new("hf:org/tiny"), &data, &run, "")).unwrap();
+    let out = keel(&url, &hf_home, &[("HF_HUB_OFFLINE", "1")], &["train", "--config", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(run.join("final/model.safetensors").is_file());
 }
