@@ -128,8 +128,9 @@ pub fn resolve(model: &HubModel, options: &HubOptions) -> Result<PathBuf> {
         if files.iter().all(|f| f.starts_with(&snapshot)) {
             if options.progress && fetch.downloaded_files > 0 {
                 let (count, bytes) = (fetch.downloaded_files, fetch.downloaded_bytes);
+                let noun = if count == 1 { "file" } else { "files" };
                 eprintln!(
-                    "downloaded {count} files of {model} ({:.1} MB) into {}",
+                    "downloaded {count} {noun} of {model} ({:.1} MB) into {}",
                     bytes as f64 / 1e6,
                     snapshot.display()
                 );
