@@ -1,5 +1,6 @@
 //! Running a model: [`pretrained::Pretrained`] bundles the weights with their tokenizer and chat
-//! template; [`generate`] samples answers with continuous batching over the model's decoder;
+//! template; [`hub`] fetches `hf:ORG/NAME[@REVISION]` models into the Hugging Face cache;
+//! [`generate`] samples answers with continuous batching over the model's decoder;
 //! [`detokenize`] turns a growing token sequence into text that only grows; [`progress`] prints
 //! the progress lines of long work.
 
@@ -7,5 +8,6 @@
 
 pub mod detokenize;
 pub mod generate;
+pub mod hub;
 pub mod pretrained;
 pub mod progress;

@@ -1,6 +1,7 @@
-//! A model with its tokenizer and chat template, from a GGUF file or a Hugging Face directory,
-//! and its export as a Hugging Face directory or a GGUF file.
+//! A model with its tokenizer and chat template, from a GGUF file, a Hugging Face directory or
+//! the Hub (`hf:ORG/NAME[@REVISION]`), and its export as a Hugging Face directory or a GGUF file.
 
+use crate::hub::{self, HubModel, HubOptions};
 use anyhow::{bail, Context, Result};
 use keel_data::chat::ChatTemplate;
 use keel_data::tokenizer::Tokenizer;
@@ -33,9 +34,19 @@ pub struct Pretrained {
 }
 
 impl Pretrained {
-    /// Loads `path`: a `.gguf` file, or a directory with `config.json`, safetensors weights,
-    /// `tokenizer.json` and (for the chat template) `tokenizer_config.json`.
+    /// Loads `path`: a `.gguf` file, a directory with `config.json`, safetensors weights,
+    /// `tokenizer.json` and (for the chat template) `tokenizer_config.json`, or such a directory
+    /// on the Hub as `hf:ORG/NAME[@REVISION]` (fetched into the Hugging Face cache as the `HF_*`
+    /// variables say; see [`crate::hub`]).
     pub fn load(path: &Path) -> Result<Self> {
+        if let Some(model) = HubModel::from_path(path) {
+            let dir = hub::resolve(&model?, &HubOptions::from_env()?)?;
+            return Self::load_local(&dir);
+        }
+        Self::load_local(path)
+    }
+
+    fn load_local(path: &Path) -> Result<Self> {
         if !path.exists() {
             bail!("model {} does not exist (run scripts/fetch-model.sh for the default model)", path.display());
         }

@@ -1,10 +1,12 @@
 //! Helpers shared by keel's tests: the default model (fetched by scripts/fetch-model.sh, which
 //! .ci/run calls first), and a tiny randomly initialised Llama with SmolLM2's real tokenizer and
-//! chat template over a small chat dataset, fast enough for whole training runs in tests.
+//! chat template over a small chat dataset, fast enough for whole training runs in tests; a local
+//! HTTP server ([`http`]) and a fake Hugging Face Hub on it ([`hub`]).
 
 #![warn(missing_docs)]
 
 pub mod http;
+pub mod hub;
 
 use keel_infer::pretrained::Pretrained;
 use keel_model::{ModelConfig, Transformer};

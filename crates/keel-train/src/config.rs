@@ -68,7 +68,7 @@ impl Default for LoraSection {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
-    /// A GGUF file or a Hugging Face directory.
+    /// A GGUF file, a Hugging Face directory or a Hub model (`hf:ORG/NAME[@REVISION]`).
     pub path: PathBuf,
 }
 

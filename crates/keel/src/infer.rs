@@ -4,14 +4,16 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use keel_data::chat::Message;
 use keel_infer::generate::{generate, Finish, GenOptions};
+use keel_infer::hub::HubModel;
 use keel_infer::pretrained::Pretrained;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct ModelArgs {
-    /// A GGUF file or a Hugging Face model directory (config.json, safetensors, tokenizer.json);
-    /// by default the model scripts/fetch-model.sh fetched ($KEEL_MODELS or ./models).
+    /// A GGUF file, a Hugging Face model directory (config.json, safetensors, tokenizer.json) or
+    /// a model on the Hub as hf:ORG/NAME[@REVISION]; by default the model scripts/fetch-model.sh
+    /// fetched ($KEEL_MODELS or ./models).
     #[arg(long, default_value_os_t = keel_infer::pretrained::default_model_path(std::path::Path::new(".")))]
     pub model: PathBuf,
     /// Worker threads (results are bit-identical for a given thread count).
@@ -177,7 +179,7 @@ pub fn run_chat(a: ChatArgs) -> Result<()> {
 
 #[derive(Args)]
 pub struct ConvertArgs {
-    /// The GGUF file to convert.
+    /// The GGUF file to convert (or a Hub model, hf:ORG/NAME[@REVISION], to store as f32).
     gguf: PathBuf,
     /// The Hugging Face directory to write (weights as f32 safetensors, config.json,
     /// tokenizer.json, tokenizer_config.json with the chat template).
@@ -185,7 +187,7 @@ pub struct ConvertArgs {
 }
 
 pub fn run_convert(a: ConvertArgs) -> Result<()> {
-    if !a.gguf.is_file() {
+    if !a.gguf.is_file() && HubModel::from_path(&a.gguf).is_none() {
         bail!("{} is not a file (keel convert reads a GGUF file)", a.gguf.display());
     }
     let pre = Pretrained::load(&a.gguf)?;
@@ -208,8 +210,8 @@ pub enum StorageType {
 
 #[derive(Args)]
 pub struct ExportArgs {
-    /// The model to export: a GGUF file or a Hugging Face directory (a `keel train` run's
-    /// final/, a `keel merge` output).
+    /// The model to export: a GGUF file, a Hugging Face directory (a `keel train` run's final/,
+    /// a `keel merge` output) or a Hub model (hf:ORG/NAME[@REVISION]).
     model: PathBuf,
     /// The GGUF file to write (llama architecture metadata, tokenizer, chat template).
     #[arg(long)]
@@ -234,7 +236,10 @@ pub fn run_export(a: ExportArgs) -> Result<()> {
         StorageType::F16 => ExportType::F16,
         StorageType::Q8_0 => ExportType::Q8_0,
     };
-    let name = a.model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = match HubModel::from_path(&a.model) {
+        Some(hub) => hub?.name().to_string(),
+        None => a.model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+    };
     pre.save_gguf(&a.gguf, kind, &name).with_context(|| format!("cannot export {} to GGUF", a.model.display()))?;
     let bytes = std::fs::metadata(&a.gguf).map(|m| m.len()).unwrap_or(0);
     eprintln!("wrote {} ({:.1} MB, {:?} matrices)", a.gguf.display(), bytes as f64 / 1e6, a.storage);

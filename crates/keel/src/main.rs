@@ -48,7 +48,7 @@ enum Command {
     Generate(infer::GenerateArgs),
     /// Talk with the model interactively.
     Chat(infer::ChatArgs),
-    /// Convert a GGUF model into a Hugging Face directory.
+    /// Convert a GGUF model (or a Hub model) into a Hugging Face directory.
     Convert(infer::ConvertArgs),
     /// Write a model (base, tuned, or with a LoRA adapter merged) as a GGUF file for llama.cpp and Ollama.
     Export(infer::ExportArgs),

@@ -73,7 +73,7 @@ pub fn run_inspect(a: InspectArgs) -> Result<()> {
 
 #[derive(Args)]
 pub struct MergeArgs {
-    /// The initial model θ₀ (GGUF or Hugging Face directory).
+    /// The initial model θ₀ (GGUF, Hugging Face directory or hf:ORG/NAME[@REVISION]).
     #[arg(long)]
     base: PathBuf,
     /// The fine-tuned model θ_ft (Hugging Face directory, e.g. a run's final/).
