@@ -69,3 +69,59 @@ fn generate_convert_and_train_load_a_hub_model_through_the_hf_variables() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(run.join("final/model.safetensors").is_file());
 }
+
+/// The README's path for a new user, on the tiny model: a Hub model, trained on the user's own
+/// file with a held-out split, scored on that split and the general suite, exported to a GGUF
+/// that generates what the trained model does. (llama.cpp reading keel's GGUF is checked by the
+/// export fixture of tools/make_llama_cpp_fixtures.py.)
+#[test]
+fn a_new_users_path_from_a_hub_model_to_a_gguf() {
+    let shared = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("keel-cli-new-user");
+    let (model, data) = tiny_setup(&shared, &shared.join("data"), 24);
+    let hf_home = shared.join("hf-home");
+    let _ = std::fs::remove_dir_all(&hf_home);
+    let mut hub = FakeHub::default();
+    hub.add("org/tiny", "main", "0123456789abcdef0123456789abcdef01234567", files_of(&model));
+    let server = hub.serve();
+    let url = server.url();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+
+    let run = shared.join("run");
+    let _ = std::fs::remove_dir_all(&run);
+    let config = shared.join("run.toml");
+    let text = tiny_config(Path::new("hf:org/tiny"), &data, &run, "").replace("[train]", "holdout = 0.25\n[train]");
+    std::fs::write(&config, text).unwrap();
+    let out = keel(&url, &hf_home, &[], &["train", "--config", &s(&config)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("held out"), "{}", stderr(&out));
+
+    let results = shared.join("eval");
+    let shared_data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    let suite = format!("domain:{},general", data.display());
+    let final_dir = s(&run.join("final"));
+    let args = ["eval", "--model", &final_dir, "--suite", &suite, "--holdout", "0.25", "--limit", "2"];
+    let tail = ["--max-new-tokens", "4", "--data-dir", &s(&shared_data), "--out", &s(&results)];
+    let out = keel(&url, &hf_home, &[], &[&args[..], &tail[..]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("results.json")).unwrap()).unwrap();
+    for task in ["data", "arc_easy", "mmlu", "ifeval", "gsm8k", "humaneval"] {
+        assert!(r["tasks"][task]["n"].as_u64().is_some_and(|n| n > 0), "{task} not scored: {r}");
+    }
+    assert!(r["tasks"]["data"]["code_length"].as_f64().is_some(), "{r}");
+
+    let gguf = shared.join("tuned.gguf");
+    let out = keel(&url, &hf_home, &[], &["export", &final_dir, "--gguf", &s(&gguf), "--type", "f32"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let generate = |m: &str| {
+        let out = keel(
+            &url,
+            &hf_home,
+            &[],
+            &["generate", "--model", m, "--prompt", "What is 2 plus 3?", "--max-new-tokens", "8"],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        out.stdout
+    };
+    assert_eq!(generate(&s(&gguf)), generate(&final_dir), "the GGUF generates what the trained model does");
+}
