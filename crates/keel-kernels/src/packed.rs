@@ -7,9 +7,15 @@
 //! the micro-kernel streams it while broadcasting activations straight from their rows.
 //!
 //! The micro-kernel keeps an `MR × NR` tile of the output in AVX2 registers (12 of the 16) and
-//! runs on x86-64 with AVX2 and FMA; elsewhere [`PackedLinear::forward`] falls back to the
+//! runs on x86-64 with AVX2, FMA and F16C; elsewhere [`PackedLinear::forward`] falls back to the
 //! unpacked product. Each output element sums its inputs in fixed blocks of `KC` (256), so the
 //! result does not depend on the thread count.
+//!
+//! Panels can hold 16-bit values ([`Storage`]): decoding streams every weight once per step, so
+//! on a machine whose memory bandwidth bounds it, half the bytes is close to twice the speed. The
+//! kernel widens them to f32 as it loads and accumulates in f32. The unpacked weight given to
+//! [`PackedLinear::forward`] must then hold the same rounded values (see
+//! `Transformer::round_matrices`), so that the fallback computes the same product.
 
 use crate::gemm::gemm;
 use rayon::prelude::*;
@@ -23,29 +29,117 @@ const KC: usize = 256;
 /// Rows per block: `MC × KC` floats of x (120 KiB) stay in L2 while the panels pass.
 const MC: usize = 120;
 
+/// How packed weights are stored; products always accumulate in f32.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Storage {
+    /// 4 bytes per weight, exact.
+    #[default]
+    F32,
+    /// IEEE half precision: 11 significant bits, |w| up to 65504.
+    F16,
+    /// bfloat16: f32's range, 8 significant bits.
+    Bf16,
+}
+
+impl Storage {
+    /// `v` rounded to this storage (to nearest, ties to even), as f32.
+    pub fn round(self, v: f32) -> f32 {
+        match self {
+            Storage::F32 => v,
+            Storage::F16 => half::f16::from_f32(v).to_f32(),
+            Storage::Bf16 => half::bf16::from_f32(v).to_f32(),
+        }
+    }
+
+    /// Bytes per stored value.
+    pub fn bytes(self) -> usize {
+        if self == Storage::F32 {
+            4
+        } else {
+            2
+        }
+    }
+}
+
+/// A value panels hold.
+trait PanelValue: Copy + Default + Send + Sync {
+    const STORAGE: Storage;
+    fn from_f32(v: f32) -> Self;
+}
+
+impl PanelValue for f32 {
+    const STORAGE: Storage = Storage::F32;
+    fn from_f32(v: f32) -> Self {
+        v
+    }
+}
+
+impl PanelValue for half::f16 {
+    const STORAGE: Storage = Storage::F16;
+    fn from_f32(v: f32) -> Self {
+        half::f16::from_f32(v)
+    }
+}
+
+impl PanelValue for half::bf16 {
+    const STORAGE: Storage = Storage::Bf16;
+    fn from_f32(v: f32) -> Self {
+        half::bf16::from_f32(v)
+    }
+}
+
+/// `[⌈out/NR⌉ × in × NR]`: panel `p`, row `k` holds `W[p·NR + j][k]` for `j < NR`, zero past
+/// `out`.
+enum Panels {
+    F32(Vec<f32>),
+    F16(Vec<half::f16>),
+    Bf16(Vec<half::bf16>),
+}
+
 /// A `[out × in]` weight (Hugging Face layout) packed for `x·Wᵀ`.
 pub struct PackedLinear {
     n_in: usize,
     n_out: usize,
-    /// `[⌈out/NR⌉ × in × NR]`: panel `p`, row `k` holds `W[p·NR + j][k]` for `j < NR`, zero past
-    /// `out`.
-    panels: Vec<f32>,
+    panels: Panels,
+}
+
+fn pack_panels<T: PanelValue>(w: &[f32], n_in: usize, n_out: usize) -> Vec<T> {
+    let mut panels = vec![T::default(); n_out.div_ceil(NR) * n_in * NR];
+    panels.par_chunks_mut(n_in * NR).enumerate().for_each(|(p, panel)| {
+        for j in 0..NR.min(n_out - p * NR) {
+            let row = &w[(p * NR + j) * n_in..(p * NR + j + 1) * n_in];
+            for (k, &v) in row.iter().enumerate() {
+                panel[k * NR + j] = T::from_f32(v);
+            }
+        }
+    });
+    panels
 }
 
 impl PackedLinear {
-    /// Packs `w`, `[n_out × n_in]` row-major.
+    /// Packs `w`, `[n_out × n_in]` row-major, in f32.
     pub fn pack(w: &[f32], n_in: usize, n_out: usize) -> Self {
+        Self::pack_as(w, n_in, n_out, Storage::F32)
+    }
+
+    /// Packs `w` rounded to `storage`.
+    pub fn pack_as(w: &[f32], n_in: usize, n_out: usize, storage: Storage) -> Self {
         assert_eq!(w.len(), n_in * n_out, "packing a {n_out}x{n_in} weight from {} values", w.len());
-        let mut panels = vec![0.0f32; n_out.div_ceil(NR) * n_in * NR];
-        panels.par_chunks_mut(n_in * NR).enumerate().for_each(|(p, panel)| {
-            for j in 0..NR.min(n_out - p * NR) {
-                let row = &w[(p * NR + j) * n_in..(p * NR + j + 1) * n_in];
-                for (k, &v) in row.iter().enumerate() {
-                    panel[k * NR + j] = v;
-                }
-            }
-        });
+        let panels = match storage {
+            Storage::F32 => Panels::F32(pack_panels(w, n_in, n_out)),
+            Storage::F16 => Panels::F16(pack_panels(w, n_in, n_out)),
+            Storage::Bf16 => Panels::Bf16(pack_panels(w, n_in, n_out)),
+        };
         PackedLinear { n_in, n_out, panels }
+    }
+
+    /// Bytes the panels take.
+    pub fn bytes(&self) -> usize {
+        match &self.panels {
+            Panels::F32(p) => p.len() * 4,
+            Panels::F16(p) => p.len() * 2,
+            Panels::Bf16(p) => p.len() * 2,
+        }
     }
 
     /// `y[rows × out] = x[rows × in] · Wᵀ`, or `y += x · Wᵀ` when `accumulate` (a residual
@@ -62,14 +156,21 @@ impl PackedLinear {
             w.len()
         );
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-            return self.forward_avx2(y, x, rows, accumulate);
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
+        {
+            return match &self.panels {
+                Panels::F32(p) => self.forward_avx2(p, y, x, rows, accumulate),
+                Panels::F16(p) => self.forward_avx2(p, y, x, rows, accumulate),
+                Panels::Bf16(p) => self.forward_avx2(p, y, x, rows, accumulate),
+            };
         }
         gemm(false, true, rows, self.n_out, self.n_in, x, w, if accumulate { 1.0 } else { 0.0 }, y);
     }
 
     #[cfg(target_arch = "x86_64")]
-    fn forward_avx2(&self, y: &mut [f32], x: &[f32], rows: usize, accumulate: bool) {
+    fn forward_avx2<T: PanelValue>(&self, all: &[T], y: &mut [f32], x: &[f32], rows: usize, accumulate: bool) {
         let (n_in, n_out) = (self.n_in, self.n_out);
         let panels_n = n_out.div_ceil(NR);
         // Each task owns a run of panels (a band of output columns) and all rows.
@@ -83,16 +184,16 @@ impl PackedLinear {
                 for r0 in (0..rows).step_by(MC) {
                     let mc = MC.min(rows - r0);
                     for p in panels.clone() {
-                        let panel = &self.panels[(p * n_in + k0) * NR..(p * n_in + k0 + kc) * NR];
+                        let panel = &all[(p * n_in + k0) * NR..(p * n_in + k0 + kc) * NR];
                         // The first tile over a panel block also pulls the next panel's block
                         // towards L1, a line per input, so the weights stream ahead of use.
                         let next = if p + 1 < panels.end { p + 1 } else { p };
-                        let prefetch = self.panels[(next * n_in + k0) * NR..].as_ptr();
+                        let prefetch = all[(next * n_in + k0) * NR..].as_ptr();
                         let cols = NR.min(n_out - p * NR);
                         for r in (r0..r0 + mc).step_by(MR) {
                             let pf = if r == r0 { prefetch } else { std::ptr::null() };
                             let add = accumulate || k0 > 0;
-                            // SAFETY: AVX2 and FMA were detected by the caller. The tile reads
+                            // SAFETY: AVX2, FMA and F16C were detected by the caller. The tile reads
                             // rows r..r+MR (clipped to the block) of x at inputs k0..k0+kc, and
                             // writes columns p·NR..p·NR+cols of those rows of y, which no other
                             // task writes (tasks own disjoint panels).
@@ -117,23 +218,24 @@ impl PackedLinear {
 
 /// One micro-kernel call: `rows` rows of x (stride `ld_x`) times a panel block, over `kc` inputs.
 #[cfg(target_arch = "x86_64")]
-struct Tile {
+struct Tile<T> {
     x: *const f32,
     ld_x: usize,
     kc: usize,
-    panel: *const f32,
+    panel: *const T,
     /// A panel block to prefetch alongside, or null.
-    prefetch: *const f32,
+    prefetch: *const T,
 }
 
 #[cfg(target_arch = "x86_64")]
-impl Tile {
+impl<T: PanelValue> Tile<T> {
     /// Writes the `rows × NR` tile (its first `cols` columns) to `out`, or adds it there.
     ///
     /// # Safety
-    /// AVX2 and FMA must be available; `x` must hold `rows` rows of `kc` values, `panel` (and a
-    /// non-null `prefetch`) `kc × NR` values, and `out` `rows` rows (stride `ld_out`) of `cols`.
-    #[target_feature(enable = "avx2,fma")]
+    /// AVX2, FMA and F16C must be available; `x` must hold `rows` rows of `kc` values, `panel`
+    /// (and a non-null `prefetch`) `kc × NR` values, and `out` `rows` rows (stride `ld_out`) of
+    /// `cols`.
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn run(&self, rows: usize, out: *mut f32, ld_out: usize, cols: usize, accumulate: bool) {
         match rows {
             6 => self.rows::<6>(out, ld_out, cols, accumulate),
@@ -145,17 +247,29 @@ impl Tile {
         }
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn rows<const R: usize>(&self, out: *mut f32, ld_out: usize, cols: usize, accumulate: bool) {
         use std::arch::x86_64::*;
+        // Eight panel values at `p`, widened to f32 (the match is on a constant: one arm remains).
+        macro_rules! load8 {
+            ($p:expr) => {
+                match T::STORAGE {
+                    Storage::F32 => _mm256_loadu_ps($p as *const f32),
+                    Storage::F16 => _mm256_cvtph_ps(_mm_loadu_si128($p as *const __m128i)),
+                    Storage::Bf16 => _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(
+                        _mm_loadu_si128($p as *const __m128i),
+                    ))),
+                }
+            };
+        }
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
         for k in 0..self.kc {
             if !self.prefetch.is_null() {
                 _mm_prefetch::<_MM_HINT_T0>(self.prefetch.add(k * NR) as *const i8);
             }
-            let b0 = _mm256_loadu_ps(self.panel.add(k * NR));
-            let b1 = _mm256_loadu_ps(self.panel.add(k * NR + 8));
+            let b0 = load8!(self.panel.add(k * NR));
+            let b1 = load8!(self.panel.add(k * NR + 8));
             for (r, acc) in acc.iter_mut().enumerate() {
                 let a = _mm256_broadcast_ss(&*self.x.add(r * self.ld_x + k));
                 acc[0] = _mm256_fmadd_ps(a, b0, acc[0]);
@@ -207,23 +321,43 @@ mod tests {
         for (rows, n_in, n_out) in [(1, 5, 3), (7, 33, 17), (16, 576, 200), (13, 300, 48), (130, 96, 40)] {
             let x: Vec<f32> = (0..rows * n_in).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
             let w: Vec<f32> = (0..n_out * n_in).map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0).collect();
-            let want = naive(&x, &w, n_in, n_out);
-            let packed = PackedLinear::pack(&w, n_in, n_out);
-            let mut y = vec![f32::NAN; rows * n_out];
-            packed.forward(&mut y, &x, &w, false);
-            for (i, (a, b)) in y.iter().zip(&want).enumerate() {
-                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{rows}x{n_in}x{n_out} [{i}]: {a} vs {b}");
-            }
-            // Accumulating adds the product to what y held.
-            let mut acc: Vec<f32> = (0..rows * n_out).map(|i| i as f32).collect();
-            packed.forward(&mut acc, &x, &w, true);
-            for (i, (a, b)) in acc.iter().zip(&want).enumerate() {
-                assert!(
-                    (a - (b + i as f32)).abs() <= 1e-4 * (1.0 + a.abs()),
-                    "accumulate [{i}]: {a} vs {}",
-                    b + i as f32
-                );
+            for storage in [Storage::F32, Storage::F16, Storage::Bf16] {
+                // A 16-bit panel multiplies the weight rounded to it; the fallback gets that one.
+                let w: Vec<f32> = w.iter().map(|&v| storage.round(v)).collect();
+                let want = naive(&x, &w, n_in, n_out);
+                let packed = PackedLinear::pack_as(&w, n_in, n_out, storage);
+                assert_eq!(packed.bytes(), n_out.div_ceil(NR) * NR * n_in * storage.bytes());
+                let mut y = vec![f32::NAN; rows * n_out];
+                packed.forward(&mut y, &x, &w, false);
+                for (i, (a, b)) in y.iter().zip(&want).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                        "{storage:?} {rows}x{n_in}x{n_out} [{i}]: {a} vs {b}"
+                    );
+                }
+                // Accumulating adds the product to what y held.
+                let mut acc: Vec<f32> = (0..rows * n_out).map(|i| i as f32).collect();
+                packed.forward(&mut acc, &x, &w, true);
+                for (i, (a, b)) in acc.iter().zip(&want).enumerate() {
+                    assert!(
+                        (a - (b + i as f32)).abs() <= 1e-4 * (1.0 + a.abs()),
+                        "{storage:?} accumulate [{i}]: {a} vs {}",
+                        b + i as f32
+                    );
+                }
             }
         }
+    }
+
+    #[test]
+    fn rounding_to_16_bits_is_to_nearest_even() {
+        // 1 + 2⁻¹¹ lies halfway between two f16 values (1 and 1 + 2⁻¹⁰): ties go to the even one.
+        assert_eq!(Storage::F16.round(1.0 + 2f32.powi(-11)), 1.0);
+        assert_eq!(Storage::F16.round(1.0 + 3.0 * 2f32.powi(-11)), 1.0 + 2.0 * 2f32.powi(-10));
+        assert_eq!(Storage::Bf16.round(1.0 + 2f32.powi(-8)), 1.0);
+        assert_eq!(Storage::Bf16.round(1.0 + 3.0 * 2f32.powi(-8)), 1.0 + 2.0 * 2f32.powi(-7));
+        assert_eq!(Storage::F16.round(1e6), f32::INFINITY, "beyond f16's range");
+        let big = Storage::Bf16.round(1e30);
+        assert!(big.is_finite() && (big / 1e30 - 1.0).abs() < 2f32.powi(-8), "bf16 keeps f32's range: {big}");
     }
 }

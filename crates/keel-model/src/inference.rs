@@ -9,7 +9,9 @@
 //! once (`keel_kernels::packed`): a general GEMM would repack every weight on every such call, at
 //! more cost than the product. The packed copy, as large as the layers' weights, is made on the
 //! first such call to a decoder of several slots; one-row calls (GEMV) and prompts (OpenBLAS)
-//! never need it.
+//! never need it in f32. A model rounded to 16 bits (`Transformer::storage`) is packed in 16 bits
+//! and every call of up to [`PACKED_MAX_ROWS`] rows reads that copy, one-row steps too: decoding
+//! streams every weight once per step, and this machine's memory bandwidth bounds it.
 
 use crate::block::{project, Attend, BlockActs, PackedLayer};
 use crate::transformer::Transformer;
@@ -51,11 +53,12 @@ struct PackedModel {
 
 impl PackedModel {
     fn pack(model: &Transformer) -> PackedModel {
+        let storage = model.storage;
         let c = &model.config;
         let (h, qw, kw, f) =
             (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
         let p = &model.params;
-        let pack = |r: &std::ops::Range<usize>, n_in, n_out| PackedLinear::pack(&p[r.clone()], n_in, n_out);
+        let pack = |r: &std::ops::Range<usize>, n_in, n_out| PackedLinear::pack_as(&p[r.clone()], n_in, n_out, storage);
         let layers = model
             .layout
             .layers
@@ -220,10 +223,13 @@ impl<'m> Decoder<'m> {
         }
         let p = &model.params;
         embedding_forward(&mut s.x, &p[model.layout.embed.clone()], tokens, h);
-        // Only a decoder of several slots has decoding steps of several rows; a one-slot
-        // decoder's short prompt is not worth a copy of the weights.
-        let few_rows = |rows: usize| (2..=PACKED_MAX_ROWS).contains(&rows);
-        if self.packed.is_none() && self.slots > 1 && few_rows(n) {
+        // In f32, only a decoder of several slots has decoding steps of several rows; a one-slot
+        // decoder's short prompt is not worth a copy of the weights, and GEMV serves one row. In
+        // 16 bits, the packed copy is what halves the bytes, so every short call uses it.
+        let half = model.storage != keel_kernels::packed::Storage::F32;
+        let min_rows = if half { 1 } else { 2 };
+        let few_rows = |rows: usize| (min_rows..=PACKED_MAX_ROWS).contains(&rows);
+        if self.packed.is_none() && (self.slots > 1 || half) && few_rows(n) {
             self.packed = Some(PackedModel::pack(model));
         }
         let packed = self.packed.as_ref().filter(|_| few_rows(n));

@@ -14,6 +14,7 @@ use keel_kernels::attention::AttnShape;
 use keel_kernels::cross_entropy::{cross_entropy_backward, cross_entropy_forward, IGNORE};
 use keel_kernels::embedding::{embedding_backward, embedding_forward};
 use keel_kernels::linear::{linear_backward, linear_forward};
+use keel_kernels::packed::Storage;
 use keel_kernels::rmsnorm::{rmsnorm_backward, rmsnorm_forward};
 use keel_kernels::rope::RopeTable;
 
@@ -27,6 +28,9 @@ pub struct Transformer {
     pub params: Vec<f32>,
     /// With an adapter, only its parameters train: the base gets no gradients at all.
     pub lora: Option<LoraAdapter>,
+    /// The precision the weight matrices hold: f32, or 16-bit values after
+    /// [`Transformer::round_matrices`]. Decoders store their packed copy in it.
+    pub storage: Storage,
 }
 
 /// Activations and backward scratch, allocated once for the largest (batch, seq) shape; smaller
@@ -220,7 +224,25 @@ impl Transformer {
     pub fn zeros(config: ModelConfig) -> Self {
         let layout = ParamLayout::new(&config);
         let params = vec![0.0; layout.total];
-        Transformer { config, layout, params, lora: None }
+        Transformer { config, layout, params, lora: None, storage: Storage::F32 }
+    }
+
+    /// Rounds every weight matrix (embedding, projections, LM head; not norm gains or biases) to
+    /// `storage`, as a checkpoint saved in it would hold them, and makes decoders stream them in
+    /// it: half the bytes per decoding step for f16 and bf16. Training and scoring then see the
+    /// rounded values too, so every score measures the same model. Rounding is to nearest even;
+    /// an f16 overflow (|w| > 65504) is an error naming the tensor.
+    pub fn round_matrices(&mut self, storage: Storage) -> Result<()> {
+        ensure!(self.lora.is_none(), "merge the LoRA adapter before rounding the weights");
+        for t in self.layout.tensors.iter().filter(|t| t.is_matrix()) {
+            for (i, w) in self.params[t.range.clone()].iter_mut().enumerate() {
+                let r = storage.round(*w);
+                ensure!(r.is_finite() || !w.is_finite(), "{} [{i}] = {w} does not fit in {storage:?}", t.name);
+                *w = r;
+            }
+        }
+        self.storage = storage;
+        Ok(())
     }
 
     /// The tensors that train: the adapter's with LoRA, else every parameter.

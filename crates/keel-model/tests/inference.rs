@@ -106,3 +106,44 @@ fn a_full_context_is_an_error_not_a_panic() {
     assert!(err.contains("full"), "{err}");
     assert!(dec.prefill(&[vec![1000]]).unwrap_err().to_string().contains("outside the vocabulary"));
 }
+
+#[test]
+fn a_model_rounded_to_16_bits_decodes_from_its_16_bit_copy_as_the_full_forward_scores_it() {
+    use keel_kernels::packed::Storage;
+    for storage in [Storage::F16, Storage::Bf16] {
+        for slots in [1, 2] {
+            let mut model = Transformer::load(&fixture("qwen2_bias_tied")).unwrap();
+            let exact = model.params.clone();
+            model.round_matrices(storage).unwrap();
+            let moved = exact.iter().zip(&model.params).filter(|(a, b)| a != b).count();
+            assert!(moved > exact.len() / 2, "{storage:?}: only {moved} of {} weights rounded", exact.len());
+            let mut seqs: Vec<Vec<u32>> = [vec![5, 9, 17, 3, 40, 22, 8], vec![11, 4, 30, 6]][..slots].to_vec();
+            let mut dec = Decoder::new(&model, slots, 16);
+            let mut logits = dec.prefill(&seqs).unwrap().to_vec();
+            let v = model.config.vocab_size;
+            for step in 0..4 {
+                for (row, seq) in seqs.iter().enumerate() {
+                    let want = full_forward_last(&model, seq);
+                    let what = format!("{storage:?} {slots} slot(s) step {step} row {row}");
+                    assert_close(&logits_row(&logits, row, v), &want, &what);
+                }
+                let next: Vec<u32> = (0..slots).map(|r| (7 * step + 3 * r + 1) as u32).collect();
+                seqs.iter_mut().zip(&next).for_each(|(s, &t)| s.push(t));
+                logits = dec.step(&next).unwrap().to_vec();
+            }
+        }
+    }
+}
+
+#[test]
+fn rounding_refuses_a_weight_beyond_f16_naming_it() {
+    use keel_kernels::packed::Storage;
+    let mut model = Transformer::load(&fixture("qwen2_bias_tied")).unwrap();
+    let q = model.layout.layers[0].q.start;
+    model.params[q + 3] = 1e6;
+    let err = model.round_matrices(Storage::F16).unwrap_err().to_string();
+    assert!(err.contains("model.layers.0.self_attn.q_proj.weight [3] = 1000000") && err.contains("F16"), "{err}");
+    model.params[q + 3] = 0.5;
+    model.round_matrices(Storage::Bf16).unwrap();
+    assert_eq!(model.storage, Storage::Bf16);
+}

@@ -21,7 +21,8 @@ pub enum BenchCommand {
     Train(TrainArgs),
     /// Time the matrix products of the training step alone: the machine's ceiling for it.
     Gemm(GemmArgs),
-    /// Time prompt processing and greedy decoding with the KV cache (batch 1).
+    /// Time prompt processing and greedy decoding with the KV cache, for one sequence or for
+    /// several decoded together (--slots, as `keel eval` decodes).
     ///
     /// The twin is bench/generate_torch.py on the same weights converted to f32
     /// (`keel convert`).
@@ -69,6 +70,10 @@ pub struct GenerateBenchArgs {
     /// Tokens decoded (EOS does not stop the benchmark).
     #[arg(long, default_value_t = 128)]
     max_new_tokens: usize,
+    /// Sequences decoded together, each after its own copy of the prompt: every decoding step
+    /// feeds one token to each (`keel eval`'s --batch-rows).
+    #[arg(long, default_value_t = 1)]
+    slots: usize,
     /// Repetitions; the medians are reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
@@ -302,32 +307,39 @@ fn bench_generate(a: GenerateBenchArgs) -> Result<()> {
     let argmax =
         |l: &[f32]| l.iter().enumerate().fold((0, f32::MIN), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0 as u32;
     let (mut prefill_s, mut decode_s) = (vec![], vec![]);
+    let slots = a.slots;
+    anyhow::ensure!(slots > 0, "--slots must be positive");
     // One decoder for all repetitions, as `keel generate` and `keel eval` keep theirs.
-    let mut dec = Decoder::new(&pre.model, 1, a.prompt_tokens + a.max_new_tokens);
+    let mut dec = Decoder::new(&pre.model, slots, a.prompt_tokens + a.max_new_tokens);
     for _ in 0..a.repeat {
-        dec.reset(0);
         let t0 = Instant::now();
-        let mut next = argmax(&dec.prefill(&[ids.clone()])?[..vocab]);
+        let mut next = vec![0u32; slots];
+        for (slot, next) in next.iter_mut().enumerate() {
+            dec.reset(slot);
+            *next = argmax(&dec.feed(&[(slot, &ids)])?[..vocab]);
+        }
         let t1 = Instant::now();
         for _ in 0..a.max_new_tokens {
-            next = argmax(&dec.step(&[next])?[..vocab]);
+            let logits = dec.step(&next)?;
+            next = logits.chunks_exact(vocab).map(argmax).collect();
         }
         decode_s.push(t1.elapsed().as_secs_f64());
         prefill_s.push((t1 - t0).as_secs_f64());
     }
-    let (p, d) = (median(&prefill_s), median(&decode_s));
+    let (p, d) = (median(&prefill_s) / slots as f64, median(&decode_s));
+    let decoded = (a.max_new_tokens * slots) as f64;
     let peak = peak_rss_mib()?;
     if a.json {
         println!(
             "{}",
-            serde_json::json!({"impl": "keel", "threads": a.model.threads, "prompt_tokens": ids.len(),
+            serde_json::json!({"impl": "keel", "threads": a.model.threads, "slots": slots, "prompt_tokens": ids.len(),
             "new_tokens": a.max_new_tokens, "prefill_s": p, "decode_s": d, "prompt_tokens_per_s": ids.len() as f64 / p,
-            "decode_tokens_per_s": a.max_new_tokens as f64 / d, "peak_rss_mib": peak})
+            "decode_tokens_per_s": decoded / d, "peak_rss_mib": peak})
         );
     } else {
-        println!("{}: {} threads", a.model.model.display(), a.model.threads);
+        println!("{}: {} threads, {slots} slot(s)", a.model.model.display(), a.model.threads);
         println!("  prompt   {} tokens in {p:.3} s: {:.0} tokens/s", ids.len(), ids.len() as f64 / p);
-        println!("  decode   {} tokens in {d:.3} s: {:.1} tokens/s", a.max_new_tokens, a.max_new_tokens as f64 / d);
+        println!("  decode   {decoded} tokens in {d:.3} s: {:.1} tokens/s", decoded / d);
         println!("  peak RSS {peak:.0} MiB");
     }
     Ok(())

@@ -57,6 +57,7 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
     if let Some(dir) = &a.adapter {
         pre.model.lora = Some(LoraAdapter::load(dir, &pre.model.config)?);
         pre.model.merge_lora();
+        a.model.round(&mut pre)?;
     }
     let opts = EvalOptions {
         suites: a.suite,
@@ -69,6 +70,10 @@ pub fn run_eval(a: EvalArgs) -> Result<()> {
         baseline: a.baseline,
         holdout: a.holdout,
     };
-    harness::run(&pre, json!({"model": a.model.model, "adapter": a.adapter}), &opts)?;
+    harness::run(
+        &pre,
+        json!({"model": a.model.model, "adapter": a.adapter, "dtype": format!("{:?}", a.model.dtype).to_lowercase()}),
+        &opts,
+    )?;
     Ok(())
 }

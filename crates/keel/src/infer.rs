@@ -6,6 +6,7 @@ use keel_data::chat::Message;
 use keel_infer::generate::{generate, Finish, GenOptions};
 use keel_infer::hub::HubModel;
 use keel_infer::pretrained::Pretrained;
+use keel_kernels::packed::Storage;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
@@ -19,12 +20,45 @@ pub struct ModelArgs {
     /// Worker threads (results are bit-identical for a given thread count).
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Precision of the weight matrices while running: f32 (exact), or f16 / bf16 (rounded to
+    /// nearest, norms stay f32): decoding then reads half the bytes per token. Everything,
+    /// scoring included, runs on the rounded model, so its scores are the rounded model's.
+    #[arg(long, value_enum, default_value_t = Dtype::F32)]
+    pub dtype: Dtype,
+}
+
+/// `--dtype`: how the weight matrices are held while running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dtype {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl Dtype {
+    pub fn storage(self) -> Storage {
+        match self {
+            Dtype::F32 => Storage::F32,
+            Dtype::F16 => Storage::F16,
+            Dtype::Bf16 => Storage::Bf16,
+        }
+    }
 }
 
 impl ModelArgs {
     pub fn load(&self) -> Result<Pretrained> {
         keel_kernels::parallel::init_threads(self.threads).map_err(anyhow::Error::msg)?;
-        Pretrained::load(&self.model)
+        let mut pre = Pretrained::load(&self.model)?;
+        self.round(&mut pre)?;
+        Ok(pre)
+    }
+
+    /// Rounds the model's matrices to --dtype (again after an adapter is merged in).
+    pub fn round(&self, pre: &mut Pretrained) -> Result<()> {
+        if self.dtype != Dtype::F32 {
+            pre.model.round_matrices(self.dtype.storage())?;
+        }
+        Ok(())
     }
 }
 

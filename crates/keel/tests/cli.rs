@@ -23,6 +23,23 @@ fn generate_answers_the_capital_question() {
 }
 
 #[test]
+fn the_model_rounded_to_16_bits_still_answers_the_capital_question() {
+    for dtype in ["f16", "bf16"] {
+        let out = keel()
+            .args(["generate", "--chat", "--prompt", "What is the capital of France?", "--max-new-tokens", "20"])
+            .args(["--dtype", dtype])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Paris"),
+            "{dtype}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+#[test]
 fn interactive_chat_survives_bad_input_lines() {
     let mut child = keel()
         .args(["chat", "--max-new-tokens", "12"])
