@@ -310,7 +310,9 @@ pub fn cached_scores_len(spans: &[CachedSpan], heads: usize) -> usize {
 /// Attention for incremental decoding: `q` is `[tokens × heads·d]` (the spans' new tokens,
 /// packed), the caches `[slots × capacity × kv_heads·d]`. Query `i` of a span sees its slot's
 /// cache rows `0..=past + i`. Every (span, head, block of queries) is its own task, so one long
-/// prompt and many one-token rows both spread over the threads.
+/// prompt and many one-token rows both spread over the threads; a one-token span's heads that
+/// share a KV head are one task ([`attend_one_token`]), which reads each cached row once for all
+/// of them.
 pub fn attention_cached<T: Real>(
     out: &mut [T],
     scores: &mut [T],
@@ -328,7 +330,11 @@ pub fn attention_cached<T: Real>(
     let mut tasks = Vec::new();
     let mut rest = scores;
     for (sp, h, first, n) in cached_tasks(spans, s.heads) {
-        let (sc, tail) = rest.split_at_mut(n * (sp.past + first + n));
+        if sp.new == 1 && h % group != 0 {
+            continue; // taken by its group's first head
+        }
+        let heads = if sp.new == 1 { group } else { 1 };
+        let (sc, tail) = rest.split_at_mut(heads * n * (sp.past + first + n));
         rest = tail;
         tasks.push((sp, h, first, n, sc));
     }
@@ -337,6 +343,13 @@ pub fn attention_cached<T: Real>(
         let (len, kvh, row) = (sp.past + first + n, h / group, sp.at + first);
         let (k_b, v_b) = (&k_cache[sp.slot * s.capacity * kw..], &v_cache[sp.slot * s.capacity * kw..]);
         let q_h = &q[row * qw + h * d..];
+        if sp.new == 1 {
+            // SAFETY: this task writes only its group's heads of its one row.
+            let out_g = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add(row * qw + h * d), group * d) };
+            let keys = OneTokenKeys { k: &k_b[kvh * d..], v: &v_b[kvh * d..], stride: kw, len, d };
+            attend_one_token(out_g, sc, &q_h[..group * d], keys, scale);
+            return;
+        }
         crate::gemm::gemm_strided_scaled(
             false,
             true,
@@ -374,6 +387,54 @@ pub fn attention_cached<T: Real>(
             qw,
         );
     });
+}
+
+/// One KV head's cached keys and values: row `t` of each starts at `t · stride`.
+struct OneTokenKeys<'c, T> {
+    k: &'c [T],
+    v: &'c [T],
+    stride: usize,
+    len: usize,
+    d: usize,
+}
+
+/// One new token's attention for the `q.len() / d` query heads that share one KV head, over its
+/// `len` cached rows: `out[g] = softmax(q[g]·Kᵀ · scale) · V`. Each key and value row is read
+/// once for all the heads, straight from the cache (a general product would copy K and V into
+/// its own layout first), which is what a decoding step spends its attention time on.
+fn attend_one_token<T: Real>(out: &mut [T], scores: &mut [T], q: &[T], c: OneTokenKeys<T>, scale: T) {
+    let (d, len) = (c.d, c.len);
+    let heads = q.len() / d;
+    for t in 0..len {
+        let key = &c.k[t * c.stride..t * c.stride + d];
+        for g in 0..heads {
+            scores[g * len + t] = dot(&q[g * d..(g + 1) * d], key) * scale;
+        }
+    }
+    for g in 0..heads {
+        softmax_prefix(&mut scores[g * len..(g + 1) * len], len);
+    }
+    out.fill(T::zero());
+    for t in 0..len {
+        let value = &c.v[t * c.stride..t * c.stride + d];
+        for g in 0..heads {
+            let p = scores[g * len + t];
+            out[g * d..(g + 1) * d].iter_mut().zip(value).for_each(|(o, &v)| *o += p * v);
+        }
+    }
+}
+
+/// `a · b` in eight interleaved partial sums (which the compiler keeps in one vector register).
+fn dot<T: Real>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: T = a8.remainder().iter().zip(b8.remainder()).map(|(&x, &y)| x * y).sum();
+    for (x, y) in a8.zip(b8) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
 /// Softmax over the first `visible` entries of `row`; the rest become 0.

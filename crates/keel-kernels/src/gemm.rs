@@ -81,6 +81,7 @@ pub(crate) mod ffi {
             incy: i32,
         );
         pub fn openblas_set_num_threads(n: i32);
+        pub fn openblas_get_corename() -> *const std::ffi::c_char;
     }
 }
 
@@ -90,6 +91,37 @@ static SINGLE_THREADED_BLAS: Once = Once::new();
 pub fn ensure_single_threaded_blas() {
     // SAFETY: plain FFI call without pointers.
     SINGLE_THREADED_BLAS.call_once(|| unsafe { ffi::openblas_set_num_threads(1) });
+}
+
+/// The kernels OpenBLAS chose for this CPU (`Haswell`, `SkylakeX`, `Prescott`, ...).
+pub fn blas_core() -> String {
+    // SAFETY: OpenBLAS returns a pointer to a static NUL-terminated name.
+    unsafe { std::ffi::CStr::from_ptr(ffi::openblas_get_corename()) }.to_string_lossy().into_owned()
+}
+
+/// OpenBLAS kernels this CPU runs that are faster than the ones OpenBLAS chose, if any.
+///
+/// OpenBLAS picks its kernels by CPU model, and a release older than the CPU falls back to its
+/// generic SSE3 `Prescott` kernels: Debian 12's 0.3.21 does so on the Xeons this project runs on,
+/// where a training step then takes 4.4× as long and a prompt 3.3× (BENCHMARKS.md). The environment variable
+/// `OPENBLAS_CORETYPE`, read when the library loads, overrides the choice; `keel` restarts itself
+/// with it set to what this returns.
+pub fn better_blas_core() -> Option<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let generic = ["Prescott", "Katmai", "Coppermine", "Northwood", "Banias", "Core2", "Penryn", "Dunnington"];
+        if !generic.contains(&blas_core().as_str()) {
+            return None;
+        }
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512dq") {
+            return Some("SkylakeX");
+        }
+        if has!("avx2") && has!("fma") {
+            return Some("Haswell");
+        }
+    }
+    None
 }
 
 /// Elements a row-major `rows × cols` matrix with leading dimension `ld` spans.

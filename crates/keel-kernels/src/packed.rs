@@ -65,12 +65,17 @@ impl Storage {
 trait PanelValue: Copy + Default + Send + Sync {
     const STORAGE: Storage;
     fn from_f32(v: f32) -> Self;
+    /// `to[i] = from[i]` as f32.
+    fn widen(from: &[Self], to: &mut [f32]);
 }
 
 impl PanelValue for f32 {
     const STORAGE: Storage = Storage::F32;
     fn from_f32(v: f32) -> Self {
         v
+    }
+    fn widen(from: &[Self], to: &mut [f32]) {
+        to.copy_from_slice(from);
     }
 }
 
@@ -79,12 +84,20 @@ impl PanelValue for half::f16 {
     fn from_f32(v: f32) -> Self {
         half::f16::from_f32(v)
     }
+    fn widen(from: &[Self], to: &mut [f32]) {
+        use half::slice::HalfFloatSliceExt;
+        from.convert_to_f32_slice(to);
+    }
 }
 
 impl PanelValue for half::bf16 {
     const STORAGE: Storage = Storage::Bf16;
     fn from_f32(v: f32) -> Self {
         half::bf16::from_f32(v)
+    }
+    fn widen(from: &[Self], to: &mut [f32]) {
+        use half::slice::HalfFloatSliceExt;
+        from.convert_to_f32_slice(to);
     }
 }
 
@@ -177,8 +190,12 @@ impl PackedLinear {
         let serial = rows * n_in * n_out < 1 << 18 || rayon::current_thread_index().is_some();
         let per_task = if serial { panels_n } else { panels_n.div_ceil(rayon::current_num_threads()) };
         let y_ptr = &crate::gemm::SendPtr(y.as_mut_ptr());
+        // 16-bit panels are widened as the kernel loads them; a block that several row tiles
+        // pass over is widened once into `wide` instead, not once per tile.
+        let widen_block = T::STORAGE != Storage::F32 && rows > MR;
         (0..panels_n.div_ceil(per_task)).into_par_iter().for_each(|task| {
             let panels = task * per_task..((task + 1) * per_task).min(panels_n);
+            let mut wide = if widen_block { vec![0f32; KC * NR] } else { Vec::new() };
             for k0 in (0..n_in).step_by(KC) {
                 let kc = KC.min(n_in - k0);
                 for r0 in (0..rows).step_by(MC) {
@@ -190,6 +207,9 @@ impl PackedLinear {
                         let next = if p + 1 < panels.end { p + 1 } else { p };
                         let prefetch = all[(next * n_in + k0) * NR..].as_ptr();
                         let cols = NR.min(n_out - p * NR);
+                        if widen_block {
+                            T::widen(panel, &mut wide[..kc * NR]);
+                        }
                         for r in (r0..r0 + mc).step_by(MR) {
                             let pf = if r == r0 { prefetch } else { std::ptr::null() };
                             let add = accumulate || k0 > 0;
@@ -199,14 +219,16 @@ impl PackedLinear {
                             // task writes (tasks own disjoint panels).
                             unsafe {
                                 let out = y_ptr.0.add(r * n_out + p * NR);
-                                let tile = Tile {
-                                    x: x.as_ptr().add(r * n_in + k0),
-                                    ld_x: n_in,
-                                    kc,
-                                    panel: panel.as_ptr(),
-                                    prefetch: pf,
-                                };
-                                tile.run(MR.min(r0 + mc - r), out, n_out, cols, add);
+                                let x = x.as_ptr().add(r * n_in + k0);
+                                let tile_rows = MR.min(r0 + mc - r);
+                                if widen_block {
+                                    let tile =
+                                        Tile { x, ld_x: n_in, kc, panel: wide.as_ptr(), prefetch: std::ptr::null() };
+                                    tile.run(tile_rows, out, n_out, cols, add);
+                                } else {
+                                    let tile = Tile { x, ld_x: n_in, kc, panel: panel.as_ptr(), prefetch: pf };
+                                    tile.run(tile_rows, out, n_out, cols, add);
+                                }
                             }
                         }
                     }

@@ -227,7 +227,7 @@ fn bench_train(a: TrainArgs) -> Result<()> {
                 "coefficients_s": median(&coef_s),
                 "tokens_per_s": tokens / med, "gflops": gflops, "peak_rss_mib": peak, "losses": losses,
                 "grad_checkpointing": a.grad_checkpointing, "objective": a.objective.objective().name(), "lora_rank": a.lora_rank,
-                "trainable_params": trainable})
+                "trainable_params": trainable, "blas_kernels": keel_kernels::gemm::blas_core()})
         );
     } else {
         println!(
@@ -334,7 +334,7 @@ fn bench_generate(a: GenerateBenchArgs) -> Result<()> {
             "{}",
             serde_json::json!({"impl": "keel", "threads": a.model.threads, "slots": slots, "prompt_tokens": ids.len(),
             "new_tokens": a.max_new_tokens, "prefill_s": p, "decode_s": d, "prompt_tokens_per_s": ids.len() as f64 / p,
-            "decode_tokens_per_s": decoded / d, "peak_rss_mib": peak})
+            "decode_tokens_per_s": decoded / d, "peak_rss_mib": peak, "blas_kernels": keel_kernels::gemm::blas_core()})
         );
     } else {
         println!("{}: {} threads, {slots} slot(s)", a.model.model.display(), a.model.threads);

@@ -10,6 +10,7 @@ mod sweep;
 mod train;
 
 use clap::{Parser, Subcommand};
+use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -61,6 +62,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    use_the_cpus_blas_kernels();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => train::run_train(a),
@@ -83,6 +85,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Restarts keel with `OPENBLAS_CORETYPE` set when OpenBLAS did not recognize this CPU and fell
+/// back to generic kernels (see `keel_kernels::gemm::better_blas_core`); the variable is read
+/// only when the library loads. A user's own `OPENBLAS_CORETYPE` is left alone.
+fn use_the_cpus_blas_kernels() {
+    if std::env::var_os("OPENBLAS_CORETYPE").is_some() {
+        return;
+    }
+    let Some(core) = keel_kernels::gemm::better_blas_core() else { return };
+    let Ok(exe) = std::env::current_exe() else { return };
+    let err = std::process::Command::new(exe).args(std::env::args_os().skip(1)).env("OPENBLAS_CORETYPE", core).exec();
+    eprintln!("keel: OpenBLAS chose its generic kernels; restarting with its {core} ones failed ({err}), so this run is slower");
 }
 
 #[cfg(test)]

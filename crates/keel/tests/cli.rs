@@ -199,12 +199,32 @@ fn analyze_reports_code_length_and_zero_delta_for_the_base_itself() {
 }
 
 #[test]
+fn keel_runs_the_blas_kernels_of_this_cpu_where_openblas_falls_back_to_generic_ones() {
+    let run = keel()
+        .args(["bench", "train", "--shape", "tiny", "--batch-rows", "1", "--seq-len", "8", "--steps", "1", "--json"])
+        .env_remove("OPENBLAS_CORETYPE")
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let line: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let chosen = keel_kernels::gemm::blas_core();
+    let want = if std::env::var_os("OPENBLAS_CORETYPE").is_some() {
+        chosen // this test's own setting: keel keeps it
+    } else {
+        keel_kernels::gemm::better_blas_core().map_or(chosen, str::to_string)
+    };
+    assert_eq!(line["blas_kernels"], want.as_str());
+}
+
+#[test]
 fn bench_train_times_the_optimizer_step_keel_train_runs() {
     use keel_train::bench::{bench_trainer, random_batch, shape_config};
     use keel_train::objective::{talr::TalrConfig, Objective};
+    // The same OpenBLAS kernels as this process, so that the losses can agree to the bit.
     let run = keel()
         .args(["bench", "train", "--shape", "tiny", "--batch-rows", "2", "--seq-len", "16", "--steps", "2"])
         .args(["--objective", "talr", "--threads", "2", "--json"])
+        .env("OPENBLAS_CORETYPE", keel_kernels::gemm::blas_core())
         .output()
         .unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
