@@ -103,9 +103,9 @@ pub fn blas_core() -> String {
 ///
 /// OpenBLAS picks its kernels by CPU model, and a release older than the CPU falls back to its
 /// generic SSE3 `Prescott` kernels: Debian 12's 0.3.21 does so on the Xeons this project runs on,
-/// where a training step then takes 4.2× as long and a prompt 3× (BENCHMARKS.md). The environment variable
-/// `OPENBLAS_CORETYPE`, read when the library loads, overrides the choice; `keel` restarts itself
-/// with it set to what this returns.
+/// where a training step then takes 4.2× as long and a prompt 3× (BENCHMARKS.md). The
+/// environment variable `OPENBLAS_CORETYPE`, read when the library loads, overrides the choice;
+/// `keel` restarts itself with it set to what this returns.
 pub fn better_blas_core() -> Option<&'static str> {
     #[cfg(target_arch = "x86_64")]
     {
