@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Generate Hugging Face parity fixtures for keel's model tests.
 
-For each variant (a tiny random Llama / Mistral / Qwen2 / Qwen3 model in
-float32, eager attention) this writes
+For each variant (a tiny random Llama / Mistral / Qwen2 / Qwen3 / Gemma 3
+text model in float32, eager attention) this writes
 ``crates/keel-model/tests/fixtures/parity/<variant>/``:
 
 * ``config.json``, ``model.safetensors`` -- the model, via ``save_pretrained``;
@@ -26,6 +26,7 @@ variant's reference logits (exit 1 on mismatch, 2 on unusable input)::
 """
 
 import argparse
+import copy
 import json
 import shutil
 import sys
@@ -38,6 +39,7 @@ import transformers
 from safetensors.torch import load_file, save_file
 from transformers import (
     AutoModelForCausalLM,
+    Gemma3TextConfig,
     LlamaConfig,
     MistralConfig,
     PretrainedConfig,
@@ -56,6 +58,8 @@ IGNORE_INDEX = -100
 
 INIT_STD = 0.1
 NORM_JITTER = 0.1
+# A Gemma 3 feature is exercised if getting it wrong moves some unpadded logit by at least this.
+MIN_FEATURE_EFFECT = 1e-2
 
 LR = 1e-3
 BETAS = (0.9, 0.999)
@@ -109,6 +113,19 @@ def variants() -> dict[str, Variant]:
             hidden_size=96, num_attention_heads=6, num_key_value_heads=3, head_dim=24,
             intermediate_size=80, vocab_size=97, tie_word_embeddings=False, attention_bias=False,
             use_sliding_window=False, rms_norm_eps=1e-6, **common)),
+        # Gemma 3 text: layers 0-2 sliding (window 4 < 11 tokens, RoPE base 1e4), layer 3 global
+        # (base 1e6); attention scale query_pre_attn_scalar**-0.5 = 20**-0.5, not head_dim**-0.5.
+        Variant("gemma3_swa", 1006, Gemma3TextConfig(
+            hidden_size=40, num_attention_heads=4, num_key_value_heads=2, head_dim=12,
+            intermediate_size=72, vocab_size=97, num_hidden_layers=4,
+            layer_types=["sliding_attention"] * 3 + ["full_attention"], sliding_window=4,
+            rope_parameters={
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                "full_attention": {"rope_type": "default", "rope_theta": 1000000.0},
+            },
+            query_pre_attn_scalar=20, hidden_activation="gelu_pytorch_tanh", tie_word_embeddings=True,
+            final_logit_softcapping=None, attn_logit_softcapping=None, max_position_embeddings=128,
+            rms_norm_eps=1e-6, attn_implementation="eager")),
     ]
     return {v.name: v for v in all_variants}
 
@@ -120,8 +137,18 @@ def fixture_dir(variant_name: str) -> Path:
 # ---------------------------------------------------------------- model setup
 
 
+def zero_centred_norm(module: torch.nn.Module) -> bool:
+    """Gemma's RMSNorm scales by (1 + weight), so its identity weight is 0, not 1."""
+    return type(module).__name__.startswith("Gemma") and type(module).__name__.endswith("RMSNorm")
+
+
 def reinitialise(model: torch.nn.Module) -> None:
-    """Linear/embedding parameters ~ N(0, 0.1); RMSNorm weights = 1 + 0.1 * randn."""
+    """Linear/embedding parameters ~ N(0, 0.1); RMSNorm scales = 1 + 0.1 * randn.
+
+    The scale is the weight itself for Llama-style norms and 1 + weight for Gemma's, whose
+    weight is therefore 0.1 * randn: treating it as the scale would then give wildly uneven
+    per-channel scales, which no later norm can hide.
+    """
     seen = set()
     with torch.no_grad():
         for module_name, module in model.named_modules():
@@ -129,7 +156,9 @@ def reinitialise(model: torch.nn.Module) -> None:
                 if id(param) in seen:  # tied lm_head shares the embedding
                     continue
                 seen.add(id(param))
-                if type(module).__name__.endswith("RMSNorm"):
+                if zero_centred_norm(module):
+                    param.copy_(NORM_JITTER * torch.randn_like(param))
+                elif type(module).__name__.endswith("RMSNorm"):
                     param.copy_(1.0 + NORM_JITTER * torch.randn_like(param))
                 elif isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
                     param.normal_(0.0, INIT_STD)
@@ -140,7 +169,7 @@ def reinitialise(model: torch.nn.Module) -> None:
 def check_rope_scaling(model: torch.nn.Module) -> None:
     """llama3 RoPE must keep, smooth and fully scale at least one inverse frequency each."""
     rope = model.config.rope_parameters
-    if rope["rope_type"] != "llama3":
+    if rope.get("rope_type") != "llama3":  # also skips per-layer-type (nested) RoPE parameters
         return
     inv_freq = model.model.rotary_emb.inv_freq
     head_dim = 2 * inv_freq.numel()
@@ -233,6 +262,68 @@ def reference_tensors(model: torch.nn.Module, batch: dict[str, torch.Tensor]) ->
     return tensors
 
 
+def unpadded_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    with torch.no_grad():
+        return forward(model, batch, with_labels=False).logits[batch["attention_mask"].bool()]
+
+
+def check_padding_invariance(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> None:
+    """Each row run alone, without its pads, gives the same logits as in the padded batch."""
+    padded = unpadded_logits(model, batch)
+    alone = []
+    for mask, ids in zip(batch["attention_mask"], batch["input_ids"]):
+        real = ids[mask.bool()][None]
+        single = {"input_ids": real, "attention_mask": torch.ones_like(real),
+                  "position_ids": torch.arange(real.shape[1])[None]}
+        alone.append(unpadded_logits(model, single))
+    torch.testing.assert_close(padded, torch.cat(alone), rtol=1e-5, atol=1e-5)
+
+
+def _swap_rope_bases(model: torch.nn.Module) -> None:
+    rotary = model.model.rotary_emb
+    local, full = rotary.sliding_attention_inv_freq.clone(), rotary.full_attention_inv_freq.clone()
+    rotary.sliding_attention_inv_freq.copy_(full)
+    rotary.full_attention_inv_freq.copy_(local)
+
+
+def _norm_scale_is_weight(model: torch.nn.Module) -> None:
+    for module in model.modules():
+        if zero_centred_norm(module):
+            module.weight.sub_(1.0)  # (1 + w) -> w: what a Llama-style norm would compute
+
+
+def _head_dim_attention_scale(model: torch.nn.Module) -> None:
+    for layer in model.model.layers:
+        layer.self_attn.scaling = layer.self_attn.head_dim ** -0.5
+
+
+# What a Gemma 3 implementation could get wrong: feature -> (the mistake, how to make it). Each
+# mistake must visibly change the fixture's logits.
+GEMMA3_FEATURES = {
+    "sliding window": ("none", lambda m: setattr(m.config, "sliding_window", 1 << 20)),
+    "global layer index": ("first, not last", lambda m: setattr(m.config, "layer_types", m.config.layer_types[::-1])),
+    "RoPE bases": ("local and global swapped", _swap_rope_bases),
+    "RMSNorm scale": ("w, not 1 + w", _norm_scale_is_weight),
+    "attention scale": ("head_dim**-0.5, not query_pre_attn_scalar**-0.5", _head_dim_attention_scale),
+    "embedding scale": ("1, not sqrt(hidden_size)", lambda m: m.model.embed_tokens.embed_scale.fill_(1.0)),
+}
+
+
+def check_features(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> None:
+    """Get each architecture feature wrong in turn: the unpadded logits must move."""
+    if model.config.model_type != "gemma3_text":
+        return
+    reference = unpadded_logits(model, batch)
+    for feature, (mistake, make_mistake) in GEMMA3_FEATURES.items():
+        broken = copy.deepcopy(model)
+        with torch.no_grad():
+            make_mistake(broken)
+        effect = (unpadded_logits(broken, batch) - reference).abs().max().item()
+        print(f"    {feature} {mistake}: logits move by up to {effect:.3g}")
+        if effect < MIN_FEATURE_EFFECT:
+            raise AssertionError(f"the fixture does not exercise the {feature} (logits move by {effect:.3g})")
+
+
 def adamw_run(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict:
     params = list(model.parameters())
     decay = [p for p in params if p.ndim >= 2]
@@ -274,6 +365,8 @@ def generate(variant: Variant) -> None:
 
     reference = reference_tensors(load_model(out_dir), batch)
     save_file(reference, out_dir / "reference.safetensors")
+    check_padding_invariance(load_model(out_dir), batch)
+    check_features(load_model(out_dir), batch)
 
     adamw = adamw_run(load_model(out_dir), batch)
     (out_dir / "adamw.json").write_text(json.dumps(adamw, indent=2) + "\n")

@@ -5,6 +5,10 @@
 //! Segments express both an attention mask (1 = real, 0 = pad) and packed sequences (1, 2, 3, …)
 //! that must not see each other. Query head `h` reads KV head `h / (heads / kv_heads)`.
 //!
+//! A sliding window (Mistral's, Gemma's local layers) also hides keys `window` or more positions
+//! before the query: `pos(i) − pos(j) < window`, counted in positions so that a continuation
+//! laid after another in a scoring row still sees its context at the right distance.
+//!
 //! A shared prefix: a segment id `(k << 16) | c` with `c ≥ 1` also sees the earlier tokens of
 //! segment `k << 16`. Scoring lays out one context (`k << 16`) followed by each of its
 //! continuations (`c = 1, 2, …`), so the context is computed once for all of them.
@@ -12,7 +16,7 @@
 use crate::Real;
 use rayon::prelude::*;
 
-/// Sizes of one attention call.
+/// Sizes and constants of one attention call.
 #[derive(Clone, Copy, Debug)]
 pub struct AttnShape {
     /// Sequence rows.
@@ -25,6 +29,10 @@ pub struct AttnShape {
     pub kv_heads: usize,
     /// Width of one head.
     pub head_dim: usize,
+    /// The factor on `q·kᵀ`: `1/√head_dim`, or Gemma's `query_pre_attn_scalar^-½`.
+    pub scale: f64,
+    /// Keys at least this many positions before a query are hidden; `None` sees the whole past.
+    pub window: Option<usize>,
 }
 
 impl AttnShape {
@@ -57,7 +65,8 @@ fn for_each_row<A: Send, F: Fn(usize, A) + Sync + Send>(items: Vec<A>, f: F) {
     }
 }
 
-/// `out = softmax(mask(q·kᵀ/√d))·v`, keeping the probabilities for the backward.
+/// `out = softmax(mask(scale · q·kᵀ))·v`, keeping the probabilities for the backward. `positions`
+/// (`[batch × seq]`) place the tokens for the sliding window.
 ///
 /// Causality is exploited: queries run in blocks of `QUERY_BLOCK` (64), and a block scores only
 /// the keys up to its last query (the rest of its probability rows are zero).
@@ -68,14 +77,16 @@ pub fn attention_forward<T: Real>(
     k: &[T],
     v: &[T],
     segments: &[u32],
+    positions: &[u32],
     s: AttnShape,
 ) {
     let (t, d, qw, kw) = (s.seq, s.head_dim, s.q_width(), s.kv_width());
-    let scale = T::from_f64(1.0 / (d as f64).sqrt());
+    let scale = T::from_f64(s.scale);
     let rows: Vec<_> = out.chunks_mut(t * qw).zip(probs.chunks_mut(s.heads * t * t)).collect();
     for_each_row(rows, |b, (out_b, probs_b)| {
         let (q_b, k_b, v_b) = (&q[b * t * qw..], &k[b * t * kw..], &v[b * t * kw..]);
-        let seg = &segments[b * t..(b + 1) * t];
+        let seen =
+            Visibility { seg: &segments[b * t..(b + 1) * t], pos: &positions[b * t..(b + 1) * t], window: s.window };
         for h in 0..s.heads {
             let kvh = h / s.group();
             let p = &mut probs_b[h * t * t..(h + 1) * t * t];
@@ -99,7 +110,7 @@ pub fn attention_forward<T: Real>(
                 );
                 for i in 0..n {
                     let row = &mut p_blk[i * t..(i + 1) * t];
-                    masked_softmax_row(&mut row[..len], seg, i0 + i);
+                    masked_softmax_row(&mut row[..len], &seen, i0 + i);
                     row[len..].fill(T::zero());
                 }
                 crate::gemm::gemm_strided_scaled(
@@ -135,9 +146,25 @@ pub fn segment_sees(query: u32, key: u32) -> bool {
     query != 0 && key != 0 && (key == query || key == query & PREFIX_MASK)
 }
 
+/// One batch row's mask: its segments, positions and the sliding window.
+struct Visibility<'r> {
+    seg: &'r [u32],
+    pos: &'r [u32],
+    window: Option<usize>,
+}
+
+impl Visibility<'_> {
+    /// Whether query `i` sees key `j` of the same row.
+    fn sees(&self, i: usize, j: usize) -> bool {
+        j <= i
+            && segment_sees(self.seg[i], self.seg[j])
+            && self.window.is_none_or(|w| (self.pos[i].saturating_sub(self.pos[j]) as usize) < w)
+    }
+}
+
 /// Softmax of row `i` over the keys it may see; every other entry becomes 0.
-fn masked_softmax_row<T: Real>(row: &mut [T], seg: &[u32], i: usize) {
-    let visible = |j: usize| j <= i && segment_sees(seg[i], seg[j]);
+fn masked_softmax_row<T: Real>(row: &mut [T], seen: &Visibility, i: usize) {
+    let visible = |j: usize| seen.sees(i, j);
     let mut max = T::neg_infinity();
     for (j, &x) in row.iter().enumerate() {
         if visible(j) && x > max {
@@ -173,7 +200,7 @@ pub fn attention_backward<T: Real>(
     s: AttnShape,
 ) {
     let (t, d, qw, kw) = (s.seq, s.head_dim, s.q_width(), s.kv_width());
-    let scale = T::from_f64(1.0 / (d as f64).sqrt());
+    let scale = T::from_f64(s.scale);
     let rows: Vec<_> = dq
         .chunks_mut(t * qw)
         .zip(dk.chunks_mut(t * kw))
@@ -272,6 +299,10 @@ pub struct CacheShape {
     pub kv_heads: usize,
     /// Width of one head.
     pub head_dim: usize,
+    /// The factor on `q·kᵀ` (see [`AttnShape::scale`]).
+    pub scale: f64,
+    /// Keys at least this many positions before a query are hidden (see [`AttnShape::window`]).
+    pub window: Option<usize>,
 }
 
 /// One sequence's share of a cached-attention call: its `new` query tokens, packed in `q` from
@@ -309,7 +340,7 @@ pub fn cached_scores_len(spans: &[CachedSpan], heads: usize) -> usize {
 
 /// Attention for incremental decoding: `q` is `[tokens × heads·d]` (the spans' new tokens,
 /// packed), the caches `[slots × capacity × kv_heads·d]`. Query `i` of a span sees its slot's
-/// cache rows `0..=past + i`. Every (span, head, block of queries) is its own task, so one long
+/// cache rows `0..=past + i` (the last `window` of them with a sliding window). Every (span, head, block of queries) is its own task, so one long
 /// prompt and many one-token rows both spread over the threads; a one-token span's heads that
 /// share a KV head are one task ([`attend_one_token`]), which reads each cached row once for all
 /// of them.
@@ -324,7 +355,9 @@ pub fn attention_cached<T: Real>(
 ) {
     let (d, qw, kw) = (s.head_dim, s.heads * s.head_dim, s.kv_heads * s.head_dim);
     let group = s.heads / s.kv_heads;
-    let scale = T::from_f64(1.0 / (d as f64).sqrt());
+    let scale = T::from_f64(s.scale);
+    // The first cache row a query at position `p` sees.
+    let first_seen = |p: usize| s.window.map_or(0, |w| (p + 1).saturating_sub(w));
     assert!(scores.len() >= cached_scores_len(spans, s.heads), "scores scratch too small");
     assert!(spans.iter().all(|sp| sp.new > 0 && (sp.at + sp.new) * qw <= out.len() && sp.past + sp.new <= s.capacity));
     let mut tasks = Vec::new();
@@ -346,7 +379,8 @@ pub fn attention_cached<T: Real>(
         if sp.new == 1 {
             // SAFETY: this task writes only its group's heads of its one row.
             let out_g = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add(row * qw + h * d), group * d) };
-            let keys = OneTokenKeys { k: &k_b[kvh * d..], v: &v_b[kvh * d..], stride: kw, len, d };
+            let keys =
+                OneTokenKeys { k: &k_b[kvh * d..], v: &v_b[kvh * d..], stride: kw, first: first_seen(len - 1), len, d };
             attend_one_token(out_g, sc, &q_h[..group * d], keys, scale);
             return;
         }
@@ -366,7 +400,8 @@ pub fn attention_cached<T: Real>(
             len,
         );
         for i in 0..n {
-            softmax_prefix(&mut sc[i * len..(i + 1) * len], sp.past + first + i + 1);
+            let p = sp.past + first + i;
+            softmax_span(&mut sc[i * len..(i + 1) * len], first_seen(p), p + 1);
         }
         // SAFETY: this task writes only head h's columns of its block's rows; the other tasks'
         // elements inside this view are never touched by this call.
@@ -389,33 +424,35 @@ pub fn attention_cached<T: Real>(
     });
 }
 
-/// One KV head's cached keys and values: row `t` of each starts at `t · stride`.
+/// One KV head's cached keys and values: row `t` of each starts at `t · stride`; rows
+/// `first..len` are seen.
 struct OneTokenKeys<'c, T> {
     k: &'c [T],
     v: &'c [T],
     stride: usize,
+    first: usize,
     len: usize,
     d: usize,
 }
 
 /// One new token's attention for the `q.len() / d` query heads that share one KV head, over its
-/// `len` cached rows: `out[g] = softmax(q[g]·Kᵀ · scale) · V`. Each key and value row is read
+/// cached rows `first..len`: `out[g] = softmax(q[g]·Kᵀ · scale) · V`. Each key and value row is read
 /// once for all the heads, straight from the cache (a general product would copy K and V into
 /// its own layout first), which is what a decoding step spends its attention time on.
 fn attend_one_token<T: Real>(out: &mut [T], scores: &mut [T], q: &[T], c: OneTokenKeys<T>, scale: T) {
     let (d, len) = (c.d, c.len);
     let heads = q.len() / d;
-    for t in 0..len {
+    for t in c.first..len {
         let key = &c.k[t * c.stride..t * c.stride + d];
         for g in 0..heads {
             scores[g * len + t] = dot(&q[g * d..(g + 1) * d], key) * scale;
         }
     }
     for g in 0..heads {
-        softmax_prefix(&mut scores[g * len..(g + 1) * len], len);
+        softmax_span(&mut scores[g * len..(g + 1) * len], c.first, len);
     }
     out.fill(T::zero());
-    for t in 0..len {
+    for t in c.first..len {
         let value = &c.v[t * c.stride..t * c.stride + d];
         for g in 0..heads {
             let p = scores[g * len + t];
@@ -437,9 +474,10 @@ fn dot<T: Real>(a: &[T], b: &[T]) -> T {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
-/// Softmax over the first `visible` entries of `row`; the rest become 0.
-fn softmax_prefix<T: Real>(row: &mut [T], visible: usize) {
-    let (seen, hidden) = row.split_at_mut(visible);
+/// Softmax over the entries `first..end` of `row`; the rest become 0.
+fn softmax_span<T: Real>(row: &mut [T], first: usize, end: usize) {
+    row[..first].fill(T::zero());
+    let (seen, hidden) = row[first..].split_at_mut(end - first);
     let max = seen.iter().copied().fold(T::neg_infinity(), T::max);
     seen.iter_mut().for_each(|x| *x = *x - max);
     T::exp_in_place(seen);

@@ -13,6 +13,7 @@ pub mod clip;
 pub mod cross_entropy;
 pub mod embedding;
 pub mod gemm;
+pub mod glu;
 pub mod linear;
 pub mod lora;
 pub mod packed;
@@ -20,6 +21,5 @@ pub mod parallel;
 pub mod real;
 pub mod rmsnorm;
 pub mod rope;
-pub mod swiglu;
 
 pub use real::Real;

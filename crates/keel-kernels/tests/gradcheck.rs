@@ -8,11 +8,11 @@ use keel_kernels::attention::{attention_backward, attention_forward, AttnShape};
 use keel_kernels::clip::{clip_global_norm, global_norm};
 use keel_kernels::cross_entropy::{cross_entropy_backward, cross_entropy_forward, IGNORE};
 use keel_kernels::embedding::{embedding_backward, embedding_forward};
+use keel_kernels::glu::{glu_backward, glu_forward, Gate};
 use keel_kernels::linear::{linear_backward, linear_forward};
 use keel_kernels::lora::{lora_backward, lora_forward};
 use keel_kernels::rmsnorm::{rmsnorm_backward, rmsnorm_forward};
 use keel_kernels::rope::RopeTable;
-use keel_kernels::swiglu::{swiglu_backward, swiglu_forward};
 
 /// A small deterministic generator (SplitMix64) so the tests need no extra dependency.
 struct Rng(u64);
@@ -68,24 +68,30 @@ fn embedding_backward_matches_finite_differences() {
     check("embedding", &table, &dtable, loss);
 }
 
+/// Both gain conventions: `w` (Llama) and `1 + w` (Gemma).
 #[test]
 fn rmsnorm_backward_matches_finite_differences() {
     let mut rng = Rng(2);
     let (rows, dim, eps) = (70, 6, 1e-5); // more than one reduction chunk of rows
     let (x, w, r) = (rng.vec(rows * dim, 2.0), rng.vec(dim, 1.5), rng.vec(rows * dim, 1.0));
-    let fwd = |x: &[f64], w: &[f64]| {
-        let (mut out, mut rstd) = (vec![0.0; rows * dim], vec![0.0; rows]);
-        rmsnorm_forward(&mut out, &mut rstd, x, w, eps);
-        (dot(&out, &r), rstd)
-    };
-    let rstd = fwd(&x, &w).1;
-    let (mut dx, mut dw) = (vec![0.5; rows * dim], vec![0.25; dim]);
-    rmsnorm_backward(&mut dx, Some(&mut dw), &r, &x, &w, &rstd);
-    // The backward accumulates: subtract what the buffers held before.
-    dx.iter_mut().for_each(|g| *g -= 0.5);
-    dw.iter_mut().for_each(|g| *g -= 0.25);
-    check("rmsnorm dx", &x, &dx, |x| fwd(x, &w).0);
-    check("rmsnorm dw", &w, &dw, |w| fwd(&x, w).0);
+    for offset in [0.0, 1.0] {
+        let fwd = |x: &[f64], w: &[f64]| {
+            let (mut out, mut rstd) = (vec![0.0; rows * dim], vec![0.0; rows]);
+            rmsnorm_forward(&mut out, &mut rstd, x, w, offset, eps);
+            (dot(&out, &r), rstd, out)
+        };
+        let (_, rstd, out) = fwd(&x, &w);
+        let ms = x[..dim].iter().map(|v| v * v).sum::<f64>() / dim as f64;
+        let want = (offset + w[1]) * x[1] / (ms + eps).sqrt();
+        assert!((out[1] - want).abs() < 1e-12, "offset {offset}: the gain is offset + w");
+        let (mut dx, mut dw) = (vec![0.5; rows * dim], vec![0.25; dim]);
+        rmsnorm_backward(&mut dx, Some(&mut dw), &r, &x, &w, offset, &rstd);
+        // The backward accumulates: subtract what the buffers held before.
+        dx.iter_mut().for_each(|g| *g -= 0.5);
+        dw.iter_mut().for_each(|g| *g -= 0.25);
+        check(&format!("rmsnorm dx (offset {offset})"), &x, &dx, |x| fwd(x, &w).0);
+        check(&format!("rmsnorm dw (offset {offset})"), &w, &dw, |w| fwd(&x, w).0);
+    }
 }
 
 #[test]
@@ -133,24 +139,38 @@ fn rope_backward_matches_finite_differences_and_rotates_half() {
 }
 
 #[test]
-fn swiglu_backward_matches_finite_differences() {
+fn glu_backward_matches_finite_differences() {
     let mut rng = Rng(5);
     let n = 40;
     let (g, u, r) = (rng.vec(n, 3.0), rng.vec(n, 2.0), rng.vec(n, 1.0));
-    let fwd = |g: &[f64], u: &[f64]| {
-        let mut h = vec![0.0; n];
-        swiglu_forward(&mut h, g, u);
-        dot(&h, &r)
-    };
-    let (mut dg, mut du) = (vec![0.0; n], vec![0.0; n]);
-    swiglu_backward(&mut dg, &mut du, &r, &g, &u);
-    check("swiglu dg", &g, &dg, |g| fwd(g, &u));
-    check("swiglu du", &u, &du, |u| fwd(&g, u));
+    for gate in [Gate::Silu, Gate::GeluTanh] {
+        let fwd = |g: &[f64], u: &[f64]| {
+            let mut h = vec![0.0; n];
+            glu_forward(gate, &mut h, g, u);
+            (dot(&h, &r), h)
+        };
+        let (mut dg, mut du) = (vec![0.0; n], vec![0.0; n]);
+        glu_backward(gate, &mut dg, &mut du, &r, &g, &u);
+        check(&format!("{gate:?} dg"), &g, &dg, |g| fwd(g, &u).0);
+        check(&format!("{gate:?} du"), &u, &du, |u| fwd(&g, u).0);
+        // The activations' own formulas (PyTorch's silu and tanh GELU).
+        let h = fwd(&g, &u).1;
+        for i in 0..n {
+            let x = g[i];
+            let act = match gate {
+                Gate::Silu => x / (1.0 + (-x).exp()),
+                Gate::GeluTanh => {
+                    0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh())
+                }
+            };
+            assert!((h[i] - act * u[i]).abs() < 1e-12, "{gate:?}({x})");
+        }
+    }
 }
 
 fn attention_case(batch: usize) {
     let mut rng = Rng(6 + batch as u64);
-    let s = AttnShape { batch, seq: 6, heads: 4, kv_heads: 2, head_dim: 3 };
+    let s = AttnShape { batch, seq: 6, heads: 4, kv_heads: 2, head_dim: 3, scale: 0.37, window: None };
     let n = s.batch * s.seq;
     // Row 0 full; row 1 right-padded; row 2 two packed sequences behind left padding; row 3 a
     // shared prefix (segment P) followed by two continuations of it.
@@ -161,11 +181,12 @@ fn attention_case(batch: usize) {
         .flatten()
         .copied()
         .collect();
+    let positions: Vec<u32> = (0..n as u32).map(|i| i % s.seq as u32).collect();
     let (q, k, v) = (rng.vec(n * 12, 1.0), rng.vec(n * 6, 1.0), rng.vec(n * 6, 1.0));
     let r = rng.vec(n * 12, 1.0);
     let fwd = |q: &[f64], k: &[f64], v: &[f64]| {
         let (mut out, mut probs) = (vec![0.0; n * 12], vec![0.0; s.probs_len()]);
-        attention_forward(&mut out, &mut probs, q, k, v, &segments, s);
+        attention_forward(&mut out, &mut probs, q, k, v, &segments, &positions, s);
         (dot(&out, &r), out, probs)
     };
     let (_, out, probs) = fwd(&q, &k, &v);
@@ -199,24 +220,35 @@ fn attention_backward_matches_finite_differences() {
 
 /// A sequence longer than one query block (64), ragged at the end, with two packed sequences:
 /// the blocks that score only the keys they can see give the plain masked softmax, and their
-/// backward matches finite differences.
+/// backward matches finite differences; with and without a sliding window shorter than both
+/// sequences.
 #[test]
 fn blocked_attention_matches_the_plain_formula_and_finite_differences() {
+    blocked_attention_case(None);
+    blocked_attention_case(Some(23));
+}
+
+fn blocked_attention_case(window: Option<usize>) {
     let mut rng = Rng(61);
-    let s = AttnShape { batch: 1, seq: 150, heads: 2, kv_heads: 1, head_dim: 2 };
+    let s = AttnShape { batch: 1, seq: 150, heads: 2, kv_heads: 1, head_dim: 2, scale: 0.6, window };
     let segments: Vec<u32> = (0..s.seq).map(|i| if i < 70 { 1 } else { 2 }).collect();
+    // Each packed sequence counts its positions from 0.
+    let positions: Vec<u32> = (0..s.seq as u32).map(|i| if i < 70 { i } else { i - 70 }).collect();
+    let sees = |i: usize, j: usize| {
+        j <= i && segments[j] == segments[i] && window.is_none_or(|w| positions[i] - positions[j] < w as u32)
+    };
     let (q, k, v) = (rng.vec(s.seq * 4, 1.0), rng.vec(s.seq * 2, 1.0), rng.vec(s.seq * 2, 1.0));
     let r = rng.vec(s.seq * 4, 1.0);
     let fwd = |q: &[f64], k: &[f64], v: &[f64]| {
         let (mut out, mut probs) = (vec![0.0; s.seq * 4], vec![7.0; s.probs_len()]);
-        attention_forward(&mut out, &mut probs, q, k, v, &segments, s);
+        attention_forward(&mut out, &mut probs, q, k, v, &segments, &positions, s);
         (dot(&out, &r), out, probs)
     };
     let (_, out, probs) = fwd(&q, &k, &v);
     for h in 0..2 {
         for i in 0..s.seq {
-            let seen: Vec<usize> = (0..=i).filter(|&j| segments[j] == segments[i]).collect();
-            let score = |j: usize| (q[i * 4 + h * 2] * k[j * 2] + q[i * 4 + h * 2 + 1] * k[j * 2 + 1]) / 2f64.sqrt();
+            let seen: Vec<usize> = (0..=i).filter(|&j| sees(i, j)).collect();
+            let score = |j: usize| (q[i * 4 + h * 2] * k[j * 2] + q[i * 4 + h * 2 + 1] * k[j * 2 + 1]) * s.scale;
             let max = seen.iter().map(|&j| score(j)).fold(f64::MIN, f64::max);
             let z: f64 = seen.iter().map(|&j| (score(j) - max).exp()).sum();
             for c in 0..2 {

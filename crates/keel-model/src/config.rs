@@ -1,6 +1,7 @@
 //! `ModelConfig`: the architecture of a Llama-family model, read from a Hugging Face `config.json`.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
+use keel_kernels::glu::Gate;
 use serde_json::{json, Map, Value};
 use std::path::Path;
 
@@ -15,6 +16,10 @@ pub enum Arch {
     Qwen2,
     /// RMSNorm on each head of q and k before RoPE.
     Qwen3,
+    /// Gemma 3's text model (`gemma3_text`): GeGLU with tanh GELU, `1 + w` RMSNorm gains, q/k
+    /// norms, norms after attention and after the MLP too, embeddings scaled by √hidden,
+    /// `query_pre_attn_scalar`, and sliding-window layers with their own RoPE base.
+    Gemma3,
 }
 
 impl Arch {
@@ -25,6 +30,7 @@ impl Arch {
             Arch::Mistral => "mistral",
             Arch::Qwen2 => "qwen2",
             Arch::Qwen3 => "qwen3",
+            Arch::Gemma3 => "gemma3_text",
         }
     }
     fn hf_class(self) -> &'static str {
@@ -33,16 +39,47 @@ impl Arch {
             Arch::Mistral => "MistralForCausalLM",
             Arch::Qwen2 => "Qwen2ForCausalLM",
             Arch::Qwen3 => "Qwen3ForCausalLM",
+            Arch::Gemma3 => "Gemma3ForCausalLM",
         }
     }
     /// Whether q, k and v projections carry a bias (Qwen2 only).
     pub fn qkv_bias(self) -> bool {
         self == Arch::Qwen2
     }
-    /// Whether q and k get a per-head RMSNorm before RoPE (Qwen3 only).
+    /// Whether q and k get a per-head RMSNorm before RoPE (Qwen3, Gemma 3).
     pub fn qk_norm(self) -> bool {
-        self == Arch::Qwen3
+        matches!(self, Arch::Qwen3 | Arch::Gemma3)
     }
+    /// Whether the attention output and the MLP output are normalized before each residual
+    /// add (Gemma 3).
+    pub fn post_norms(self) -> bool {
+        self == Arch::Gemma3
+    }
+    /// What the stored RMSNorm weights add to: Gemma's gain is `1 + w`, everyone else's `w`.
+    pub fn norm_offset(self) -> f32 {
+        if self == Arch::Gemma3 {
+            1.0
+        } else {
+            0.0
+        }
+    }
+    /// The MLP's activation: GeGLU for Gemma, SwiGLU for the rest.
+    pub fn gate(self) -> Gate {
+        if self == Arch::Gemma3 {
+            Gate::GeluTanh
+        } else {
+            Gate::Silu
+        }
+    }
+}
+
+/// Whether a layer attends to the whole past or to a sliding window of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerKind {
+    /// Every earlier token (`full_attention`).
+    Full,
+    /// The last `sliding_window` tokens (`sliding_attention`).
+    Sliding,
 }
 
 /// Llama 3's frequency-dependent RoPE scaling (`rope_type: "llama3"`).
@@ -87,8 +124,17 @@ pub struct ModelConfig {
     pub tie_word_embeddings: bool,
     /// Context length in tokens; longer sequences are refused. Default 2048.
     pub max_position_embeddings: usize,
-    /// Attention window of Mistral-style sliding-window layers; sequences longer than it are refused.
+    /// Attention window of the sliding-window layers: a query sees the keys less than this many
+    /// positions before it (itself included). Mistral refuses longer training sequences.
     pub sliding_window: Option<usize>,
+    /// Each layer's attention, bottom first (`layer_types`): all `Full` without a window, all
+    /// `Sliding` for Mistral, Gemma 3's pattern of local and global layers.
+    pub layer_kinds: Vec<LayerKind>,
+    /// RoPE base of the sliding layers when it differs from `rope_theta` (Gemma 3's
+    /// `rope_local_base_freq`); those layers use no RoPE scaling.
+    pub rope_local_theta: Option<f64>,
+    /// Attention scores are `q·kᵀ / √query_pre_attn_scalar` (Gemma); `None` is `√head_dim`.
+    pub query_pre_attn_scalar: Option<f64>,
     /// Beginning-of-sequence token, if the config names one (the first, if it names a list).
     pub bos_token_id: Option<u32>,
     /// End-of-sequence token, if the config names one (the first, if it names a list).
@@ -116,18 +162,43 @@ impl ModelConfig {
             "mistral" => Arch::Mistral,
             "qwen2" => Arch::Qwen2,
             "qwen3" => Arch::Qwen3,
-            other => bail!("model_type \"{other}\" is not supported (keel supports llama, mistral, qwen2, qwen3)"),
+            "gemma3_text" => Arch::Gemma3,
+            "gemma3" => bail!(
+                "model_type \"gemma3\" is Gemma 3's multimodal model (a vision tower and a text model); keel trains text models: use a text-only checkpoint (model_type \"gemma3_text\", e.g. google/gemma-3-270m or google/gemma-3-1b-pt)"
+            ),
+            other => bail!(
+                "model_type \"{other}\" is not supported (keel supports llama, mistral, qwen2, qwen3, gemma3_text)"
+            ),
         };
-        let act = obj.get("hidden_act").and_then(Value::as_str).unwrap_or("silu");
-        if act != "silu" {
-            bail!("hidden_act \"{act}\" is not supported (only silu, the SwiGLU MLP)");
+        if let Some(key) = ["vision_config", "text_config"].into_iter().find(|k| obj.contains_key(*k)) {
+            bail!("the config has a \"{key}\": multimodal models are not supported; use a text-only checkpoint");
+        }
+        let (act_key, want_act) =
+            if arch == Arch::Gemma3 { ("hidden_activation", "gelu_pytorch_tanh") } else { ("hidden_act", "silu") };
+        let act = obj.get(act_key).or_else(|| obj.get("hidden_act")).and_then(Value::as_str).unwrap_or(want_act);
+        if act != want_act {
+            bail!("{act_key} \"{act}\" is not supported for {model_type} (only {want_act})");
         }
         for key in ["attention_bias", "mlp_bias"] {
             if obj.get(key).and_then(Value::as_bool) == Some(true) {
                 bail!("\"{key}\": true is not supported for {model_type}");
             }
         }
+        if obj.get("use_bidirectional_attention").and_then(Value::as_bool) == Some(true) {
+            bail!(
+                "\"use_bidirectional_attention\": true (an embedding model) is not supported; keel trains causal LMs"
+            );
+        }
+        for key in ["final_logit_softcapping", "attn_logit_softcapping"] {
+            if obj.get(key).is_some_and(|v| !v.is_null()) {
+                bail!(
+                    "\"{key}\" is not supported (keel computes logits without soft-capping; Gemma 3 sets it to null)"
+                );
+            }
+        }
+        let gemma = arch == Arch::Gemma3;
         let hidden_size = req_usize(obj, "hidden_size")?;
+        let num_layers = req_usize(obj, "num_hidden_layers")?;
         let num_heads = req_usize(obj, "num_attention_heads")?;
         let num_kv_heads = opt_usize(obj, "num_key_value_heads")?.unwrap_or(num_heads);
         if num_heads == 0 || num_kv_heads == 0 {
@@ -135,6 +206,7 @@ impl ModelConfig {
         }
         let head_dim = match opt_usize(obj, "head_dim")? {
             Some(d) => d,
+            None if gemma => 256,
             None => {
                 if hidden_size % num_heads != 0 {
                     bail!("hidden_size {hidden_size} is not divisible by num_attention_heads {num_heads} and no head_dim is given");
@@ -142,18 +214,37 @@ impl ModelConfig {
                 hidden_size / num_heads
             }
         };
-        let (rope_theta, rope_scaling) = read_rope(obj)?;
+        let (rope_theta, rope_scaling, rope_local_theta) = if gemma {
+            read_gemma_rope(obj)?
+        } else {
+            let (theta, scaling) = read_rope(obj)?;
+            (theta, scaling, None)
+        };
         let sliding_window = match arch {
             Arch::Mistral => opt_usize(obj, "sliding_window")?,
+            Arch::Gemma3 => Some(opt_usize(obj, "sliding_window")?.unwrap_or(4096)),
             Arch::Qwen2 | Arch::Qwen3 if obj.get("use_sliding_window").and_then(Value::as_bool) == Some(true) => {
                 bail!("use_sliding_window: true is not supported for {model_type}")
             }
             _ => None,
         };
+        // Each layer holds at least two norms: a crafted size fails here, before the list of
+        // layer kinds is allocated.
+        crate::limits::ensure_fits(
+            crate::limits::product(&[num_layers, hidden_size, 8]),
+            format_args!("a model with hidden_size {hidden_size}, num_hidden_layers {num_layers}"),
+        )?;
+        let layer_kinds = match arch {
+            Arch::Gemma3 => read_layer_kinds(obj, num_layers)?,
+            _ if sliding_window.is_some() => vec![LayerKind::Sliding; num_layers],
+            _ => vec![LayerKind::Full; num_layers],
+        };
+        let query_pre_attn_scalar =
+            if gemma { Some(obj.get("query_pre_attn_scalar").and_then(Value::as_f64).unwrap_or(256.0)) } else { None };
         let config = ModelConfig {
             arch,
             hidden_size,
-            num_layers: req_usize(obj, "num_hidden_layers")?,
+            num_layers,
             num_heads,
             num_kv_heads,
             head_dim,
@@ -162,9 +253,15 @@ impl ModelConfig {
             rms_norm_eps: obj.get("rms_norm_eps").and_then(Value::as_f64).unwrap_or(1e-6),
             rope_theta,
             rope_scaling,
-            tie_word_embeddings: obj.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(arch == Arch::Qwen2),
+            tie_word_embeddings: obj
+                .get("tie_word_embeddings")
+                .and_then(Value::as_bool)
+                .unwrap_or(matches!(arch, Arch::Qwen2 | Arch::Gemma3)),
             max_position_embeddings: opt_usize(obj, "max_position_embeddings")?.unwrap_or(2048),
             sliding_window,
+            layer_kinds,
+            rope_local_theta,
+            query_pre_attn_scalar,
             bos_token_id: opt_token(obj, "bos_token_id"),
             eos_token_id: opt_token(obj, "eos_token_id"),
         };
@@ -190,6 +287,18 @@ impl ModelConfig {
         }
         if !c.num_heads.is_multiple_of(c.num_kv_heads) {
             bail!("num_attention_heads {} is not a multiple of num_key_value_heads {}", c.num_heads, c.num_kv_heads);
+        }
+        ensure!(
+            c.layer_kinds.len() == c.num_layers,
+            "{} layer types for {} layers (layer_types must name every layer)",
+            c.layer_kinds.len(),
+            c.num_layers
+        );
+        if c.layer_kinds.contains(&LayerKind::Sliding) {
+            ensure!(c.sliding_window.is_some_and(|w| w > 0), "sliding-window layers need a positive sliding_window");
+        }
+        if let Some(s) = c.query_pre_attn_scalar {
+            ensure!(s > 0.0, "query_pre_attn_scalar ({s}) must be positive");
         }
         if !c.head_dim.is_multiple_of(2) {
             bail!("head_dim {} must be even for rotary embeddings", c.head_dim);
@@ -219,7 +328,7 @@ impl ModelConfig {
             product(&[2, width, d, h]),
             product(&[3, c.intermediate_size, h]),
             product(&[width, d]),
-            product(&[2, h]),
+            product(&[4, h]),
             product(&[2, d]),
         ]
         .iter()
@@ -228,12 +337,33 @@ impl ModelConfig {
         product(&[c.num_layers]).saturating_mul(per_layer).saturating_add(product(&[heads, c.vocab_size, h]))
     }
 
-    /// RoPE inverse frequencies for one head, `[head_dim / 2]`, as transformers computes them.
-    pub fn rope_inv_freq(&self) -> Vec<f32> {
+    /// The sliding window of layer `l`'s attention; `None` for a full-attention layer.
+    pub fn window(&self, l: usize) -> Option<usize> {
+        (self.layer_kinds[l] == LayerKind::Sliding).then_some(self.sliding_window).flatten()
+    }
+
+    /// The factor on attention scores: `1/√query_pre_attn_scalar`, else `1/√head_dim`.
+    pub fn attn_scale(&self) -> f64 {
+        1.0 / self.query_pre_attn_scalar.unwrap_or(self.head_dim as f64).sqrt()
+    }
+
+    /// What embeddings are multiplied by on the way in: Gemma's √hidden_size (rounded to f32,
+    /// as transformers does), else nothing.
+    pub fn embed_scale(&self) -> Option<f32> {
+        (self.arch == Arch::Gemma3).then(|| (self.hidden_size as f64).sqrt() as f32)
+    }
+
+    /// RoPE inverse frequencies for one head of a `kind` layer, `[head_dim / 2]`, as
+    /// transformers computes them.
+    pub fn rope_inv_freq(&self, kind: LayerKind) -> Vec<f32> {
+        let (theta, scaling) = match (kind, self.rope_local_theta) {
+            (LayerKind::Sliding, Some(local)) => (local, None),
+            _ => (self.rope_theta, self.rope_scaling.as_ref()),
+        };
         let d = self.head_dim;
         let base: Vec<f32> =
-            (0..d / 2).map(|i| (1.0 / self.rope_theta.powf(((2 * i) as f32 / d as f32) as f64)) as f32).collect();
-        let Some(s) = &self.rope_scaling else { return base };
+            (0..d / 2).map(|i| (1.0 / theta.powf(((2 * i) as f32 / d as f32) as f64)) as f32).collect();
+        let Some(s) = scaling else { return base };
         let low_wavelen = s.original_max_position_embeddings / s.low_freq_factor;
         let high_wavelen = s.original_max_position_embeddings / s.high_freq_factor;
         base.iter()
@@ -294,6 +424,33 @@ impl ModelConfig {
             Arch::Qwen2 | Arch::Qwen3 => {
                 o.insert("use_sliding_window".into(), json!(false));
             }
+            Arch::Gemma3 => {
+                o.remove("hidden_act");
+                let mut full = json!({"rope_type": "default", "rope_theta": self.rope_theta});
+                if let Some(scaling) = o.remove("rope_scaling") {
+                    full = scaling;
+                    full["rope_theta"] = json!(self.rope_theta);
+                }
+                let local =
+                    json!({"rope_type": "default", "rope_theta": self.rope_local_theta.unwrap_or(self.rope_theta)});
+                o.remove("rope_theta");
+                let types: Vec<&str> = self
+                    .layer_kinds
+                    .iter()
+                    .map(|k| if *k == LayerKind::Full { "full_attention" } else { "sliding_attention" })
+                    .collect();
+                for (key, value) in [
+                    ("hidden_activation", json!("gelu_pytorch_tanh")),
+                    ("rope_parameters", json!({"full_attention": full, "sliding_attention": local})),
+                    ("query_pre_attn_scalar", json!(self.query_pre_attn_scalar)),
+                    ("sliding_window", json!(self.sliding_window)),
+                    ("layer_types", json!(types)),
+                    ("final_logit_softcapping", Value::Null),
+                    ("attn_logit_softcapping", Value::Null),
+                ] {
+                    o.insert(key.into(), value);
+                }
+            }
             Arch::Llama => {}
         }
         if self.arch != Arch::Qwen2 {
@@ -306,6 +463,57 @@ impl ModelConfig {
         }
         v
     }
+}
+
+/// Gemma 3's two RoPE bases, `(global theta, its scaling, local theta)`: from `rope_parameters`
+/// by layer type (`full_attention`, `sliding_attention`), or from the older top-level
+/// `rope_theta` (default 1e6), `rope_scaling` and `rope_local_base_freq` (default 1e4).
+fn read_gemma_rope(obj: &Map<String, Value>) -> Result<(f64, Option<Llama3RopeScaling>, Option<f64>)> {
+    if let Some(p) = obj.get("rope_parameters").filter(|p| p.get("full_attention").is_some()) {
+        let global = Map::from_iter([("rope_parameters".to_string(), p["full_attention"].clone())]);
+        let (theta, scaling) = read_rope(&global)?;
+        let local = p.get("sliding_attention").filter(|v| !v.is_null());
+        let local_theta = match local {
+            Some(l) => {
+                let kind = l.get("rope_type").and_then(Value::as_str).unwrap_or("default");
+                ensure!(kind == "default", "sliding_attention rope_type \"{kind}\" is not supported (only default)");
+                l.get("rope_theta").and_then(Value::as_f64).context("sliding_attention lacks \"rope_theta\"")?
+            }
+            None => 10000.0,
+        };
+        return Ok((theta, scaling, Some(local_theta)));
+    }
+    let (mut theta, scaling) = read_rope(obj)?;
+    if obj.get("rope_theta").is_none() {
+        theta = 1_000_000.0;
+    }
+    let local = obj.get("rope_local_base_freq").and_then(Value::as_f64).unwrap_or(10000.0);
+    Ok((theta, scaling, Some(local)))
+}
+
+/// Gemma 3's layer kinds: `layer_types` (`sliding_attention` / `full_attention` per layer), or
+/// the older `sliding_window_pattern` N (default 6): every Nth layer is global.
+fn read_layer_kinds(obj: &Map<String, Value>, num_layers: usize) -> Result<Vec<LayerKind>> {
+    if let Some(types) = obj.get("layer_types").filter(|v| !v.is_null()) {
+        let types = types.as_array().context("\"layer_types\" must be a list of strings")?;
+        ensure!(
+            types.len() == num_layers,
+            "\"layer_types\" names {} layers, num_hidden_layers is {num_layers}",
+            types.len()
+        );
+        return types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| match t.as_str() {
+                Some("full_attention") => Ok(LayerKind::Full),
+                Some("sliding_attention") => Ok(LayerKind::Sliding),
+                _ => bail!("layer_types[{i}] is {t}: keel knows \"full_attention\" and \"sliding_attention\""),
+            })
+            .collect();
+    }
+    let pattern = opt_usize(obj, "sliding_window_pattern")?.unwrap_or(6);
+    ensure!(pattern > 0, "\"sliding_window_pattern\" must be positive");
+    Ok((0..num_layers).map(|i| if (i + 1) % pattern == 0 { LayerKind::Full } else { LayerKind::Sliding }).collect())
 }
 
 /// `rope_theta` and the scaling, from the top level (`rope_theta`, `rope_scaling`) or from the
@@ -391,7 +599,7 @@ mod tests {
         let c = ModelConfig::from_hf_json(&v).unwrap();
         assert_eq!(c.rope_theta, 500000.0);
         assert_eq!(c.rope_scaling.as_ref().unwrap().factor, 8.0);
-        let f = c.rope_inv_freq();
+        let f = c.rope_inv_freq(LayerKind::Full);
         assert_eq!(f[0], 1.0, "high frequencies are not scaled");
         let unscaled = (1.0 / 500000f64.powf(62.0 / 64.0)) as f32;
         assert!((f[31] - unscaled / 8.0).abs() < 1e-12, "low frequencies are divided by the factor");
@@ -445,5 +653,66 @@ mod tests {
         v["head_dim"] = json!(128);
         let c = ModelConfig::from_hf_json(&v).unwrap();
         assert!(c.arch.qk_norm() && c.head_dim == 128);
+    }
+
+    fn gemma() -> Value {
+        json!({"model_type": "gemma3_text", "hidden_size": 640, "num_hidden_layers": 18, "num_attention_heads": 4,
+               "num_key_value_heads": 1, "head_dim": 256, "intermediate_size": 2048, "vocab_size": 262144,
+               "query_pre_attn_scalar": 256, "sliding_window": 512, "rope_theta": 1000000.0,
+               "rope_local_base_freq": 10000.0, "rope_scaling": null, "hidden_activation": "gelu_pytorch_tanh",
+               "final_logit_softcapping": null, "attn_logit_softcapping": null, "_sliding_window_pattern": 6})
+    }
+
+    #[test]
+    fn reads_gemma3_from_old_and_new_layouts_and_writes_what_it_reads() {
+        let c = ModelConfig::from_hf_json(&gemma()).unwrap();
+        assert_eq!((c.arch, c.tie_word_embeddings, c.sliding_window), (Arch::Gemma3, true, Some(512)));
+        let global: Vec<usize> = (0..18).filter(|&l| c.window(l).is_none()).collect();
+        assert_eq!(global, [5, 11, 17], "every sixth layer is global");
+        assert_eq!((c.rope_theta, c.rope_local_theta), (1e6, Some(1e4)));
+        assert_eq!(c.attn_scale(), 1.0 / 16.0);
+        assert_eq!(c.embed_scale(), Some(640f64.sqrt() as f32));
+        let local = c.rope_inv_freq(LayerKind::Sliding);
+        assert_eq!(
+            (local[1], c.rope_inv_freq(LayerKind::Full)[1]),
+            ((1e4f64.powf(-2.0 / 256.0)) as f32, (1e6f64.powf(-2.0 / 256.0)) as f32)
+        );
+        let written = c.to_hf_json();
+        assert_eq!(written["rope_parameters"]["sliding_attention"]["rope_theta"], json!(10000.0));
+        assert_eq!(written["layer_types"][5], json!("full_attention"));
+        assert_eq!(ModelConfig::from_hf_json(&written).unwrap(), c);
+        // layer_types wins over the pattern; the new nested rope_parameters are read.
+        let mut v = gemma();
+        v["num_hidden_layers"] = json!(3);
+        v["layer_types"] = json!(["full_attention", "sliding_attention", "sliding_attention"]);
+        v["rope_parameters"] = json!({"full_attention": {"rope_type": "default", "rope_theta": 5e5},
+                                      "sliding_attention": {"rope_type": "default", "rope_theta": 2e4}});
+        let c = ModelConfig::from_hf_json(&v).unwrap();
+        assert_eq!(c.layer_kinds, [LayerKind::Full, LayerKind::Sliding, LayerKind::Sliding]);
+        assert_eq!((c.rope_theta, c.rope_local_theta), (5e5, Some(2e4)));
+    }
+
+    #[test]
+    fn refuses_gemma3_variants_it_would_compute_differently() {
+        type Edit = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(Edit, &str)> = vec![
+            (Box::new(|v| v["model_type"] = json!("gemma3")), "multimodal"),
+            (Box::new(|v| v["vision_config"] = json!({"model_type": "siglip_vision_model"})), "vision_config"),
+            (Box::new(|v| v["layer_types"] = json!(vec!["full_attention"; 18])), "full_attention"),
+            (Box::new(|v| v["layer_types"] = json!(vec!["chunked_attention"; 18])), "layer_types[0]"),
+            (Box::new(|v| v["layer_types"] = json!(vec!["full_attention"; 17])), "names 17 layers"),
+            (Box::new(|v| v["final_logit_softcapping"] = json!(30.0)), "final_logit_softcapping"),
+            (Box::new(|v| v["hidden_activation"] = json!("gelu")), "hidden_activation"),
+            (Box::new(|v| v["use_bidirectional_attention"] = json!(true)), "use_bidirectional_attention"),
+        ];
+        for (i, (edit, needle)) in cases.into_iter().enumerate() {
+            let mut v = gemma();
+            edit(&mut v);
+            match ModelConfig::from_hf_json(&v) {
+                Ok(_) if i == 2 => {} // all global is a valid pattern
+                Ok(_) => panic!("case {i} accepted"),
+                Err(e) => assert!(format!("{e:#}").contains(needle), "{e:#} should mention {needle:?}"),
+            }
+        }
     }
 }

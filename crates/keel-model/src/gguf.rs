@@ -1,7 +1,7 @@
 //! GGUF files (versions 2 and 3): metadata, tensor directory, dequantization to f32, and the
 //! mapping of llama.cpp's tensor names and layouts to Hugging Face's.
 
-use crate::config::{Arch, ModelConfig};
+use crate::config::{Arch, LayerKind, ModelConfig};
 use crate::transformer::Transformer;
 use anyhow::{bail, ensure, Context, Result};
 use half::{bf16, f16};
@@ -466,7 +466,8 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<ModelConfig> {
         "llama" => Arch::Llama,
         "qwen2" => Arch::Qwen2,
         "qwen3" => Arch::Qwen3,
-        other => bail!("GGUF architecture \"{other}\" is not supported (llama, qwen2, qwen3)"),
+        "gemma3" => Arch::Gemma3,
+        other => bail!("GGUF architecture \"{other}\" is not supported (llama, qwen2, qwen3, gemma3)"),
     };
     let num = |key: &str| -> Result<u64> {
         g.meta(&format!("{arch_name}.{key}"))
@@ -488,13 +489,27 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<ModelConfig> {
         "token_embd.weight has shape {:?}, expected [vocabulary, {arch_name}.embedding_length = {hidden}]",
         embd.shape
     );
+    let num_layers = num("block_count")? as usize;
+    let head_dim = num("attention.key_length").map(|d| d as usize).unwrap_or(hidden / heads);
+    let (sliding_window, layer_kinds, rope_local_theta, query_pre_attn_scalar) = if arch == Arch::Gemma3 {
+        let window = num("attention.sliding_window")? as usize;
+        let kinds = GEMMA3_GGUF.layer_kinds(num_layers);
+        (
+            Some(window),
+            kinds,
+            Some(GEMMA3_GGUF.local_rope_theta),
+            Some(GEMMA3_GGUF.attn_scalar(hidden, heads, head_dim)),
+        )
+    } else {
+        (None, vec![LayerKind::Full; num_layers], None, None)
+    };
     let config = ModelConfig {
         arch,
         hidden_size: hidden,
-        num_layers: num("block_count")? as usize,
+        num_layers,
         num_heads: heads,
         num_kv_heads: num("attention.head_count_kv").unwrap_or(heads as u64) as usize,
-        head_dim: num("attention.key_length").map(|d| d as usize).unwrap_or(hidden / heads),
+        head_dim,
         intermediate_size: num("feed_forward_length")? as usize,
         vocab_size: embd.shape[0],
         rms_norm_eps: float("attention.layer_norm_rms_epsilon").context("missing attention.layer_norm_rms_epsilon")?,
@@ -502,7 +517,10 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<ModelConfig> {
         rope_scaling: None,
         tie_word_embeddings: g.tensor("output.weight").is_none(),
         max_position_embeddings: num("context_length").unwrap_or(2048) as usize,
-        sliding_window: None,
+        sliding_window,
+        layer_kinds,
+        rope_local_theta,
+        query_pre_attn_scalar,
         bos_token_id: g.meta("tokenizer.ggml.bos_token_id").and_then(MetaValue::as_u64).map(|v| v as u32),
         eos_token_id: g.meta("tokenizer.ggml.eos_token_id").and_then(MetaValue::as_u64).map(|v| v as u32),
     };
@@ -510,8 +528,37 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<ModelConfig> {
     Ok(config)
 }
 
-/// llama.cpp's name for a Hugging Face tensor name.
-pub(crate) fn gguf_name(hf: &str) -> Option<String> {
+/// What llama.cpp assumes of a `gemma3` GGUF rather than storing it, as its loader and converter
+/// do: every 6th layer is global, the sliding layers' RoPE base is 10,000, the attention scale is
+/// `1/√head_dim` (`1/√(hidden/heads)` for the 27B model), and every norm weight is stored with
+/// Gemma's `+1` already added. Loading takes these values; exporting refuses a model that
+/// differs from them, since llama.cpp would compute something else.
+pub(crate) struct Gemma3Gguf {
+    pub(crate) global_every: usize,
+    pub(crate) local_rope_theta: f64,
+}
+
+pub(crate) const GEMMA3_GGUF: Gemma3Gguf = Gemma3Gguf { global_every: 6, local_rope_theta: 10_000.0 };
+
+impl Gemma3Gguf {
+    pub(crate) fn layer_kinds(&self, num_layers: usize) -> Vec<LayerKind> {
+        (0..num_layers)
+            .map(|i| if (i + 1) % self.global_every == 0 { LayerKind::Full } else { LayerKind::Sliding })
+            .collect()
+    }
+
+    /// `query_pre_attn_scalar`: llama.cpp special-cases Gemma 3 27B (hidden 5376, 32 heads).
+    pub(crate) fn attn_scalar(&self, hidden: usize, heads: usize, head_dim: usize) -> f64 {
+        if (hidden, heads) == (5376, 32) {
+            (hidden / heads) as f64
+        } else {
+            head_dim as f64
+        }
+    }
+}
+
+/// llama.cpp's name for a Hugging Face tensor name of an `arch` model.
+pub(crate) fn gguf_name(arch: Arch, hf: &str) -> Option<String> {
     Some(match hf {
         "model.embed_tokens.weight" => "token_embd.weight".into(),
         "model.norm.weight" => "output_norm.weight".into(),
@@ -530,7 +577,11 @@ pub(crate) fn gguf_name(hf: &str) -> Option<String> {
                 "self_attn.o_proj.weight" => "attn_output.weight",
                 "self_attn.q_norm.weight" => "attn_q_norm.weight",
                 "self_attn.k_norm.weight" => "attn_k_norm.weight",
+                // Gemma names its norms by place; Llama's "post_attention" norm precedes the MLP.
+                "post_attention_layernorm.weight" if arch == Arch::Gemma3 => "post_attention_norm.weight",
                 "post_attention_layernorm.weight" => "ffn_norm.weight",
+                "pre_feedforward_layernorm.weight" => "ffn_norm.weight",
+                "post_feedforward_layernorm.weight" => "post_ffw_norm.weight",
                 "mlp.gate_proj.weight" => "ffn_gate.weight",
                 "mlp.up_proj.weight" => "ffn_up.weight",
                 "mlp.down_proj.weight" => "ffn_down.weight",
@@ -574,7 +625,7 @@ impl Transformer {
         let layout = crate::params::ParamLayout::new(&config);
         let mut found = Vec::with_capacity(layout.tensors.len());
         for spec in &layout.tensors {
-            let name = gguf_name(&spec.name).with_context(|| format!("no GGUF name for {}", spec.name))?;
+            let name = gguf_name(config.arch, &spec.name).with_context(|| format!("no GGUF name for {}", spec.name))?;
             let t = g
                 .tensor(&name)
                 .with_context(|| format!("{}: tensor {name} ({}) is missing", path.display(), spec.name))?;
@@ -588,10 +639,15 @@ impl Transformer {
             found.push((name, t));
         }
         let permuted = config.arch == Arch::Llama;
+        let norm_offset = config.arch.norm_offset();
         let mut model = Transformer::zeros(config);
         for (spec, (name, t)) in layout.tensors.iter().zip(found) {
             let mut w = g.dequantize(t);
             let c = &model.config;
+            if norm_offset != 0.0 && spec.name.ends_with("norm.weight") {
+                // GGUF holds Gemma's gain 1 + w; keel keeps transformers' w.
+                w.iter_mut().for_each(|x| *x -= norm_offset);
+            }
             if permuted && name.ends_with("attn_q.weight") {
                 w = reorder_qk_rows(&w, c.num_heads, c.hidden_size, false);
             } else if permuted && name.ends_with("attn_k.weight") {

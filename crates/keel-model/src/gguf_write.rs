@@ -226,7 +226,32 @@ fn gguf_arch(arch: Arch) -> (&'static str, bool) {
         Arch::Llama | Arch::Mistral => ("llama", true),
         Arch::Qwen2 => ("qwen2", false),
         Arch::Qwen3 => ("qwen3", false),
+        Arch::Gemma3 => ("gemma3", false),
     }
+}
+
+/// Refuses a Gemma 3 model that llama.cpp would compute differently from what keel trained:
+/// llama.cpp assumes its layer pattern, local RoPE base and attention scale (`GEMMA3_GGUF`).
+fn check_gemma3_conventions(c: &crate::config::ModelConfig) -> Result<()> {
+    let g = &crate::gguf::GEMMA3_GGUF;
+    ensure!(
+        c.layer_kinds == g.layer_kinds(c.num_layers),
+        "llama.cpp assumes every {}th Gemma 3 layer is global; this model's layer_types differ, so a GGUF of it would run wrongly",
+        g.global_every
+    );
+    ensure!(
+        c.rope_local_theta == Some(g.local_rope_theta),
+        "llama.cpp assumes a local RoPE base of {} for Gemma 3; this model has {:?}",
+        g.local_rope_theta,
+        c.rope_local_theta
+    );
+    let scalar = g.attn_scalar(c.hidden_size, c.num_heads, c.head_dim);
+    ensure!(
+        c.query_pre_attn_scalar == Some(scalar),
+        "llama.cpp assumes query_pre_attn_scalar {scalar} for this Gemma 3 size; this model has {:?}",
+        c.query_pre_attn_scalar
+    );
+    Ok(())
 }
 
 impl Transformer {
@@ -261,10 +286,21 @@ impl Transformer {
         }
         w.set(&format!("{arch}.attention.layer_norm_rms_epsilon"), GgufValue::F32(c.rms_norm_eps as f32));
         w.set(&format!("{arch}.rope.freq_base"), GgufValue::F32(c.rope_theta as f32));
+        if c.arch == Arch::Gemma3 {
+            check_gemma3_conventions(c)?;
+            let window = c.sliding_window.context("a Gemma 3 model without a sliding window")?;
+            w.set(&format!("{arch}.attention.sliding_window"), GgufValue::U32(u32_of(window, "sliding_window")?));
+        }
         let layout = crate::params::ParamLayout::new(c);
+        let norm_offset = c.arch.norm_offset();
         for spec in &layout.tensors {
-            let gguf = crate::gguf::gguf_name(&spec.name).with_context(|| format!("no GGUF name for {}", spec.name))?;
+            let gguf = crate::gguf::gguf_name(c.arch, &spec.name)
+                .with_context(|| format!("no GGUF name for {}", spec.name))?;
             let mut values = self.params[spec.range.clone()].to_vec();
+            if norm_offset != 0.0 && spec.name.ends_with("norm.weight") {
+                // llama.cpp reads Gemma's gain 1 + w as stored.
+                values.iter_mut().for_each(|x| *x += norm_offset);
+            }
             if permuted && gguf.ends_with("attn_q.weight") {
                 values = reorder_qk_rows(&values, c.num_heads, c.hidden_size, true);
             } else if permuted && gguf.ends_with("attn_k.weight") {

@@ -13,14 +13,13 @@
 //! and every call of up to [`PACKED_MAX_ROWS`] rows reads that copy, one-row steps too: decoding
 //! streams every weight once per step, and this machine's memory bandwidth bounds it.
 
-use crate::block::{project, Attend, BlockActs, PackedLayer};
+use crate::block::{project, Attend, BlockActs, LayerRopes, PackedLayer};
 use crate::transformer::Transformer;
 use anyhow::{ensure, Result};
 use keel_kernels::attention::{attention_cached, cached_scores_len, CacheShape, CachedSpan};
 use keel_kernels::embedding::embedding_forward;
 use keel_kernels::packed::PackedLinear;
 use keel_kernels::rmsnorm::rmsnorm_forward;
-use keel_kernels::rope::RopeTable;
 
 /// Decoding state for up to `slots` sequences.
 pub struct Decoder<'m> {
@@ -35,7 +34,7 @@ pub struct Decoder<'m> {
     v_cache: Vec<Vec<f32>>,
     /// Tokens cached per slot.
     lens: Vec<usize>,
-    rope: RopeTable<f32>,
+    ropes: LayerRopes,
     scratch: Scratch,
     /// Next-token logits of each slot fed by the latest call, in feeding order, `[fed × vocab]`.
     logits: Vec<f32>,
@@ -108,7 +107,7 @@ struct CacheAttention<'c> {
 }
 
 impl Attend for CacheAttention<'_> {
-    fn attend(&mut self, l: usize, a: &mut BlockActs) {
+    fn attend(&mut self, l: usize, window: Option<usize>, a: &mut BlockActs) {
         let kw = self.shape.kv_heads * self.shape.head_dim;
         for sp in self.spans {
             let at = (sp.slot * self.shape.capacity + sp.past) * kw;
@@ -116,7 +115,8 @@ impl Attend for CacheAttention<'_> {
             self.k_cache[l][at..at + sp.new * kw].copy_from_slice(&a.k[new.clone()]);
             self.v_cache[l][at..at + sp.new * kw].copy_from_slice(&a.v[new]);
         }
-        attention_cached(&mut a.att, self.scores, &a.q, &self.k_cache[l], &self.v_cache[l], self.spans, self.shape);
+        let shape = CacheShape { window, ..self.shape };
+        attention_cached(&mut a.att, self.scores, &a.q, &self.k_cache[l], &self.v_cache[l], self.spans, shape);
     }
 }
 
@@ -133,7 +133,7 @@ impl<'m> Decoder<'m> {
             v_cache: (0..c.num_layers).map(|_| vec![0.0; slots * capacity * kw]).collect(),
             packed: None,
             lens: vec![0; slots],
-            rope: RopeTable::new(&c.rope_inv_freq(), capacity),
+            ropes: LayerRopes::new(c, capacity),
             scratch: Scratch::default(),
             logits: Vec::new(),
         }
@@ -223,6 +223,9 @@ impl<'m> Decoder<'m> {
         }
         let p = &model.params;
         embedding_forward(&mut s.x, &p[model.layout.embed.clone()], tokens, h);
+        if let Some(scale) = c.embed_scale() {
+            crate::transformer::scale_in_place(&mut s.x, scale);
+        }
         // In f32, only a decoder of several slots has decoding steps of several rows; a one-slot
         // decoder's short prompt is not worth a copy of the weights, and GEMV serves one row. In
         // 16 bits, the packed copy is what halves the bytes, so every short call uses it.
@@ -233,8 +236,14 @@ impl<'m> Decoder<'m> {
             self.packed = Some(PackedModel::pack(model));
         }
         let packed = self.packed.as_ref().filter(|_| few_rows(n));
-        let shape =
-            CacheShape { capacity: self.capacity, heads: c.num_heads, kv_heads: c.num_kv_heads, head_dim: c.head_dim };
+        let shape = CacheShape {
+            capacity: self.capacity,
+            heads: c.num_heads,
+            kv_heads: c.num_kv_heads,
+            head_dim: c.head_dim,
+            scale: c.attn_scale(),
+            window: None,
+        };
         let mut attention = CacheAttention {
             k_cache: &mut self.k_cache,
             v_cache: &mut self.v_cache,
@@ -244,7 +253,7 @@ impl<'m> Decoder<'m> {
         };
         for l in 0..c.num_layers {
             let w = packed.map(|pm| &pm.layers[l]);
-            model.block_forward(l, &mut s.acts, &s.x, &mut s.out, &positions, &self.rope, w, &mut attention);
+            model.block_forward(l, &mut s.acts, &s.x, &mut s.out, &positions, &self.ropes, w, &mut attention);
             std::mem::swap(&mut s.x, &mut s.out);
         }
         // Only each span's last token needs logits.
@@ -256,7 +265,8 @@ impl<'m> Decoder<'m> {
         fit(&mut s.last_norm, b * h);
         fit(&mut s.last_rstd, b);
         let final_norm = &p[model.layout.final_norm.clone()];
-        rmsnorm_forward(&mut s.last_norm, &mut s.last_rstd, &s.last, final_norm, c.rms_norm_eps);
+        let off = c.arch.norm_offset();
+        rmsnorm_forward(&mut s.last_norm, &mut s.last_rstd, &s.last, final_norm, off, c.rms_norm_eps);
         fit(&mut self.logits, b * c.vocab_size);
         let head = self.packed.as_ref().filter(|_| few_rows(b)).map(|pm| &pm.head);
         project(&mut self.logits, &s.last_norm, head, &p[model.layout.head()], None, h, c.vocab_size);

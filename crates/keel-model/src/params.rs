@@ -46,8 +46,10 @@ pub struct LayerRanges {
     pub o: Range<usize>,
     /// `[head_dim]` RMSNorm gain applied to each query head; only Qwen3 has QK-norm.
     pub q_norm: Option<Range<usize>>,
-    /// `[head_dim]` RMSNorm gain applied to each key head; Qwen3 only.
+    /// `[head_dim]` RMSNorm gain applied to each key head; Qwen3 and Gemma 3.
     pub k_norm: Option<Range<usize>>,
+    /// `[hidden]` RMSNorm gain on the attention output before its residual add; Gemma 3 only.
+    pub post_attn_norm: Option<Range<usize>>,
     /// `[hidden]` RMSNorm gain before the MLP.
     pub mlp_norm: Range<usize>,
     /// `[intermediate × hidden]` SwiGLU gate projection.
@@ -56,6 +58,8 @@ pub struct LayerRanges {
     pub up: Range<usize>,
     /// `[hidden × intermediate]` SwiGLU down projection.
     pub down: Range<usize>,
+    /// `[hidden]` RMSNorm gain on the MLP output before its residual add; Gemma 3 only.
+    pub post_mlp_norm: Option<Range<usize>>,
 }
 
 /// Offsets of every tensor of a model in the flat buffer, in checkpoint order: embedding, layers
@@ -86,7 +90,11 @@ impl ParamLayout {
         let layers = (0..c.num_layers)
             .map(|l| {
                 let p = |s: &str| format!("model.layers.{l}.{s}");
-                let bias = c.arch.qkv_bias();
+                let (bias, post) = (c.arch.qkv_bias(), c.arch.post_norms());
+                // Gemma names its four norms by place; Llama's "post_attention" norm is the one
+                // before the MLP.
+                let mlp_norm =
+                    if post { "pre_feedforward_layernorm.weight" } else { "post_attention_layernorm.weight" };
                 LayerRanges {
                     attn_norm: b.add(&p("input_layernorm.weight"), &[h]),
                     q: b.add(&p("self_attn.q_proj.weight"), &[q_w, h]),
@@ -98,10 +106,12 @@ impl ParamLayout {
                     o: b.add(&p("self_attn.o_proj.weight"), &[h, q_w]),
                     q_norm: c.arch.qk_norm().then(|| b.add(&p("self_attn.q_norm.weight"), &[c.head_dim])),
                     k_norm: c.arch.qk_norm().then(|| b.add(&p("self_attn.k_norm.weight"), &[c.head_dim])),
-                    mlp_norm: b.add(&p("post_attention_layernorm.weight"), &[h]),
+                    post_attn_norm: post.then(|| b.add(&p("post_attention_layernorm.weight"), &[h])),
+                    mlp_norm: b.add(&p(mlp_norm), &[h]),
                     gate: b.add(&p("mlp.gate_proj.weight"), &[c.intermediate_size, h]),
                     up: b.add(&p("mlp.up_proj.weight"), &[c.intermediate_size, h]),
                     down: b.add(&p("mlp.down_proj.weight"), &[h, c.intermediate_size]),
+                    post_mlp_norm: post.then(|| b.add(&p("post_feedforward_layernorm.weight"), &[h])),
                 }
             })
             .collect();

@@ -5,8 +5,8 @@
 //! (batch, seq) shape and is allocated once; the step loop allocates nothing large.
 
 use crate::batch::Batch;
-use crate::block::{BatchAttention, BlockActs, BlockGrads, GradSink};
-use crate::config::ModelConfig;
+use crate::block::{BatchAttention, BlockActs, BlockGrads, GradSink, LayerRopes};
+use crate::config::{Arch, ModelConfig};
 use crate::lora::LoraAdapter;
 use crate::params::{ParamLayout, TensorSpec};
 use anyhow::{ensure, Result};
@@ -16,7 +16,6 @@ use keel_kernels::embedding::{embedding_backward, embedding_forward};
 use keel_kernels::linear::{linear_backward, linear_forward};
 use keel_kernels::packed::Storage;
 use keel_kernels::rmsnorm::{rmsnorm_backward, rmsnorm_forward};
-use keel_kernels::rope::RopeTable;
 
 /// A model: config, flat f32 parameters and an optional LoRA adapter.
 pub struct Transformer {
@@ -40,7 +39,7 @@ pub struct Workspace {
     shape: AttnShape,
     capacity: AttnShape,
     checkpointing: bool,
-    rope: RopeTable<f32>,
+    ropes: LayerRopes,
     /// `[n × h]` the input of every layer, and the final hidden state last (`num_layers + 1`).
     layer_inputs: Vec<Vec<f32>>,
     /// One per layer, or a single one that is refilled by recomputation under checkpointing.
@@ -83,13 +82,21 @@ impl Workspace {
             Self::bytes_needed(c, batch, seq, checkpointing),
             format_args!("the activations of a batch of {batch} × {seq} tokens (micro-batch size × sequence length)"),
         )?;
-        let s = AttnShape { batch, seq, heads: c.num_heads, kv_heads: c.num_kv_heads, head_dim: c.head_dim };
+        let s = AttnShape {
+            batch,
+            seq,
+            heads: c.num_heads,
+            kv_heads: c.num_kv_heads,
+            head_dim: c.head_dim,
+            scale: c.attn_scale(),
+            window: None,
+        };
         let kept = if checkpointing { 1 } else { c.num_layers };
         let mut ws = Workspace {
             shape: s,
             capacity: s,
             checkpointing,
-            rope: RopeTable::new(&c.rope_inv_freq(), seq),
+            ropes: LayerRopes::new(c, seq),
             layer_inputs: (0..=c.num_layers).map(|_| Vec::new()).collect(),
             acts: (0..kept).map(|_| BlockActs::default()).collect(),
             xf: vec![],
@@ -196,7 +203,7 @@ impl Workspace {
         if let Some(&id) = batch.ids.iter().find(|&&id| id as usize >= c.vocab_size) {
             anyhow::bail!("token id {id} is not in the model's vocabulary of {} tokens", c.vocab_size);
         }
-        if let Some(w) = c.sliding_window {
+        if let (Some(w), Arch::Mistral) = (c.sliding_window, c.arch) {
             ensure!(
                 batch.seq <= w,
                 "sequence length {} exceeds the sliding window {w}; sliding-window attention is not implemented",
@@ -209,8 +216,8 @@ impl Workspace {
             self.fit(c, s);
         }
         let max_pos = batch.positions.iter().copied().max().unwrap_or(0) as usize;
-        if max_pos >= self.rope.len() {
-            self.rope = RopeTable::new(&c.rope_inv_freq(), max_pos + 1);
+        if max_pos >= self.ropes.len() {
+            self.ropes = LayerRopes::new(c, max_pos + 1);
         }
         if let Some(&id) = batch.ids.iter().find(|&&id| id as usize >= c.vocab_size) {
             anyhow::bail!("token id {id} is outside the vocabulary of {} tokens", c.vocab_size);
@@ -288,7 +295,8 @@ impl Transformer {
             if t.is_matrix() {
                 p.iter_mut().for_each(|x| *x = (rng.normal() * std) as f32);
             } else if t.name.ends_with("norm.weight") {
-                p.fill(1.0);
+                // A gain of one: Gemma stores it as 1 + w.
+                p.fill(1.0 - m.config.arch.norm_offset());
             }
         }
         m
@@ -301,17 +309,21 @@ impl Transformer {
         ws.prepare(c, batch)?;
         let p = &self.params;
         embedding_forward(&mut ws.layer_inputs[0], &p[self.layout.embed.clone()], &batch.ids, c.hidden_size);
-        let mut attention = BatchAttention { segments: &batch.segments, shape: ws.shape };
+        if let Some(scale) = c.embed_scale() {
+            scale_in_place(&mut ws.layer_inputs[0], scale);
+        }
+        let mut attention = BatchAttention { segments: &batch.segments, positions: &batch.positions, shape: ws.shape };
         for l in 0..c.num_layers {
             let (inputs, outputs) = ws.layer_inputs.split_at_mut(l + 1);
             let acts = &mut ws.acts[if ws.checkpointing { 0 } else { l }];
-            self.block_forward(l, acts, &inputs[l], &mut outputs[0], &batch.positions, &ws.rope, None, &mut attention);
+            self.block_forward(l, acts, &inputs[l], &mut outputs[0], &batch.positions, &ws.ropes, None, &mut attention);
         }
         rmsnorm_forward(
             &mut ws.xf,
             &mut ws.rstdf,
             &ws.layer_inputs[c.num_layers],
             &p[self.layout.final_norm.clone()],
+            c.arch.norm_offset(),
             c.rms_norm_eps,
         );
         let (h, v) = (c.hidden_size, c.vocab_size);
@@ -370,10 +382,11 @@ impl Transformer {
         }
         d.dx.fill(0.0);
         let fnorm = self.layout.final_norm.clone();
-        rmsnorm_backward(&mut d.dx, g.base(&fnorm), &d.dxn, &ws.layer_inputs[c.num_layers], &p[fnorm], &ws.rstdf);
-        let mut attention = BatchAttention { segments: &batch.segments, shape: ws.shape };
+        let (last, off) = (&ws.layer_inputs[c.num_layers], c.arch.norm_offset());
+        rmsnorm_backward(&mut d.dx, g.base(&fnorm), &d.dxn, last, &p[fnorm], off, &ws.rstdf);
+        let mut attention = BatchAttention { segments: &batch.segments, positions: &batch.positions, shape: ws.shape };
         for l in (0..c.num_layers).rev() {
-            let (x, rope) = (&ws.layer_inputs[l], &ws.rope);
+            let (x, rope) = (&ws.layer_inputs[l], &ws.ropes);
             let idx = if ws.checkpointing {
                 // Recompute this layer's activations from its kept input; the output is discarded
                 // into dxn, which is free at this point.
@@ -385,8 +398,16 @@ impl Transformer {
             self.block_backward(l, &ws.acts[idx], x, d, &batch.positions, rope, ws.shape, &mut g);
         }
         if let Some(embed) = g.base(&self.layout.embed) {
+            if let Some(scale) = c.embed_scale() {
+                scale_in_place(&mut d.dx, scale);
+            }
             embedding_backward(embed, &d.dx, &batch.ids, h);
         }
         Ok(())
     }
+}
+
+/// `x *= scale`, elementwise (Gemma's embedding scale, and its gradient).
+pub(crate) fn scale_in_place(x: &mut [f32], scale: f32) {
+    x.iter_mut().for_each(|v| *v *= scale);
 }

@@ -9,7 +9,8 @@ use keel_model::safetensors::SafeTensors;
 use keel_model::{Batch, Transformer, Workspace};
 use std::path::PathBuf;
 
-const VARIANTS: [&str; 5] = ["llama_tied", "llama_untied_rope3", "mistral_hd24", "qwen2_bias_tied", "qwen3_qknorm"];
+const VARIANTS: [&str; 6] =
+    ["llama_tied", "llama_untied_rope3", "mistral_hd24", "qwen2_bias_tied", "qwen3_qknorm", "gemma3_swa"];
 
 fn fixture(variant: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity").join(variant)
