@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what keel needs beyond a Rust toolchain, then fetches the default model and the data
 # sets. Re-running it does nothing that is already done.
-#   scripts/setup.sh            system libraries + default model + data sets (builds keel --release)
-#   scripts/setup.sh --no-data  system libraries + default model (what the tests need: they read
+#   scripts/setup.sh            system libraries + models + data sets (builds keel --release)
+#   scripts/setup.sh --no-data  system libraries + models (what the tests need: they read
 #                               the data sets from ../shared/data)
 #   scripts/setup.sh --no-model system libraries only
 set -euo pipefail
@@ -41,6 +41,8 @@ fi
 
 if [ "${1:-}" != "--no-model" ]; then
     scripts/fetch-model.sh
+    # The second model family (Gemma 3): its tests and `--model models/gemma-3-270m.Q4_K_M.gguf`.
+    scripts/fetch-model.sh gemma3-270m
 fi
 
 # The data sets, into ${KEEL_DATA:-data}/, each file checked against its pinned sha256; from the

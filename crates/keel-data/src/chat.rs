@@ -22,6 +22,28 @@ impl Message {
     }
 }
 
+/// A chat format keel ships, for a model without one of its own (a base model): chosen by name
+/// with `--chat-template NAME` or `model.chat_template = "NAME"`.
+pub struct NamedTemplate {
+    /// The name users give.
+    pub name: &'static str,
+    /// The Jinja source.
+    pub source: &'static str,
+    /// The text that closes an assistant turn; generation stops at its token.
+    pub end_of_turn: &'static str,
+}
+
+/// The formats keel ships.
+pub const NAMED_TEMPLATES: [NamedTemplate; 2] = [
+    NamedTemplate { name: "gemma", source: include_str!("templates/gemma.jinja"), end_of_turn: "<end_of_turn>" },
+    NamedTemplate { name: "chatml", source: include_str!("templates/chatml.jinja"), end_of_turn: "<|im_end|>" },
+];
+
+/// The shipped format called `name`.
+pub fn named_template(name: &str) -> Option<&'static NamedTemplate> {
+    NAMED_TEMPLATES.iter().find(|t| t.name == name)
+}
+
 /// Instructions a template may execute per render.
 const TEMPLATE_FUEL: u64 = 20_000_000;
 
@@ -32,6 +54,9 @@ pub struct ChatTemplate {
     pub source: String,
     /// Special tokens the template may refer to (`bos_token`, `eos_token`, …).
     special: Vec<(String, String)>,
+    /// What closes an assistant turn, when the template is one keel ships (also after a round
+    /// trip through a saved model): generation stops there even if the model's EOS differs.
+    pub end_of_turn: Option<&'static str>,
 }
 
 impl ChatTemplate {
@@ -55,6 +80,7 @@ impl ChatTemplate {
             env,
             source: source.to_string(),
             special: special.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            end_of_turn: NAMED_TEMPLATES.iter().find(|t| t.source == source).map(|t| t.end_of_turn),
         })
     }
 

@@ -121,3 +121,32 @@ fn vocabularies_written_to_gguf_read_back_tokenizing_the_same() {
         }
     }
 }
+
+/// The formats keel ships for models without a template: Gemma's turns (system text folded into
+/// the first user turn, the assistant called "model") and ChatML.
+#[test]
+fn named_templates_render_their_turn_formats() {
+    use keel_data::chat::named_template;
+    let gemma = named_template("gemma").unwrap();
+    let t = ChatTemplate::new(gemma.source, &[("bos_token", "<bos>")]).unwrap();
+    let chat = [Message::new("system", "Be brief."), Message::new("user", " Hi "), Message::new("assistant", "Hello.")];
+    assert_eq!(
+        t.render(&chat, false).unwrap(),
+        "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello.<end_of_turn>\n"
+    );
+    assert_eq!(
+        t.render(&chat[1..2], true).unwrap(),
+        "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
+    );
+    assert_eq!(t.end_of_turn, Some("<end_of_turn>"));
+    let err = t.render(&[Message::new("tool", "42")], false).unwrap_err();
+    assert!(format!("{err:#}").contains("not tool"), "{err:#}");
+
+    let chatml = ChatTemplate::new(named_template("chatml").unwrap().source, &[]).unwrap();
+    assert_eq!(
+        chatml.render(&chat[..2], true).unwrap(),
+        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n Hi <|im_end|>\n<|im_start|>assistant\n"
+    );
+    assert_eq!(chatml.end_of_turn, Some("<|im_end|>"));
+    assert!(named_template("llama9").is_none());
+}

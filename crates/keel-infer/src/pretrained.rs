@@ -3,7 +3,7 @@
 
 use crate::hub::{self, HubModel, HubOptions};
 use anyhow::{bail, Context, Result};
-use keel_data::chat::ChatTemplate;
+use keel_data::chat::{named_template, ChatTemplate, NAMED_TEMPLATES};
 use keel_data::tokenizer::Tokenizer;
 use keel_model::gguf::{GgufFile, MetaValue};
 use keel_model::gguf_write::{ExportType, GgufValue, GgufWriter};
@@ -68,18 +68,47 @@ impl Pretrained {
     }
 
     fn assemble(model: Transformer, tokenizer: Tokenizer, template: Option<String>) -> Result<Self> {
-        let special: Vec<(&str, &str)> = [("bos_token", &tokenizer.bos), ("eos_token", &tokenizer.eos)]
-            .into_iter()
-            .filter_map(|(k, t)| t.as_ref().map(|(_, s)| (k, s.as_str())))
-            .collect();
-        let chat_template = template.map(|t| ChatTemplate::new(&t, &special)).transpose()?;
+        let chat_template = template.map(|t| compile_template(&t, &tokenizer)).transpose()?;
         Ok(Pretrained { model, tokenizer, chat_template })
     }
 
-    /// Token ids that end generation: the tokenizer's EOS, and the config's if different.
+    /// Replaces the model's chat template (or gives a base model one): `spec` names a format
+    /// keel ships (`gemma`, `chatml`) or a file holding a Jinja template.
+    pub fn set_chat_template(&mut self, spec: &str) -> Result<()> {
+        let source = match named_template(spec) {
+            Some(t) => t.source.to_string(),
+            None if Path::new(spec).is_file() => {
+                std::fs::read_to_string(spec).with_context(|| format!("cannot read the chat template {spec}"))?
+            }
+            None => {
+                let names: Vec<&str> = NAMED_TEMPLATES.iter().map(|t| t.name).collect();
+                bail!("chat template \"{spec}\" is neither a format keel ships ({}) nor a file", names.join(", "))
+            }
+        };
+        let template = compile_template(&source, &self.tokenizer).with_context(|| format!("chat template {spec}"))?;
+        if let Some(end) = template.end_of_turn {
+            self.tokenizer.token_to_id(end).with_context(|| {
+                format!(
+                    "the {spec} chat template ends turns with {end}, which is not a token of this model's vocabulary"
+                )
+            })?;
+        }
+        self.chat_template = Some(template);
+        Ok(())
+    }
+
+    /// Token ids that end generation: the tokenizer's EOS, the config's if different, and the
+    /// end of a turn of a chat format keel ships.
     pub fn stop_ids(&self) -> Vec<u32> {
-        let mut ids: Vec<u32> =
-            self.tokenizer.eos.iter().map(|(id, _)| *id).chain(self.model.config.eos_token_id).collect();
+        let turn_end = self.chat_template.as_ref().and_then(|t| self.tokenizer.token_to_id(t.end_of_turn?));
+        let mut ids: Vec<u32> = self
+            .tokenizer
+            .eos
+            .iter()
+            .map(|(id, _)| *id)
+            .chain(self.model.config.eos_token_id)
+            .chain(turn_end)
+            .collect();
         ids.sort();
         ids.dedup();
         ids
@@ -128,6 +157,15 @@ impl Pretrained {
         }
         w.write(path)
     }
+}
+
+/// Compiles a chat template with the tokenizer's BOS and EOS as `bos_token` and `eos_token`.
+fn compile_template(source: &str, tokenizer: &Tokenizer) -> Result<ChatTemplate> {
+    let special: Vec<(&str, &str)> = [("bos_token", &tokenizer.bos), ("eos_token", &tokenizer.eos)]
+        .into_iter()
+        .filter_map(|(k, t)| t.as_ref().map(|(_, s)| (k, s.as_str())))
+        .collect();
+    ChatTemplate::new(source, &special)
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {

@@ -8,7 +8,7 @@ use anyhow::{ensure, Context, Result};
 use keel_eval::codelength::{code_length, domain_examples, general_examples, read_general_cache, tokenize, CodeLength};
 use keel_eval::harness::{self, EvalOptions};
 use keel_infer::pretrained::Pretrained;
-use keel_train::config::RunConfig;
+use keel_train::config::{ModelSection, RunConfig};
 use keel_train::run::{train, RunOptions};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -99,8 +99,9 @@ fn init_threads(threads: usize) -> Result<()> {
 fn run_base(ctx: &Shared, threads: usize, status: &mut Status, unit: &Path) -> Result<()> {
     init_threads(threads)?;
     set_state(unit, status, State::Evaluating)?;
-    let path = PathBuf::from(ctx.base["model"]["path"].as_str().context("sweep.json: settings.base.model.path")?);
-    let base = Pretrained::load(&path)?;
+    let section: ModelSection =
+        serde_json::from_value(ctx.base["model"].clone()).context("sweep.json: settings.base.model")?;
+    let (base, path) = (section.load()?, section.path);
     evaluate(ctx, &base, json!({"model": path, "cell": "base"}), status, unit)?;
     let started = Instant::now();
     let lengths = measure(ctx, &base, Some(&base))?;
@@ -180,7 +181,7 @@ fn run_merge(ctx: &Shared, cell: &CellInfo, threads: usize, status: &mut Status,
     require_done(&source, "the cell it merges")?;
     let started = Instant::now();
     let base_config = RunConfig::load(&source.join("config.toml"), &[])?;
-    let base = Pretrained::load(&base_config.model.path)?;
+    let base = base_config.model.load()?;
     let mut tuned = Pretrained::load(&source.join("run/final"))?;
     let merged = keel_train::merge::average(&base.model, &tuned.model, alpha)
         .with_context(|| format!("merging cell {from} with the base at α = {alpha}"))?;

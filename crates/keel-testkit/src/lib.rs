@@ -24,6 +24,15 @@ pub fn default_model_path() -> PathBuf {
     path
 }
 
+/// Gemma-3-270M's GGUF (`scripts/fetch-model.sh gemma3-270m`, which scripts/setup.sh runs);
+/// panics with what to run when it is missing.
+pub fn gemma3_model_path() -> PathBuf {
+    let dir = std::env::var_os("KEEL_MODELS").map(PathBuf::from).unwrap_or_else(|| repo_root().join("models"));
+    let path = dir.join("gemma-3-270m.Q4_K_M.gguf");
+    assert!(path.exists(), "{} is missing: run scripts/fetch-model.sh gemma3-270m first", path.display());
+    path
+}
+
 /// Writes the tiny model (once, under `shared`) and a dataset of `n` arithmetic conversations
 /// (into `data_dir`, so that tests running in parallel never share it); returns (model dir,
 /// data file).

@@ -70,6 +70,21 @@ impl Default for LoraSection {
 pub struct ModelSection {
     /// A GGUF file, a Hugging Face directory or a Hub model (`hf:ORG/NAME[@REVISION]`).
     pub path: PathBuf,
+    /// The chat format, replacing the model's own (a base model has none): `gemma` or
+    /// `chatml`, which keel ships, or a Jinja template file. The saved model carries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template: Option<String>,
+}
+
+impl ModelSection {
+    /// Loads the model, with `chat_template` in place of its own when given.
+    pub fn load(&self) -> Result<keel_infer::pretrained::Pretrained> {
+        let mut pre = keel_infer::pretrained::Pretrained::load(&self.path)?;
+        if let Some(spec) = &self.chat_template {
+            pre.set_chat_template(spec)?;
+        }
+        Ok(pre)
+    }
 }
 
 /// The training set and how it is tokenized into rows.

@@ -52,9 +52,13 @@ pub struct RunData {
 
 /// Loads the model and reads, tokenizes and counts the training data (also `keel data inspect`).
 pub fn load_data(config: &RunConfig) -> Result<(Pretrained, RunData)> {
-    let pre = Pretrained::load(&config.model.path)?;
-    let template =
-        pre.chat_template.as_ref().with_context(|| format!("{} has no chat template", config.model.path.display()))?;
+    let pre = config.model.load()?;
+    let template = pre.chat_template.as_ref().with_context(|| {
+        format!(
+            "{} has no chat template (a base model?): set model.chat_template = \"gemma\", \"chatml\" or a Jinja file",
+            config.model.path.display()
+        )
+    })?;
     let d = &config.data;
     let mut examples = read_examples(&d.path, d.format, d.target, &d.fields)?;
     if d.holdout > 0.0 {

@@ -56,7 +56,14 @@ fn parse_target(s: &str) -> Result<Target, String> {
 pub fn run_analyze(a: AnalyzeArgs) -> Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     let model = a.model.load()?;
-    let base = a.base.as_ref().map(|b| Pretrained::load(b)).transpose()?;
+    let load_base = |path: &PathBuf| -> Result<Pretrained> {
+        let mut base = Pretrained::load(path)?;
+        if let Some(spec) = &a.model.chat_template {
+            base.set_chat_template(spec)?;
+        }
+        Ok(base)
+    };
+    let base = a.base.as_ref().map(load_base).transpose()?;
     if let Some(b) = &base {
         ensure!(
             b.tokenizer.vocab_size() == model.tokenizer.vocab_size(),

@@ -10,6 +10,10 @@ use keel_kernels::packed::Storage;
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
+/// What to do about a model without a chat format.
+const NO_TEMPLATE: &str =
+    "the model has no chat template (a base model?): give one with --chat-template gemma|chatml|FILE, or drop --chat";
+
 #[derive(Args)]
 pub struct ModelArgs {
     /// A GGUF file, a Hugging Face model directory (config.json, safetensors, tokenizer.json) or
@@ -25,6 +29,10 @@ pub struct ModelArgs {
     /// scoring included, runs on the rounded model, so its scores are the rounded model's.
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     pub dtype: Dtype,
+    /// The chat format, replacing the model's own (a base model has none): `gemma` or `chatml`,
+    /// which keel ships, or a file holding a Jinja template as transformers renders it.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub chat_template: Option<String>,
 }
 
 /// `--dtype`: how the weight matrices are held while running.
@@ -49,6 +57,9 @@ impl ModelArgs {
     pub fn load(&self) -> Result<Pretrained> {
         keel_kernels::parallel::init_threads(self.threads).map_err(anyhow::Error::msg)?;
         let mut pre = Pretrained::load(&self.model)?;
+        if let Some(spec) = &self.chat_template {
+            pre.set_chat_template(spec)?;
+        }
         self.round(&mut pre)?;
         Ok(pre)
     }
@@ -120,7 +131,7 @@ pub fn run_generate(a: GenerateArgs) -> Result<()> {
     let options = a.sampling.options()?;
     let pre = a.model.load()?;
     let text = if a.chat {
-        let template = pre.chat_template.as_ref().context("the model has no chat template; drop --chat")?;
+        let template = pre.chat_template.as_ref().context(NO_TEMPLATE)?;
         let mut messages: Vec<Message> = a.system.iter().map(|s| Message::new("system", s)).collect();
         messages.push(Message::new("user", &a.prompt));
         template.render(&messages, true)?
@@ -166,7 +177,7 @@ pub struct ChatArgs {
 pub fn run_chat(a: ChatArgs) -> Result<()> {
     let options = a.sampling.options()?;
     let pre = a.model.load()?;
-    let template = pre.chat_template.as_ref().context("the model has no chat template")?;
+    let template = pre.chat_template.as_ref().context(NO_TEMPLATE)?;
     let start: Vec<Message> = a.system.iter().map(|s| Message::new("system", s)).collect();
     let mut history = start.clone();
     eprintln!("keel chat: {} — /reset starts over, /exit quits", a.model.model.display());
