@@ -70,6 +70,7 @@ fn for_each_row<A: Send, F: Fn(usize, A) + Sync + Send>(items: Vec<A>, f: F) {
 ///
 /// Causality is exploited: queries run in blocks of `QUERY_BLOCK` (64), and a block scores only
 /// the keys up to its last query (the rest of its probability rows are zero).
+#[allow(clippy::too_many_arguments)]
 pub fn attention_forward<T: Real>(
     out: &mut [T],
     probs: &mut [T],

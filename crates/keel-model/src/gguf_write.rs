@@ -333,6 +333,26 @@ mod tests {
     }
 
     #[test]
+    fn a_gemma3_that_llama_cpp_would_run_differently_is_refused() {
+        let base = serde_json::json!({"model_type": "gemma3_text", "hidden_size": 32, "num_hidden_layers": 6,
+            "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16, "intermediate_size": 48,
+            "vocab_size": 64, "sliding_window": 8, "query_pre_attn_scalar": 16});
+        let export = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = base.clone();
+            edit(&mut v);
+            let model = Transformer::zeros(crate::config::ModelConfig::from_hf_json(&v).unwrap());
+            model.add_to_gguf(&mut GgufWriter::default(), ExportType::F32, "t").map_err(|e| format!("{e:#}"))
+        };
+        assert!(export(&|_| {}).is_ok(), "Gemma's own pattern, base and scale export");
+        let layers = |v: &mut serde_json::Value| v["layer_types"] = serde_json::json!(vec!["full_attention"; 6]);
+        assert!(export(&layers).unwrap_err().contains("every 6th"));
+        let scale = |v: &mut serde_json::Value| v["query_pre_attn_scalar"] = serde_json::json!(20);
+        assert!(export(&scale).unwrap_err().contains("query_pre_attn_scalar"));
+        let rope = |v: &mut serde_json::Value| v["rope_local_base_freq"] = serde_json::json!(20000.0);
+        assert!(export(&rope).unwrap_err().contains("local RoPE base"));
+    }
+
+    #[test]
     fn q8_0_blocks_dequantize_within_half_a_step() {
         let values: Vec<f32> = (0..64).map(|i| ((i * 37 % 64) as f32 - 31.5) / 7.0).collect();
         let bytes = quantize_q8_0(&values);

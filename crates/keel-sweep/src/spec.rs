@@ -262,7 +262,7 @@ impl Sweep {
     pub fn settings(&self) -> Value {
         let b = &self.base;
         json!({
-            "base": {"model": {"path": b.model.path}, "data": {"path": b.data.path, "format": b.data.format, "target": b.data.target}},
+            "base": {"model": b.model, "data": {"path": b.data.path, "format": b.data.format, "target": b.data.target}},
             "eval": self.eval,
             "analyze": self.analyze,
         })

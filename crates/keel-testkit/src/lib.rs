@@ -51,6 +51,11 @@ pub fn tiny_setup(shared: &Path, data_dir: &Path, n: usize) -> (PathBuf, PathBuf
         pre.save_hf(&model_dir).unwrap();
     }
     drop(guard);
+    (model_dir, tiny_data(data_dir, n))
+}
+
+/// Writes `n` arithmetic conversations (prompt, completion) to `data_dir/data.jsonl`.
+pub fn tiny_data(data_dir: &Path, n: usize) -> PathBuf {
     std::fs::create_dir_all(data_dir).unwrap();
     let data = data_dir.join("data.jsonl");
     let lines: Vec<String> = (0..n)
@@ -60,7 +65,27 @@ pub fn tiny_setup(shared: &Path, data_dir: &Path, n: usize) -> (PathBuf, PathBuf
         })
         .collect();
     std::fs::write(&data, lines.join("\n") + "\n").unwrap();
-    (model_dir, data)
+    data
+}
+
+/// A tiny randomly initialised Gemma 3 (Gemma's pattern: five sliding layers with an 8-token
+/// window, then a global one) with Gemma-3-270M's real tokenizer and keel's `gemma` chat format, written once under
+/// `shared`; returns its directory.
+pub fn tiny_gemma3(shared: &Path) -> PathBuf {
+    static CREATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let dir = shared.join("tiny-gemma3");
+    let _guard = CREATE.lock().unwrap_or_else(|e| e.into_inner());
+    if !dir.join("model.safetensors").exists() {
+        let mut pre = Pretrained::load(&gemma3_model_path()).unwrap();
+        let config = ModelConfig::from_hf_json(&serde_json::json!({"model_type": "gemma3_text", "hidden_size": 32,
+            "num_hidden_layers": 6, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16,
+            "intermediate_size": 48, "vocab_size": 262144, "query_pre_attn_scalar": 16, "sliding_window": 8,
+            "max_position_embeddings": 512, "bos_token_id": 2, "eos_token_id": 1}))
+        .unwrap();
+        pre.model = Transformer::init_random(config, 13, 0.05);
+        pre.save_hf(&dir).unwrap();
+    }
+    dir
 }
 
 /// A run config for the tiny setup.

@@ -1,5 +1,12 @@
 //! What `keel bench train` times: named model shapes, random batches, and the trainer of a
 //! benchmark step. The step itself is [`Trainer::optimizer_step`], the one `keel train` runs.
+//!
+//! By default every position but each row's last has a target and the LM head runs at every
+//! position: the same work as bench/train_step_torch.py. With `KEEL_BENCH_LOSS_ON=last-half`
+//! only each row's second half is scored (as in SFT, where the prompt carries no loss) and the
+//! LM head runs only there ([`Workspace::logits_at_targets_only`], as `keel train` does); the
+//! twin's `--loss-on last-half` does the same. An environment variable, not a flag, because the
+//! flags live in the `keel` crate.
 
 use crate::objective::Objective;
 use crate::step::Trainer;
@@ -23,18 +30,54 @@ pub fn shape_config(name: &str) -> Result<ModelConfig> {
         "tiny" => serde_json::json!({"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2,
             "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 1000,
             "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": true}),
-        other => bail!("unknown shape \"{other}\" (known: smollm2-135m, tiny)"),
+        // Gemma-3-270M (google/gemma-3-270m's config.json): a full-attention layer every sixth.
+        "gemma3-270m" => serde_json::json!({"model_type": "gemma3_text", "hidden_size": 640, "num_hidden_layers": 18,
+            "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256, "intermediate_size": 2048,
+            "vocab_size": 262144, "rms_norm_eps": 1e-6, "rope_theta": 1_000_000.0, "rope_local_base_freq": 10000.0,
+            "sliding_window": 512, "query_pre_attn_scalar": 256, "hidden_activation": "gelu_pytorch_tanh",
+            "layer_types": (0..18).map(|l| if l % 6 == 5 { "full_attention" } else { "sliding_attention" }).collect::<Vec<_>>(),
+            "tie_word_embeddings": true, "max_position_embeddings": 32768}),
+        other => bail!("unknown shape \"{other}\" (known: smollm2-135m, gemma3-270m, tiny)"),
     };
     ModelConfig::from_hf_json(&json)
 }
 
-/// Random tokens; each position's target is the next token (the last position has none). Each
-/// row is its own example.
+/// Which positions of a benchmark batch carry a loss (`KEEL_BENCH_LOSS_ON`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossOn {
+    /// Every position but each row's last (unset, or `all`).
+    All,
+    /// Positions `seq/2 − 1 .. seq − 1` of each row: the tokens of the second half are predicted,
+    /// `seq/2` targets per row (`last-half`).
+    LastHalf,
+}
+
+impl LossOn {
+    /// Reads `KEEL_BENCH_LOSS_ON`.
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("KEEL_BENCH_LOSS_ON").as_deref() {
+            Err(_) | Ok("") | Ok("all") => Ok(LossOn::All),
+            Ok("last-half") => Ok(LossOn::LastHalf),
+            Ok(other) => bail!("KEEL_BENCH_LOSS_ON=\"{other}\" is not known (all, last-half)"),
+        }
+    }
+
+    /// Whether position `t` of a `seq`-token row has a target.
+    fn has_target(self, t: usize, seq: usize) -> bool {
+        t + 1 < seq && (self == LossOn::All || t + 1 >= seq / 2)
+    }
+}
+
+/// Random tokens; each position's target is the next token (the last position has none, and
+/// with `KEEL_BENCH_LOSS_ON=last-half` neither has the first half: [`LossOn`]). Each row is its
+/// own example.
 pub fn random_batch(batch: usize, seq: usize, vocab: usize, seed: u64) -> Collated {
+    // An unknown value is reported by `bench_trainer`, which the benchmark calls next.
+    let on = LossOn::from_env().unwrap_or(LossOn::All);
     let mut rng = Rng::new(seed);
     let ids: Vec<u32> = (0..batch * seq).map(|_| rng.below(vocab as u64) as u32).collect();
-    let targets = (0..batch * seq).map(|i| if i % seq == seq - 1 { IGNORE } else { ids[i + 1] }).collect();
-    let example_of = (0..batch * seq).map(|i| if i % seq == seq - 1 { usize::MAX } else { i / seq }).collect();
+    let targets = (0..batch * seq).map(|i| if on.has_target(i % seq, seq) { ids[i + 1] } else { IGNORE }).collect();
+    let example_of = (0..batch * seq).map(|i| if on.has_target(i % seq, seq) { i / seq } else { usize::MAX }).collect();
     let batch = Batch {
         batch,
         seq,
@@ -47,7 +90,8 @@ pub fn random_batch(batch: usize, seq: usize, vocab: usize, seed: u64) -> Collat
 }
 
 /// The trainer of a benchmark step: AdamW (lr [`BENCH_LR`], weight decay 0.1 on matrices),
-/// clipping at 1.0, `objective`, no L2 or FLOW: the same work as bench/train_step_torch.py.
+/// clipping at 1.0, `objective`, no L2 or FLOW: the same work as bench/train_step_torch.py. With
+/// `KEEL_BENCH_LOSS_ON=last-half` the LM head runs at the target positions only, as in `keel train`.
 pub fn bench_trainer(
     model: &Transformer,
     batch_rows: usize,
@@ -57,8 +101,10 @@ pub fn bench_trainer(
 ) -> Result<Trainer> {
     let hyper = AdamWHyper { lr: BENCH_LR, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.1 };
     let trainable = model.num_trainable();
+    let mut workspace = Workspace::new(&model.config, batch_rows, seq_len, grad_checkpointing)?;
+    workspace.logits_at_targets_only = LossOn::from_env()? == LossOn::LastHalf;
     Ok(Trainer {
-        workspace: Workspace::new(&model.config, batch_rows, seq_len, grad_checkpointing)?,
+        workspace,
         grads: vec![0.0f32; trainable],
         optimizer: AdamW::new(trainable, hyper),
         max_grad_norm: 1.0,

@@ -85,7 +85,10 @@ pub struct GenerateBenchArgs {
 #[derive(Args)]
 pub struct TrainArgs {
     /// Model shape: smollm2-135m (hidden 576, 30 layers, 9 heads, 3 KV heads, FFN 1536,
-    /// vocab 49152, tied) or tiny (a quick smoke test).
+    /// vocab 49152, tied), gemma3-270m (Gemma 3: hidden 640, 18 layers, 4 heads of 256, 1 KV
+    /// head, FFN 2048, vocab 262144, tied, window 512 with every sixth layer global) or tiny (a
+    /// quick smoke test). KEEL_BENCH_LOSS_ON=last-half scores only each row's second half and
+    /// computes the LM head there only, as `keel train` does for SFT.
     #[arg(long, default_value = "smollm2-135m")]
     shape: String,
     /// Sequences per step (one micro-batch).
