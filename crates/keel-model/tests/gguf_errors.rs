@@ -94,3 +94,15 @@ fn an_unsupported_architecture_is_refused() {
     let err = format!("{:#}", Transformer::load_gguf(&path).err().expect("mamba must be refused"));
     assert_mentions(&err, &["mamba.gguf", "\"mamba\" is not supported"]);
 }
+
+/// Gemma 3's vision parts: a projector file (llama.cpp's mmproj) or vision tensors in the model.
+#[test]
+fn a_multimodal_gguf_is_refused() {
+    let path = write("mmproj.gguf", &gguf_bytes(3, &[("general.architecture", "clip")], &[]));
+    let err = format!("{:#}", Transformer::load_gguf(&path).err().expect("an mmproj file must be refused"));
+    assert_mentions(&err, &["mmproj.gguf", "vision projector", "text model's GGUF"]);
+    let tensor = ("v.blk.0.attn_q.weight", vec![4], 0, vec![0; 16]);
+    let path = write("vision.gguf", &gguf_bytes(3, &[("general.architecture", "gemma3")], &[tensor]));
+    let err = format!("{:#}", Transformer::load_gguf(&path).err().expect("vision tensors must be refused"));
+    assert_mentions(&err, &["vision.gguf", "v.blk.0.attn_q.weight", "vision tower"]);
+}
