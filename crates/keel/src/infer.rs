@@ -258,7 +258,7 @@ pub struct ExportArgs {
     /// The model to export: a GGUF file, a Hugging Face directory (a `keel train` run's final/,
     /// a `keel merge` output) or a Hub model (hf:ORG/NAME[@REVISION]).
     model: PathBuf,
-    /// The GGUF file to write (llama architecture metadata, tokenizer, chat template).
+    /// The GGUF file to write (the architecture's metadata, tokenizer, chat template).
     #[arg(long)]
     gguf: PathBuf,
     /// How weight matrices are stored; norms stay f32.
