@@ -8,7 +8,7 @@
 #   SHAPE    the model shape (smollm2-135m, the default, or gemma3-270m)
 #   LOSS_ON  which positions carry a loss, one or several in the order each round runs them:
 #            "all" (the default), "last-half" (SFT-like: the LM head at those positions only;
-#            keel's KEEL_BENCH_LOSS_ON, the twin's --loss-on), or "all last-half"
+#            --loss-on of both), or "all last-half"
 #   KEEL     the keel binary (default: ./target/release/keel, built first)
 #   PYTHON   the Python with torch and transformers (default: python3)
 set -euo pipefail
@@ -22,9 +22,8 @@ args=(--shape "$shape" --batch-rows 4 --seq-len 256 --steps 3 --threads 2 --json
 out="$(mktemp)"
 for i in $(seq "$rounds"); do
     for on in ${LOSS_ON:-all}; do
-        # keel's JSON line does not name the mode: add it (and the round) to both lines.
-        KEEL_BENCH_LOSS_ON="$on" "$keel" bench train "${args[@]}" \
-            | sed "s/^{/{\"loss_on\":\"$on\",\"round\":$i,/" | tee -a "$out"
+        # Tag both lines with the round.
+        "$keel" bench train "${args[@]}" --loss-on "$on" | sed "s/^{/{\"round\":$i,/" | tee -a "$out"
         "$python" bench/train_step_torch.py "${args[@]}" --loss-on "$on" 2>/dev/null \
             | grep '^{' | sed "s/^{/{\"round\":$i,/" | tee -a "$out"
     done

@@ -11,7 +11,7 @@ the numbers can be set beside keel's in the same run. "Same work" means:
   zeros for Gemma's `1 + w` RMSNorm: a gain of one either way);
 * the same data: B x T random token ids, full attention mask (no padding),
   labels = input ids (HF's shifted mean cross-entropy over all positions);
-  with `--loss-on last-half` (keel: `KEEL_BENCH_LOSS_ON=last-half`) only the
+  with `--loss-on last-half` (keel: `keel bench train --loss-on last-half`) only the
   second half of each row is predicted, the T/2 positions T/2-1 .. T-2, and the
   LM head runs at those positions only: transformers' `logits_to_keep` with
   their indices, then the mean cross-entropy of those logits against the next
@@ -78,7 +78,7 @@ def main():
                    help="attention kernel (default: sdpa for Llama shapes, eager for gemma3-270m)")
     p.add_argument("--loss-on", choices=["all", "last-half"], default="all",
                    help="positions with a loss: all, or each row's second half with the LM head "
-                        "computed there only (keel: KEEL_BENCH_LOSS_ON=last-half)")
+                        "computed there only (keel: --loss-on last-half)")
     p.add_argument("--grad-checkpointing", action="store_true")
     p.add_argument("--lora-rank", type=int, default=0,
                    help="train a PEFT LoRA adapter of this rank on all seven projections "

@@ -298,7 +298,7 @@ impl ModelConfig {
             ensure!(c.sliding_window.is_some_and(|w| w > 0), "sliding-window layers need a positive sliding_window");
         }
         if let Some(s) = c.query_pre_attn_scalar {
-            ensure!(s > 0.0, "query_pre_attn_scalar ({s}) must be positive");
+            ensure!(s > 0.0 && s.fract() == 0.0, "query_pre_attn_scalar ({s}) must be a positive integer");
         }
         if !c.head_dim.is_multiple_of(2) {
             bail!("head_dim {} must be even for rotary embeddings", c.head_dim);
@@ -442,7 +442,8 @@ impl ModelConfig {
                 for (key, value) in [
                     ("hidden_activation", json!("gelu_pytorch_tanh")),
                     ("rope_parameters", json!({"full_attention": full, "sliding_attention": local})),
-                    ("query_pre_attn_scalar", json!(self.query_pre_attn_scalar)),
+                    // An integer, as transformers' strict Gemma3TextConfig requires.
+                    ("query_pre_attn_scalar", json!(self.query_pre_attn_scalar.map(|x| x.round() as u64))),
                     ("sliding_window", json!(self.sliding_window)),
                     ("layer_types", json!(types)),
                     ("final_logit_softcapping", Value::Null),
@@ -680,6 +681,7 @@ mod tests {
         let written = c.to_hf_json();
         assert_eq!(written["rope_parameters"]["sliding_attention"]["rope_theta"], json!(10000.0));
         assert_eq!(written["layer_types"][5], json!("full_attention"));
+        assert!(written["query_pre_attn_scalar"].is_u64(), "transformers refuses 256.0");
         assert_eq!(ModelConfig::from_hf_json(&written).unwrap(), c);
         // layer_types wins over the pattern; the new nested rope_parameters are read.
         let mut v = gemma();

@@ -473,7 +473,10 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<ModelConfig> {
         other => bail!("GGUF architecture \"{other}\" is not supported (llama, qwen2, qwen3, gemma3)"),
     };
     if let Some(t) = g.tensors.iter().find(|t| t.name.starts_with("v.") || t.name.starts_with("mm.")) {
-        bail!("tensor {} belongs to a vision tower: multimodal models are not supported; use the text model's GGUF", t.name);
+        bail!(
+            "tensor {} belongs to a vision tower: multimodal models are not supported; use the text model's GGUF",
+            t.name
+        );
     }
     let num = |key: &str| -> Result<u64> {
         g.meta(&format!("{arch_name}.{key}"))

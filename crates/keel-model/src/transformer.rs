@@ -48,7 +48,9 @@ pub struct Workspace {
     xf: Vec<f32>,
     rstdf: Vec<f32>,
     /// `[n × vocab]` logits after the forward (or `[targets × vocab]` with
-    /// `logits_at_targets_only`); the gradient of the loss w.r.t. them after the backward.
+    /// `logits_at_targets_only`); the gradient of the loss w.r.t. them after the backward. Sized
+    /// by the forward, so that a vocabulary-wide buffer for every position (1 GiB for Gemma 3 at
+    /// 1,024 tokens) exists only when the head runs at every position.
     pub logits: Vec<f32>,
     /// Compute the LM head only where a position has a target: the same losses and gradients,
     /// without the vocabulary-wide product for prompt and padding positions.
@@ -143,13 +145,7 @@ impl Workspace {
     /// (a smaller batch) allocates nothing.
     fn fit(&mut self, c: &ModelConfig, s: AttnShape) {
         let (n, h) = (s.batch * s.seq, c.hidden_size);
-        for (buf, len) in [
-            (&mut self.xf, n * h),
-            (&mut self.rstdf, n),
-            (&mut self.logits, n * c.vocab_size),
-            (&mut self.lse, n),
-            (&mut self.losses, n),
-        ] {
+        for (buf, len) in [(&mut self.xf, n * h), (&mut self.rstdf, n), (&mut self.lse, n), (&mut self.losses, n)] {
             buf.resize(len, 0.0);
         }
         self.grads.fit(c, s);

@@ -2,11 +2,10 @@
 //! benchmark step. The step itself is [`Trainer::optimizer_step`], the one `keel train` runs.
 //!
 //! By default every position but each row's last has a target and the LM head runs at every
-//! position: the same work as bench/train_step_torch.py. With `KEEL_BENCH_LOSS_ON=last-half`
-//! only each row's second half is scored (as in SFT, where the prompt carries no loss) and the
-//! LM head runs only there ([`Workspace::logits_at_targets_only`], as `keel train` does); the
-//! twin's `--loss-on last-half` does the same. An environment variable, not a flag, because the
-//! flags live in the `keel` crate.
+//! position: the same work as bench/train_step_torch.py. With [`LossOn::LastHalf`] only each
+//! row's second half is scored (as in SFT, where the prompt carries no loss) and the LM head runs
+//! only there ([`Workspace::logits_at_targets_only`], as `keel train` does); the twin's
+//! `--loss-on last-half` does the same.
 
 use crate::objective::Objective;
 use crate::step::Trainer;
@@ -42,26 +41,17 @@ pub fn shape_config(name: &str) -> Result<ModelConfig> {
     ModelConfig::from_hf_json(&json)
 }
 
-/// Which positions of a benchmark batch carry a loss (`KEEL_BENCH_LOSS_ON`).
+/// Which positions of a benchmark batch carry a loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LossOn {
-    /// Every position but each row's last (unset, or `all`).
+    /// Every position but each row's last.
     All,
     /// Positions `seq/2 − 1 .. seq − 1` of each row: the tokens of the second half are predicted,
-    /// `seq/2` targets per row (`last-half`).
+    /// `seq/2` targets per row.
     LastHalf,
 }
 
 impl LossOn {
-    /// Reads `KEEL_BENCH_LOSS_ON`.
-    pub fn from_env() -> Result<Self> {
-        match std::env::var("KEEL_BENCH_LOSS_ON").as_deref() {
-            Err(_) | Ok("") | Ok("all") => Ok(LossOn::All),
-            Ok("last-half") => Ok(LossOn::LastHalf),
-            Ok(other) => bail!("KEEL_BENCH_LOSS_ON=\"{other}\" is not known (all, last-half)"),
-        }
-    }
-
     /// Whether position `t` of a `seq`-token row has a target.
     fn has_target(self, t: usize, seq: usize) -> bool {
         t + 1 < seq && (self == LossOn::All || t + 1 >= seq / 2)
@@ -69,11 +59,8 @@ impl LossOn {
 }
 
 /// Random tokens; each position's target is the next token (the last position has none, and
-/// with `KEEL_BENCH_LOSS_ON=last-half` neither has the first half: [`LossOn`]). Each row is its
-/// own example.
-pub fn random_batch(batch: usize, seq: usize, vocab: usize, seed: u64) -> Collated {
-    // An unknown value is reported by `bench_trainer`, which the benchmark calls next.
-    let on = LossOn::from_env().unwrap_or(LossOn::All);
+/// with [`LossOn::LastHalf`] neither has the first half). Each row is its own example.
+pub fn random_batch(batch: usize, seq: usize, vocab: usize, seed: u64, on: LossOn) -> Collated {
     let mut rng = Rng::new(seed);
     let ids: Vec<u32> = (0..batch * seq).map(|_| rng.below(vocab as u64) as u32).collect();
     let targets = (0..batch * seq).map(|i| if on.has_target(i % seq, seq) { ids[i + 1] } else { IGNORE }).collect();
@@ -91,18 +78,19 @@ pub fn random_batch(batch: usize, seq: usize, vocab: usize, seed: u64) -> Collat
 
 /// The trainer of a benchmark step: AdamW (lr [`BENCH_LR`], weight decay 0.1 on matrices),
 /// clipping at 1.0, `objective`, no L2 or FLOW: the same work as bench/train_step_torch.py. With
-/// `KEEL_BENCH_LOSS_ON=last-half` the LM head runs at the target positions only, as in `keel train`.
+/// [`LossOn::LastHalf`] the LM head runs at the target positions only, as in `keel train`.
 pub fn bench_trainer(
     model: &Transformer,
     batch_rows: usize,
     seq_len: usize,
     grad_checkpointing: bool,
     objective: Objective,
+    on: LossOn,
 ) -> Result<Trainer> {
     let hyper = AdamWHyper { lr: BENCH_LR, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.1 };
     let trainable = model.num_trainable();
     let mut workspace = Workspace::new(&model.config, batch_rows, seq_len, grad_checkpointing)?;
-    workspace.logits_at_targets_only = LossOn::from_env()? == LossOn::LastHalf;
+    workspace.logits_at_targets_only = on == LossOn::LastHalf;
     Ok(Trainer {
         workspace,
         grads: vec![0.0f32; trainable],
@@ -113,4 +101,29 @@ pub fn bench_trainer(
         flow_coefficients: None,
         l2: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_model::config::LayerKind;
+
+    #[test]
+    fn gemma3_270m_is_google_s_shape() {
+        let c = shape_config("gemma3-270m").unwrap();
+        let full: Vec<usize> = (0..c.num_layers).filter(|&l| c.layer_kinds[l] == LayerKind::Full).collect();
+        assert_eq!(full, [5, 11, 17]);
+        assert_eq!((c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim), (640, 4, 1, 256));
+        assert_eq!((c.vocab_size, c.sliding_window, c.rope_local_theta), (262144, Some(512), Some(10000.0)));
+        assert!(c.tie_word_embeddings && c.rope_theta == 1e6 && c.attn_scale() == 1.0 / 16.0);
+        assert!(shape_config("gemma").unwrap_err().to_string().contains("gemma3-270m"));
+    }
+
+    #[test]
+    fn last_half_scores_seq_over_2_positions_per_row() {
+        let on = |l: LossOn, seq: usize| (0..seq).filter(|&t| l.has_target(t, seq)).collect::<Vec<_>>();
+        assert_eq!(on(LossOn::All, 8), (0..7).collect::<Vec<_>>());
+        assert_eq!(on(LossOn::LastHalf, 8), [3, 4, 5, 6]);
+        assert_eq!(on(LossOn::LastHalf, 256).len(), 128);
+    }
 }

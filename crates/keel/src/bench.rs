@@ -5,7 +5,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use keel_model::lora::{LoraAdapter, LoraConfig, Module};
 use keel_model::rng::Rng;
 use keel_model::Transformer;
-use keel_train::bench::{bench_trainer, random_batch, shape_config, BENCH_LR};
+use keel_train::bench::{bench_trainer, random_batch, shape_config, LossOn, BENCH_LR};
 use keel_train::objective::talr::{Normalization, TalrConfig, Temperature};
 use keel_train::objective::Objective;
 use keel_train::step::StepReport;
@@ -87,10 +87,14 @@ pub struct TrainArgs {
     /// Model shape: smollm2-135m (hidden 576, 30 layers, 9 heads, 3 KV heads, FFN 1536,
     /// vocab 49152, tied), gemma3-270m (Gemma 3: hidden 640, 18 layers, 4 heads of 256, 1 KV
     /// head, FFN 2048, vocab 262144, tied, window 512 with every sixth layer global) or tiny (a
-    /// quick smoke test). KEEL_BENCH_LOSS_ON=last-half scores only each row's second half and
-    /// computes the LM head there only, as `keel train` does for SFT.
+    /// quick smoke test).
     #[arg(long, default_value = "smollm2-135m")]
     shape: String,
+    /// Which positions carry a loss: all (the PyTorch twin's default work), or last-half (as in
+    /// SFT, where the prompt has none; the LM head then runs at those positions only, as
+    /// `keel train` runs it).
+    #[arg(long, value_enum, default_value_t = BenchLossOn::All)]
+    loss_on: BenchLossOn,
     /// Sequences per step (one micro-batch).
     #[arg(long, default_value_t = 4)]
     batch_rows: usize,
@@ -116,6 +120,24 @@ pub struct TrainArgs {
     /// Print one JSON line instead of text.
     #[arg(long)]
     json: bool,
+}
+
+/// `--loss-on`: which positions of the random batch carry a loss.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum BenchLossOn {
+    /// Every position but each row's last.
+    All,
+    /// Each row's second half.
+    LastHalf,
+}
+
+impl BenchLossOn {
+    fn loss_on(self) -> LossOn {
+        match self {
+            BenchLossOn::All => LossOn::All,
+            BenchLossOn::LastHalf => LossOn::LastHalf,
+        }
+    }
 }
 
 /// The objectives `keel bench train` times.
@@ -200,8 +222,10 @@ fn bench_train(a: TrainArgs) -> Result<()> {
     }
     let params = model.layout.total;
     let trainable = model.num_trainable();
-    let batch = [random_batch(a.batch_rows, a.seq_len, model.config.vocab_size, 1)];
-    let mut trainer = bench_trainer(&model, a.batch_rows, a.seq_len, a.grad_checkpointing, a.objective.objective())?;
+    let on = a.loss_on.loss_on();
+    let batch = [random_batch(a.batch_rows, a.seq_len, model.config.vocab_size, 1, on)];
+    let mut trainer =
+        bench_trainer(&model, a.batch_rows, a.seq_len, a.grad_checkpointing, a.objective.objective(), on)?;
     let mut steps: Vec<StepReport> = Vec::new();
     for step in 0..=a.steps {
         let s = trainer.optimizer_step(&mut model, &batch, BENCH_LR, step as u64)?;
@@ -229,7 +253,7 @@ fn bench_train(a: TrainArgs) -> Result<()> {
                 "forward_s": median(&fwd_s), "backward_s": median(&bwd_s), "optimizer_s": median(&opt_s),
                 "coefficients_s": median(&coef_s),
                 "tokens_per_s": tokens / med, "gflops": gflops, "peak_rss_mib": peak, "losses": losses,
-                "grad_checkpointing": a.grad_checkpointing, "objective": a.objective.objective().name(), "lora_rank": a.lora_rank,
+                "grad_checkpointing": a.grad_checkpointing, "loss_on": a.loss_on.to_possible_value().map(|v| v.get_name().to_string()), "objective": a.objective.objective().name(), "lora_rank": a.lora_rank,
                 "trainable_params": trainable, "blas_kernels": keel_kernels::gemm::blas_core()})
         );
     } else {

@@ -218,7 +218,7 @@ fn keel_runs_the_blas_kernels_of_this_cpu_where_openblas_falls_back_to_generic_o
 
 #[test]
 fn bench_train_times_the_optimizer_step_keel_train_runs() {
-    use keel_train::bench::{bench_trainer, random_batch, shape_config};
+    use keel_train::bench::{bench_trainer, random_batch, shape_config, LossOn};
     use keel_train::objective::{talr::TalrConfig, Objective};
     // The same OpenBLAS kernels as this process, so that the losses can agree to the bit.
     let run = keel()
@@ -238,8 +238,8 @@ fn bench_train_times_the_optimizer_step_keel_train_runs() {
         temperature: keel_train::objective::talr::Temperature::SequenceMedian,
         floor: 0.01,
     });
-    let mut trainer = bench_trainer(&model, 2, 16, false, talr).unwrap();
-    let batch = [random_batch(2, 16, model.config.vocab_size, 1)];
+    let mut trainer = bench_trainer(&model, 2, 16, false, talr, LossOn::All).unwrap();
+    let batch = [random_batch(2, 16, model.config.vocab_size, 1, LossOn::All)];
     let ours: Vec<f64> = (0..=2)
         .map(|step| trainer.optimizer_step(&mut model, &batch, keel_train::bench::BENCH_LR, step).unwrap().loss)
         .skip(1)
