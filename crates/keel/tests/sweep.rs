@@ -316,6 +316,8 @@ fn four_cells_on_the_default_model_in_under_five_minutes() {
     }
     let dry = text(&run(&["sweep", "run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--dry-run"]));
     assert!(dry.contains("4 cells, 0 to run") && dry.contains("measured: median of"), "{dry}");
+    // 2 GB of models and checkpoints: kept only when the test fails, for a look.
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
