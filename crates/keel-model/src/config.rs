@@ -156,46 +156,8 @@ impl ModelConfig {
     /// transformers (an unknown family, activation, RoPE type or bias layout) is an error.
     pub fn from_hf_json(v: &Value) -> Result<Self> {
         let obj = v.as_object().context("the config is not a JSON object")?;
-        let model_type = obj.get("model_type").and_then(Value::as_str).context("missing \"model_type\"")?;
-        let arch = match model_type {
-            "llama" => Arch::Llama,
-            "mistral" => Arch::Mistral,
-            "qwen2" => Arch::Qwen2,
-            "qwen3" => Arch::Qwen3,
-            "gemma3_text" => Arch::Gemma3,
-            "gemma3" => bail!(
-                "model_type \"gemma3\" is Gemma 3's multimodal model (a vision tower and a text model); keel trains text models: use a text-only checkpoint (model_type \"gemma3_text\", e.g. google/gemma-3-270m or google/gemma-3-1b-pt)"
-            ),
-            other => bail!(
-                "model_type \"{other}\" is not supported (keel supports llama, mistral, qwen2, qwen3, gemma3_text)"
-            ),
-        };
-        if let Some(key) = ["vision_config", "text_config"].into_iter().find(|k| obj.contains_key(*k)) {
-            bail!("the config has a \"{key}\": multimodal models are not supported; use a text-only checkpoint");
-        }
-        let (act_key, want_act) =
-            if arch == Arch::Gemma3 { ("hidden_activation", "gelu_pytorch_tanh") } else { ("hidden_act", "silu") };
-        let act = obj.get(act_key).or_else(|| obj.get("hidden_act")).and_then(Value::as_str).unwrap_or(want_act);
-        if act != want_act {
-            bail!("{act_key} \"{act}\" is not supported for {model_type} (only {want_act})");
-        }
-        for key in ["attention_bias", "mlp_bias"] {
-            if obj.get(key).and_then(Value::as_bool) == Some(true) {
-                bail!("\"{key}\": true is not supported for {model_type}");
-            }
-        }
-        if obj.get("use_bidirectional_attention").and_then(Value::as_bool) == Some(true) {
-            bail!(
-                "\"use_bidirectional_attention\": true (an embedding model) is not supported; keel trains causal LMs"
-            );
-        }
-        for key in ["final_logit_softcapping", "attn_logit_softcapping"] {
-            if obj.get(key).is_some_and(|v| !v.is_null()) {
-                bail!(
-                    "\"{key}\" is not supported (keel computes logits without soft-capping; Gemma 3 sets it to null)"
-                );
-            }
-        }
+        let (arch, model_type) = read_arch(obj)?;
+        refuse_what_keel_computes_differently(obj, arch, model_type)?;
         let gemma = arch == Arch::Gemma3;
         let hidden_size = req_usize(obj, "hidden_size")?;
         let num_layers = req_usize(obj, "num_hidden_layers")?;
@@ -464,6 +426,53 @@ impl ModelConfig {
         }
         v
     }
+}
+
+/// The family a config's `model_type` names, and that name.
+fn read_arch(obj: &Map<String, Value>) -> Result<(Arch, &str)> {
+    let model_type = obj.get("model_type").and_then(Value::as_str).context("missing \"model_type\"")?;
+    let arch = match model_type {
+        "llama" => Arch::Llama,
+        "mistral" => Arch::Mistral,
+        "qwen2" => Arch::Qwen2,
+        "qwen3" => Arch::Qwen3,
+        "gemma3_text" => Arch::Gemma3,
+        "gemma3" => bail!(
+            "model_type \"gemma3\" is Gemma 3's multimodal model (a vision tower and a text model); keel trains text models: use a text-only checkpoint (model_type \"gemma3_text\", e.g. google/gemma-3-270m or google/gemma-3-1b-pt)"
+        ),
+        other => bail!(
+            "model_type \"{other}\" is not supported (keel supports llama, mistral, qwen2, qwen3, gemma3_text)"
+        ),
+    };
+    Ok((arch, model_type))
+}
+
+/// Refuses what transformers would compute differently from keel for this family: a multimodal
+/// config, another activation, biases, bidirectional attention, logit soft-capping.
+fn refuse_what_keel_computes_differently(obj: &Map<String, Value>, arch: Arch, model_type: &str) -> Result<()> {
+    if let Some(key) = ["vision_config", "text_config"].into_iter().find(|k| obj.contains_key(*k)) {
+        bail!("the config has a \"{key}\": multimodal models are not supported; use a text-only checkpoint");
+    }
+    let (act_key, want_act) =
+        if arch == Arch::Gemma3 { ("hidden_activation", "gelu_pytorch_tanh") } else { ("hidden_act", "silu") };
+    let act = obj.get(act_key).or_else(|| obj.get("hidden_act")).and_then(Value::as_str).unwrap_or(want_act);
+    if act != want_act {
+        bail!("{act_key} \"{act}\" is not supported for {model_type} (only {want_act})");
+    }
+    for key in ["attention_bias", "mlp_bias"] {
+        if obj.get(key).and_then(Value::as_bool) == Some(true) {
+            bail!("\"{key}\": true is not supported for {model_type}");
+        }
+    }
+    if obj.get("use_bidirectional_attention").and_then(Value::as_bool) == Some(true) {
+        bail!("\"use_bidirectional_attention\": true (an embedding model) is not supported; keel trains causal LMs");
+    }
+    for key in ["final_logit_softcapping", "attn_logit_softcapping"] {
+        if obj.get(key).is_some_and(|v| !v.is_null()) {
+            bail!("\"{key}\" is not supported (keel computes logits without soft-capping; Gemma 3 sets it to null)");
+        }
+    }
+    Ok(())
 }
 
 /// Gemma 3's two RoPE bases, `(global theta, its scaling, local theta)`: from `rope_parameters`
