@@ -108,6 +108,22 @@ fn a_trained_gemma3_evaluates_generates_merges_and_round_trips_through_gguf() {
         "5",
     ]));
     assert!(!text.is_empty());
+    // A base model without a template, and an unknown --chat-template, say what to do.
+    let chat = |model: &Path, extra: &[&str]| {
+        let out = keel()
+            .args(["generate", "--model"])
+            .arg(model)
+            .args(extra)
+            .args(["--chat", "--prompt", "Hi", "--max-new-tokens", "2"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = chat(&base, &[]);
+    assert!(err.contains("--chat-template gemma|chatml|FILE"), "{err}");
+    let err = chat(&base, &["--chat-template", "llama9"]);
+    assert!(err.contains("neither a format keel ships (gemma, chatml) nor a file"), "{err}");
 
     let merged = work.join("merged");
     run(keel()
