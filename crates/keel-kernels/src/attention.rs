@@ -13,6 +13,7 @@
 //! segment `k << 16`. Scoring lays out one context (`k << 16`) followed by each of its
 //! continuations (`c = 1, 2, …`), so the context is computed once for all of them.
 
+use crate::one_token::{attend_one_token, softmax_span, OneTokenKeys};
 use crate::Real;
 use rayon::prelude::*;
 
@@ -423,67 +424,4 @@ pub fn attention_cached<T: Real>(
             qw,
         );
     });
-}
-
-/// One KV head's cached keys and values: row `t` of each starts at `t · stride`; rows
-/// `first..len` are seen.
-struct OneTokenKeys<'c, T> {
-    k: &'c [T],
-    v: &'c [T],
-    stride: usize,
-    first: usize,
-    len: usize,
-    d: usize,
-}
-
-/// One new token's attention for the `q.len() / d` query heads that share one KV head, over its
-/// cached rows `first..len`: `out[g] = softmax(q[g]·Kᵀ · scale) · V`. Each key and value row is read
-/// once for all the heads, straight from the cache (a general product would copy K and V into
-/// its own layout first), which is what a decoding step spends its attention time on.
-fn attend_one_token<T: Real>(out: &mut [T], scores: &mut [T], q: &[T], c: OneTokenKeys<T>, scale: T) {
-    let (d, len) = (c.d, c.len);
-    let heads = q.len() / d;
-    for t in c.first..len {
-        let key = &c.k[t * c.stride..t * c.stride + d];
-        for g in 0..heads {
-            scores[g * len + t] = dot(&q[g * d..(g + 1) * d], key) * scale;
-        }
-    }
-    for g in 0..heads {
-        softmax_span(&mut scores[g * len..(g + 1) * len], c.first, len);
-    }
-    out.fill(T::zero());
-    for t in c.first..len {
-        let value = &c.v[t * c.stride..t * c.stride + d];
-        for g in 0..heads {
-            let p = scores[g * len + t];
-            out[g * d..(g + 1) * d].iter_mut().zip(value).for_each(|(o, &v)| *o += p * v);
-        }
-    }
-}
-
-/// `a · b` in eight interleaved partial sums (which the compiler keeps in one vector register).
-fn dot<T: Real>(a: &[T], b: &[T]) -> T {
-    let mut acc = [T::zero(); 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: T = a8.remainder().iter().zip(b8.remainder()).map(|(&x, &y)| x * y).sum();
-    for (x, y) in a8.zip(b8) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
-}
-
-/// Softmax over the entries `first..end` of `row`; the rest become 0.
-fn softmax_span<T: Real>(row: &mut [T], first: usize, end: usize) {
-    row[..first].fill(T::zero());
-    let (seen, hidden) = row[first..].split_at_mut(end - first);
-    let max = seen.iter().copied().fold(T::neg_infinity(), T::max);
-    seen.iter_mut().for_each(|x| *x = *x - max);
-    T::exp_in_place(seen);
-    let sum = seen.iter().fold(T::zero(), |s, &x| s + x);
-    let inv = T::one() / sum;
-    seen.iter_mut().for_each(|x| *x = *x * inv);
-    hidden.fill(T::zero());
 }

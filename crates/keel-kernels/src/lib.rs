@@ -16,6 +16,7 @@ pub mod gemm;
 pub mod glu;
 pub mod linear;
 pub mod lora;
+mod one_token;
 pub mod packed;
 pub mod parallel;
 pub mod real;

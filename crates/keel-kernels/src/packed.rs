@@ -169,21 +169,26 @@ impl PackedLinear {
             w.len()
         );
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-            && std::arch::is_x86_feature_detected!("f16c")
-        {
+        if let Some(kernel) = Kernel::detect() {
             return match &self.panels {
-                Panels::F32(p) => self.forward_avx2(p, y, x, rows, accumulate),
-                Panels::F16(p) => self.forward_avx2(p, y, x, rows, accumulate),
-                Panels::Bf16(p) => self.forward_avx2(p, y, x, rows, accumulate),
+                Panels::F32(p) => self.forward_simd(kernel, p, y, x, rows, accumulate),
+                Panels::F16(p) => self.forward_simd(kernel, p, y, x, rows, accumulate),
+                Panels::Bf16(p) => self.forward_simd(kernel, p, y, x, rows, accumulate),
             };
         }
         gemm(false, true, rows, self.n_out, self.n_in, x, w, if accumulate { 1.0 } else { 0.0 }, y);
     }
 
     #[cfg(target_arch = "x86_64")]
-    fn forward_avx2<T: PanelValue>(&self, all: &[T], y: &mut [f32], x: &[f32], rows: usize, accumulate: bool) {
+    fn forward_simd<T: PanelValue>(
+        &self,
+        kernel: Kernel,
+        all: &[T],
+        y: &mut [f32],
+        x: &[f32],
+        rows: usize,
+        accumulate: bool,
+    ) {
         let (n_in, n_out) = (self.n_in, self.n_out);
         let panels_n = n_out.div_ceil(NR);
         // Each task owns a run of panels (a band of output columns) and all rows.
@@ -192,7 +197,8 @@ impl PackedLinear {
         let y_ptr = &crate::gemm::SendPtr(y.as_mut_ptr());
         // 16-bit panels are widened as the kernel loads them; a block that several row tiles
         // pass over is widened once into `wide` instead, not once per tile.
-        let widen_block = T::STORAGE != Storage::F32 && rows > MR;
+        let mr = kernel.rows();
+        let widen_block = T::STORAGE != Storage::F32 && rows > mr;
         (0..panels_n.div_ceil(per_task)).into_par_iter().for_each(|task| {
             let panels = task * per_task..((task + 1) * per_task).min(panels_n);
             let mut wide = if widen_block { vec![0f32; KC * NR] } else { Vec::new() };
@@ -210,24 +216,24 @@ impl PackedLinear {
                         if widen_block {
                             T::widen(panel, &mut wide[..kc * NR]);
                         }
-                        for r in (r0..r0 + mc).step_by(MR) {
+                        for r in (r0..r0 + mc).step_by(mr) {
                             let pf = if r == r0 { prefetch } else { std::ptr::null() };
                             let add = accumulate || k0 > 0;
-                            // SAFETY: AVX2, FMA and F16C were detected by the caller. The tile reads
-                            // rows r..r+MR (clipped to the block) of x at inputs k0..k0+kc, and
+                            // SAFETY: the kernel's features were detected by the caller. The tile reads
+                            // rows r..r+mr (clipped to the block) of x at inputs k0..k0+kc, and
                             // writes columns p·NR..p·NR+cols of those rows of y, which no other
                             // task writes (tasks own disjoint panels).
                             unsafe {
                                 let out = y_ptr.0.add(r * n_out + p * NR);
                                 let x = x.as_ptr().add(r * n_in + k0);
-                                let tile_rows = MR.min(r0 + mc - r);
+                                let tile_rows = mr.min(r0 + mc - r);
                                 if widen_block {
                                     let tile =
                                         Tile { x, ld_x: n_in, kc, panel: wide.as_ptr(), prefetch: std::ptr::null() };
-                                    tile.run(tile_rows, out, n_out, cols, add);
+                                    tile.run(kernel, tile_rows, out, n_out, cols, add);
                                 } else {
                                     let tile = Tile { x, ld_x: n_in, kc, panel: panel.as_ptr(), prefetch: pf };
-                                    tile.run(tile_rows, out, n_out, cols, add);
+                                    tile.run(kernel, tile_rows, out, n_out, cols, add);
                                 }
                             }
                         }
@@ -235,6 +241,38 @@ impl PackedLinear {
                 }
             }
         });
+    }
+}
+
+/// The micro-kernel a machine runs.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    /// 6 rows × 16 outputs in AVX2 registers.
+    Avx2,
+    /// 16 rows × 16 outputs in AVX-512 registers: twice the multiplies per instruction, and a
+    /// panel block is read once for 16 decoding sequences.
+    Avx512,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Kernel {
+    fn detect() -> Option<Kernel> {
+        use std::arch::is_x86_feature_detected as has;
+        if !(has!("avx2") && has!("fma") && has!("f16c")) {
+            return None;
+        }
+        // KEEL_PACKED_KERNEL=avx2 keeps the AVX2 kernel on an AVX-512 machine (to compare them).
+        let avx2_asked = std::env::var("KEEL_PACKED_KERNEL").is_ok_and(|v| v == "avx2");
+        Some(if has!("avx512f") && !avx2_asked { Kernel::Avx512 } else { Kernel::Avx2 })
+    }
+
+    /// Rows per tile.
+    fn rows(self) -> usize {
+        match self {
+            Kernel::Avx2 => MR,
+            Kernel::Avx512 => 16,
+        }
     }
 }
 
@@ -254,11 +292,18 @@ impl<T: PanelValue> Tile<T> {
     /// Writes the `rows × NR` tile (its first `cols` columns) to `out`, or adds it there.
     ///
     /// # Safety
-    /// AVX2, FMA and F16C must be available; `x` must hold `rows` rows of `kc` values, `panel`
+    /// `kernel`'s features must be available; `x` must hold `rows` rows of `kc` values, `panel`
     /// (and a non-null `prefetch`) `kc × NR` values, and `out` `rows` rows (stride `ld_out`) of
     /// `cols`.
+    unsafe fn run(&self, kernel: Kernel, rows: usize, out: *mut f32, ld_out: usize, cols: usize, accumulate: bool) {
+        match kernel {
+            Kernel::Avx2 => self.run_avx2(rows, out, ld_out, cols, accumulate),
+            Kernel::Avx512 => self.run_avx512(rows, out, ld_out, cols, accumulate),
+        }
+    }
+
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn run(&self, rows: usize, out: *mut f32, ld_out: usize, cols: usize, accumulate: bool) {
+    unsafe fn run_avx2(&self, rows: usize, out: *mut f32, ld_out: usize, cols: usize, accumulate: bool) {
         match rows {
             6 => self.rows::<6>(out, ld_out, cols, accumulate),
             5 => self.rows::<5>(out, ld_out, cols, accumulate),
@@ -266,6 +311,49 @@ impl<T: PanelValue> Tile<T> {
             3 => self.rows::<3>(out, ld_out, cols, accumulate),
             2 => self.rows::<2>(out, ld_out, cols, accumulate),
             _ => self.rows::<1>(out, ld_out, cols, accumulate),
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    unsafe fn run_avx512(&self, rows: usize, out: *mut f32, ld_out: usize, cols: usize, accumulate: bool) {
+        macro_rules! dispatch {
+            ($($r:literal)*) => {
+                match rows {
+                    $($r => self.rows512::<$r>(out, ld_out, cols, accumulate),)*
+                    _ => self.rows512::<1>(out, ld_out, cols, accumulate),
+                }
+            };
+        }
+        dispatch!(16 15 14 13 12 11 10 9 8 7 6 5 4 3 2)
+    }
+
+    /// The AVX-512 tile: one 16-wide register per row holds a row of the panel's outputs.
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    #[inline]
+    unsafe fn rows512<const R: usize>(&self, out: *mut f32, ld_out: usize, cols: usize, accumulate: bool) {
+        use std::arch::x86_64::*;
+        let mut acc = [_mm512_setzero_ps(); R];
+        for k in 0..self.kc {
+            if !self.prefetch.is_null() {
+                _mm_prefetch::<_MM_HINT_T0>(self.prefetch.add(k * NR) as *const i8);
+            }
+            let p = self.panel.add(k * NR);
+            let b = match T::STORAGE {
+                Storage::F32 => _mm512_loadu_ps(p as *const f32),
+                Storage::F16 => _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)),
+                Storage::Bf16 => _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(
+                    _mm256_loadu_si256(p as *const __m256i),
+                ))),
+            };
+            for (r, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm512_fmadd_ps(_mm512_set1_ps(*self.x.add(r * self.ld_x + k)), b, *acc);
+            }
+        }
+        for (r, &acc) in acc.iter().enumerate() {
+            let dst = out.add(r * ld_out);
+            let mask: __mmask16 = if cols == NR { 0xffff } else { (1u16 << cols) - 1 };
+            let sum = if accumulate { _mm512_add_ps(acc, _mm512_maskz_loadu_ps(mask, dst)) } else { acc };
+            _mm512_mask_storeu_ps(dst, mask, sum);
         }
     }
 
@@ -340,7 +428,8 @@ mod tests {
     fn packed_forward_equals_the_plain_product_for_ragged_shapes() {
         // Rows and outputs off the tile sizes, inputs over two KC blocks, rows over two MC blocks,
         // and products big enough to split over the threads.
-        for (rows, n_in, n_out) in [(1, 5, 3), (7, 33, 17), (16, 576, 200), (13, 300, 48), (130, 96, 40)] {
+        for (rows, n_in, n_out) in [(1, 5, 3), (7, 33, 17), (16, 576, 200), (13, 300, 48), (130, 96, 40), (33, 64, 29)]
+        {
             let x: Vec<f32> = (0..rows * n_in).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
             let w: Vec<f32> = (0..n_out * n_in).map(|i| ((i * 53 % 97) as f32 - 48.0) / 48.0).collect();
             for storage in [Storage::F32, Storage::F16, Storage::Bf16] {
@@ -356,6 +445,19 @@ mod tests {
                         (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
                         "{storage:?} {rows}x{n_in}x{n_out} [{i}]: {a} vs {b}"
                     );
+                }
+                // The AVX2 kernel too, where the machine would pick AVX-512.
+                #[cfg(target_arch = "x86_64")]
+                if Kernel::detect() == Some(Kernel::Avx512) {
+                    let mut y2 = vec![f32::NAN; rows * n_out];
+                    match &packed.panels {
+                        Panels::F32(p) => packed.forward_simd(Kernel::Avx2, p, &mut y2, &x, rows, false),
+                        Panels::F16(p) => packed.forward_simd(Kernel::Avx2, p, &mut y2, &x, rows, false),
+                        Panels::Bf16(p) => packed.forward_simd(Kernel::Avx2, p, &mut y2, &x, rows, false),
+                    }
+                    for (i, (a, b)) in y2.iter().zip(&want).enumerate() {
+                        assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "AVX2 {storage:?} [{i}]: {a} vs {b}");
+                    }
                 }
                 // Accumulating adds the product to what y held.
                 let mut acc: Vec<f32> = (0..rows * n_out).map(|i| i as f32).collect();

@@ -170,6 +170,14 @@ pub struct GemmArgs {
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Instead of OpenBLAS's training shapes, time one decoding step's weight products with this
+    /// many rows (one token per decoded sequence): SmolLM2-135M's 30 layers and LM head, packed
+    /// as the decoder packs them, every weight streamed from memory as in a real step.
+    #[arg(long)]
+    decode_rows: Option<usize>,
+    /// Storage of the packed weights for --decode-rows.
+    #[arg(long, value_enum, default_value_t = crate::infer::Dtype::F32)]
+    dtype: crate::infer::Dtype,
     /// Print one JSON line instead of text.
     #[arg(long)]
     json: bool,
@@ -286,6 +294,9 @@ fn bench_train(a: TrainArgs) -> Result<()> {
 fn bench_gemm(a: GemmArgs) -> Result<()> {
     use keel_kernels::gemm::gemm;
     keel_kernels::parallel::init_threads(a.threads).map_err(anyhow::Error::msg)?;
+    if let Some(rows) = a.decode_rows {
+        return bench_decode_products(rows, a.dtype.storage(), a.threads, a.json);
+    }
     let shapes: [(&str, usize, usize, usize, bool); 5] = [
         ("1024x1024 · 1024x1024", 1024, 1024, 1024, false),
         ("1024x576 · 576x1536 (gate/up)", 1024, 576, 1536, false),
@@ -315,6 +326,59 @@ fn bench_gemm(a: GemmArgs) -> Result<()> {
     }
     if a.json {
         println!("{}", serde_json::json!({"impl": "keel", "threads": a.threads, "gemm": results}));
+    }
+    Ok(())
+}
+
+/// One decoding step's weight products at SmolLM2-135M's shapes, through packed weights.
+fn bench_decode_products(
+    rows: usize,
+    storage: keel_kernels::packed::Storage,
+    threads: usize,
+    json: bool,
+) -> Result<()> {
+    use keel_kernels::packed::PackedLinear;
+    anyhow::ensure!(
+        (1..=48).contains(&rows),
+        "--decode-rows must be 1 to 48 (the decoder packs calls of up to 48 rows)"
+    );
+    let (h, kv, f, vocab, layers) = (576, 192, 1536, 49152, 30);
+    let layer: [(usize, usize); 7] = [(h, h), (h, kv), (h, kv), (h, h), (h, f), (h, f), (f, h)];
+    let mut rng = Rng::new(5);
+    let mut weights = Vec::new(); // (n_in, n_out, unpacked, packed)
+    for &(n_in, n_out) in layer.iter().cycle().take(7 * layers).chain(std::iter::once(&(h, vocab))) {
+        let w: Vec<f32> = (0..n_in * n_out).map(|_| storage.round(rng.normal() as f32 * 0.05)).collect();
+        let packed = PackedLinear::pack_as(&w, n_in, n_out, storage);
+        weights.push((n_in, n_out, w, packed));
+    }
+    let x: Vec<f32> = (0..rows * f).map(|_| rng.normal() as f32).collect();
+    let mut y = vec![0.0f32; rows * vocab];
+    let mut times = Vec::new();
+    for i in 0..12 {
+        let t = Instant::now();
+        for (n_in, n_out, w, packed) in &weights {
+            packed.forward(&mut y[..rows * n_out], &x[..rows * n_in], w, false);
+        }
+        if i >= 2 {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let step = median(&times);
+    let params: usize = weights.iter().map(|(i, o, ..)| i * o).sum();
+    let bytes: usize = weights.iter().map(|w| w.3.bytes()).sum();
+    let (gflops, gbps) = (2.0 * (rows * params) as f64 / step / 1e9, bytes as f64 / step / 1e9);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"impl": "keel", "threads": threads, "decode_rows": rows, "storage": format!("{storage:?}"),
+            "step_ms": step * 1e3, "gflops": gflops, "weight_gb_per_s": gbps})
+        );
+    } else {
+        println!(
+            "decoding step's products, {rows} rows, {storage:?} weights ({:.0} MB), {threads} threads:",
+            bytes as f64 / 1e6
+        );
+        println!("  {:.1} ms per step: {gflops:.1} GFLOP/s, weights read at {gbps:.1} GB/s", step * 1e3);
     }
     Ok(())
 }
