@@ -173,12 +173,16 @@ fn checkpoint_threads(run_dir: &Path) -> Option<usize> {
 }
 
 fn run_merge(ctx: &Shared, cell: &CellInfo, threads: usize, status: &mut Status, unit: &Path) -> Result<()> {
-    init_threads(threads)?;
     require_done(&ctx.dir.base(), "the base model's evaluation")?;
     let from = cell.from.as_deref().context("a merge cell without \"from\" in sweep.json")?;
     let alpha = cell.alpha.context("a merge cell without \"alpha\" in sweep.json")?;
     let source = ctx.dir.cell(from);
     require_done(&source, "the cell it merges")?;
+    if source.join("run/final/config.json").exists() {
+        init_threads(threads)?;
+    } else {
+        retrain_source(&source, status, unit)?;
+    }
     let started = Instant::now();
     let base_config = RunConfig::load(&source.join("config.toml"), &[])?;
     let base = base_config.model.load()?;
@@ -189,6 +193,60 @@ fn run_merge(ctx: &Shared, cell: &CellInfo, threads: usize, status: &mut Status,
     status.seconds.insert("merge".into(), started.elapsed().as_secs_f64());
     set_state(unit, status, State::Evaluating)?;
     finish(ctx, cell, &tuned, status, unit)
+}
+
+/// Trains a merge's source cell again when its weights are gone (it finished under
+/// `keep_weights = false` before a `wise_ft` entry named it), into this cell's directory and then
+/// to the source's `run/final`. Training is deterministic for a seed and thread count, so this
+/// remakes the same weights; the source's recorded losses check that it did.
+fn retrain_source(source: &Path, status: &mut Status, unit: &Path) -> Result<()> {
+    let recorded = source.join("run/metrics.jsonl");
+    let last_loss = |metrics: &Path| -> Result<(u64, f64)> {
+        let text = std::fs::read_to_string(metrics).with_context(|| format!("cannot read {}", metrics.display()))?;
+        let line = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
+        let v: Value =
+            serde_json::from_str(line).with_context(|| format!("{}: the last line is not JSON", metrics.display()))?;
+        Ok((v["step"].as_u64().unwrap_or(0), v["loss"].as_f64().unwrap_or(f64::NAN)))
+    };
+    let want = last_loss(&recorded).with_context(|| {
+        format!("the merged cell's weights are gone and its training record with them ({})", source.display())
+    })?;
+    let mut config = RunConfig::load(&source.join("config.toml"), &[])?;
+    config.output.dir = unit.join("source-run");
+    // The thread count the source trained with: threads set the bits.
+    config.train.threads = checkpoint_threads(&source.join("run")).unwrap_or(config.train.threads);
+    let resume = !keel_train::checkpoint::list(&config.output.dir)?.is_empty();
+    set_state(unit, status, State::Training)?;
+    eprintln!(
+        "{}: its weights were not kept (keep_weights = false); training it again with {} threads",
+        source.display(),
+        config.train.threads
+    );
+    let started = Instant::now();
+    train(&config, &RunOptions { resume, progress: true })?;
+    status.seconds.insert("retrain_source".into(), started.elapsed().as_secs_f64());
+    let got = last_loss(&config.output.dir.join("metrics.jsonl"))?;
+    ensure!(
+        got.0 == want.0 && (got.1 - want.1).abs() <= 1e-3 * want.1.abs().max(1.0),
+        "training {} again ended at step {} with loss {}, but the cell recorded step {} with loss {}: \
+         the run is not reproducible here (another keel version or BLAS?); set keep_weights = true and rerun that cell",
+        source.display(),
+        got.0,
+        got.1,
+        want.0,
+        want.1
+    );
+    let final_dir = source.join("run/final");
+    // Another merge of the same source may have restored the weights meanwhile; either copy is
+    // the same model.
+    if !final_dir.join("config.json").exists() {
+        let _ = std::fs::remove_dir_all(&final_dir);
+        std::fs::rename(config.output.dir.join("final"), &final_dir)
+            .with_context(|| format!("cannot move the retrained weights to {}", final_dir.display()))?;
+    }
+    std::fs::remove_dir_all(&config.output.dir)
+        .with_context(|| format!("cannot remove {}", config.output.dir.display()))?;
+    Ok(())
 }
 
 /// Scores a cell's model and measures its ΔL against the base.

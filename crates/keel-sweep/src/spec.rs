@@ -97,6 +97,9 @@ pub struct WiseFt {
     pub from: String,
     /// Weights of the tuned model.
     pub alpha: Vec<f64>,
+    /// `axes = { "train.lr" = [1e-3] }`: merge only the source cells at these axis values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub axes: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]
@@ -231,7 +234,11 @@ impl Sweep {
             }
         }
         if let Some(w) = &raw.wise_ft {
-            add_merges(w, &mut cells, &name)?;
+            let only = match &w.axes {
+                Some(t) => read_method_axes(t, &axes, &name, "wise_ft")?,
+                None => BTreeMap::new(),
+            };
+            add_merges(w, &only, &mut cells, &name)?;
         }
         let mut seen = std::collections::HashSet::new();
         for c in &cells {
@@ -499,13 +506,16 @@ fn canonical(v: &Value) -> Value {
     }
 }
 
-fn add_merges(w: &WiseFt, cells: &mut Vec<Cell>, name: &str) -> Result<()> {
+fn add_merges(w: &WiseFt, only: &BTreeMap<String, Vec<Value>>, cells: &mut Vec<Cell>, name: &str) -> Result<()> {
     ensure!(!w.alpha.is_empty(), "{name}: wise_ft.alpha is empty: give at least one α in [0, 1]");
     for &a in &w.alpha {
         ensure!((0.0..=1.0).contains(&a), "{name}: wise_ft.alpha: {a} is outside [0, 1]");
     }
-    let sources: Vec<CellInfo> = cells.iter().filter(|c| c.info.method == w.from).map(|c| c.info.clone()).collect();
-    ensure!(!sources.is_empty(), "{name}: wise_ft.from = \"{}\" names no [[methods]] entry", w.from);
+    let method_cells = || cells.iter().filter(|c| c.info.method == w.from);
+    ensure!(method_cells().next().is_some(), "{name}: wise_ft.from = \"{}\" names no [[methods]] entry", w.from);
+    let chosen = |c: &&Cell| only.iter().all(|(k, values)| c.info.axes.get(k).is_some_and(|v| values.contains(v)));
+    let sources: Vec<CellInfo> = method_cells().filter(chosen).map(|c| c.info.clone()).collect();
+    ensure!(!sources.is_empty(), "{name}: wise_ft.axes leaves none of the \"{}\" cells to merge", w.from);
     for src in sources {
         for &alpha in &w.alpha {
             let id = cell_id(&json!({"kind": "merge", "method": "wise_ft", "from": src.id, "alpha": alpha}));

@@ -136,6 +136,21 @@ fn cells_cross_methods_with_axes_and_merges_follow() {
     );
     assert_eq!(sweep.cells[4].info.from.as_deref(), Some(sweep.cells[0].info.id.as_str()));
     assert!(sweep.cells.iter().enumerate().all(|(i, c)| c.info.index == i));
+    // wise_ft.axes merges only the source cells at those values; the merges' ids do not change.
+    let text = format!("{BASE}[wise_ft]\nfrom = \"sft\"\nalpha = [0.5]\naxes = {{ \"train.lr\" = [3e-3] }}\n{REST}");
+    let only = Sweep::load(&write(&dir, &text)).unwrap();
+    let merges: Vec<&keel_sweep::spec::CellInfo> =
+        only.cells.iter().map(|c| &c.info).filter(|c| c.kind == "merge").collect();
+    assert_eq!(merges.iter().map(|c| c.label()).collect::<Vec<_>>(), ["wise_ft lr=3e-3 seed=3 α=0.5"]);
+    assert_eq!(merges[0].id, sweep.cells[7].info.id);
+    for (axes, want) in [
+        ("{ \"train.lr\" = [5e-3] }", "axes.train.lr has 0.005, which [axes] train.lr does not"),
+        ("{ \"train.seed\" = [3] }", "wise_ft: axes.train.seed is not one of [axes]"),
+    ] {
+        let text = format!("{BASE}[wise_ft]\nfrom = \"sft\"\nalpha = [0.5]\naxes = {axes}\n{REST}");
+        let err = format!("{:#}", Sweep::load(&write(&dir, &text)).err().expect("refused"));
+        assert!(err.contains(want), "{err}");
+    }
 }
 
 #[test]

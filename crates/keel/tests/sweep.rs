@@ -356,4 +356,22 @@ fn a_locked_sweep_directory_is_refused_and_keep_weights_false_leaves_no_weights(
     }
     let r = run(&["report", out.to_str().unwrap()]);
     assert!(r.status.success(), "{}", text(&r));
+    // WiSE-FT added afterwards merges SFT cells whose weights are gone: each is trained again
+    // (the same bits; its recorded losses are checked) and then keeps its weights.
+    std::fs::write(&file, format!("keep_weights = false\nwise_ft = {{ from = \"sft\", alpha = [0.5] }}\n{changed}"))
+        .unwrap();
+    let o = run(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let all = cells(&out);
+    let merges: Vec<&Value> = all.iter().filter(|c| c["kind"] == "merge").collect();
+    assert_eq!(merges.len(), 2, "one merge per SFT cell: {all:?}");
+    for m in merges {
+        assert_eq!(state(&out, m["id"].as_str().unwrap()), "done");
+        let cell = out.join("cells").join(m["id"].as_str().unwrap());
+        assert!(cell.join("eval/results.json").exists() && !cell.join("source-run").exists());
+        let log = std::fs::read_to_string(cell.join("log.txt")).unwrap_or_default();
+        assert!(log.contains("training it again"), "{log}");
+        let source = out.join("cells").join(m["from"].as_str().unwrap());
+        assert!(source.join("run/final/config.json").exists(), "{} has no weights", source.display());
+    }
 }
