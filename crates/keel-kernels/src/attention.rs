@@ -341,7 +341,8 @@ pub fn cached_scores_len(spans: &[CachedSpan], heads: usize) -> usize {
 }
 
 /// Attention for incremental decoding: `q` is `[tokens × heads·d]` (the spans' new tokens,
-/// packed), the caches `[slots × capacity × kv_heads·d]`. Query `i` of a span sees its slot's
+/// packed), the caches `[slots × kv_heads × capacity × d]`: each (slot, KV head) is one contiguous
+/// run of rows, which decoding streams from memory. Query `i` of a span sees its slot's
 /// cache rows `0..=past + i` (the last `window` of them with a sliding window). Every (span, head, block of queries) is its own task, so one long
 /// prompt and many one-token rows both spread over the threads; a one-token span's heads that
 /// share a KV head are one task ([`attend_one_token`]), which reads each cached row once for all
@@ -355,7 +356,7 @@ pub fn attention_cached<T: Real>(
     spans: &[CachedSpan],
     s: CacheShape,
 ) {
-    let (d, qw, kw) = (s.head_dim, s.heads * s.head_dim, s.kv_heads * s.head_dim);
+    let (d, qw) = (s.head_dim, s.heads * s.head_dim);
     let group = s.heads / s.kv_heads;
     let scale = T::from_f64(s.scale);
     // The first cache row a query at position `p` sees.
@@ -376,13 +377,14 @@ pub fn attention_cached<T: Real>(
     let out_ptr = &crate::gemm::SendPtr(out.as_mut_ptr());
     tasks.into_par_iter().for_each(move |(sp, h, first, n, sc)| {
         let (len, kvh, row) = (sp.past + first + n, h / group, sp.at + first);
-        let (k_b, v_b) = (&k_cache[sp.slot * s.capacity * kw..], &v_cache[sp.slot * s.capacity * kw..]);
+        let at = (sp.slot * s.kv_heads + kvh) * s.capacity * d;
+        let (k_b, v_b) = (&k_cache[at..], &v_cache[at..]);
         let q_h = &q[row * qw + h * d..];
         if sp.new == 1 {
             // SAFETY: this task writes only its group's heads of its one row.
             let out_g = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add(row * qw + h * d), group * d) };
             let keys =
-                OneTokenKeys { k: &k_b[kvh * d..], v: &v_b[kvh * d..], stride: kw, first: first_seen(len - 1), len, d };
+                OneTokenKeys { k: k_b, v: v_b, stride: d, first: first_seen(len - 1), len, d };
             attend_one_token(out_g, sc, &q_h[..group * d], keys, scale);
             return;
         }
@@ -395,8 +397,8 @@ pub fn attention_cached<T: Real>(
             scale,
             q_h,
             qw,
-            &k_b[kvh * d..],
-            kw,
+            k_b,
+            d,
             T::zero(),
             sc,
             len,
@@ -417,8 +419,8 @@ pub fn attention_cached<T: Real>(
             T::one(),
             sc,
             len,
-            &v_b[kvh * d..],
-            kw,
+            v_b,
+            d,
             T::zero(),
             out_h,
             qw,

@@ -29,7 +29,7 @@ pub struct Decoder<'m> {
     packed: Option<PackedModel>,
     slots: usize,
     capacity: usize,
-    /// Per layer, `[slots × capacity × kv_heads·head_dim]`.
+    /// Per layer, `[slots × kv_heads × capacity × head_dim]`.
     k_cache: Vec<Vec<f32>>,
     v_cache: Vec<Vec<f32>>,
     /// Tokens cached per slot.
@@ -108,12 +108,16 @@ struct CacheAttention<'c> {
 
 impl Attend for CacheAttention<'_> {
     fn attend(&mut self, l: usize, window: Option<usize>, a: &mut BlockActs) {
-        let kw = self.shape.kv_heads * self.shape.head_dim;
+        let CacheShape { kv_heads, head_dim: d, capacity, .. } = self.shape;
         for sp in self.spans {
-            let at = (sp.slot * self.shape.capacity + sp.past) * kw;
-            let new = sp.at * kw..(sp.at + sp.new) * kw;
-            self.k_cache[l][at..at + sp.new * kw].copy_from_slice(&a.k[new.clone()]);
-            self.v_cache[l][at..at + sp.new * kw].copy_from_slice(&a.v[new]);
+            for h in 0..kv_heads {
+                let at = ((sp.slot * kv_heads + h) * capacity + sp.past) * d;
+                for r in 0..sp.new {
+                    let new = (sp.at + r) * kv_heads * d + h * d..(sp.at + r) * kv_heads * d + (h + 1) * d;
+                    self.k_cache[l][at + r * d..at + (r + 1) * d].copy_from_slice(&a.k[new.clone()]);
+                    self.v_cache[l][at + r * d..at + (r + 1) * d].copy_from_slice(&a.v[new]);
+                }
+            }
         }
         let shape = CacheShape { window, ..self.shape };
         attention_cached(&mut a.att, self.scores, &a.q, &self.k_cache[l], &self.v_cache[l], self.spans, shape);
