@@ -4,8 +4,10 @@
 //!
 //! STUDY.md marks each generated table:
 //! `<!-- keel-report points study/gsm8k-cot -->`, the table, `<!-- end -->`.
-//! `KEEL_UPDATE_STUDY=1 cargo test -p keel --test study` rewrites the marked tables (and only
-//! them) from the directories; without it, any difference fails.
+//! The token table of finding 3 sits between `<!-- keel-analyze tokens study/tokens -->` and
+//! `<!-- end -->`. `KEEL_UPDATE_STUDY=1 cargo test -p keel --test study -- --test-threads=1`
+//! rewrites the marked tables (and only them) from the directories; without it, any difference
+//! fails.
 
 use keel_report::{lr_curves_svg, pareto_svg, points_markdown, summarize, summary_json};
 use keel_testkit::repo_root;
@@ -73,6 +75,51 @@ fn study_md_tables_are_regenerated_from_the_sweep_directories() {
     }
     if updated != text {
         std::fs::write(&path, updated).unwrap();
+    }
+}
+
+const TOKENS: &str = "<!-- keel-analyze tokens study/tokens -->";
+
+/// Finding 3's token table from `keel analyze`'s reports in study/tokens/ (study/tokens.sh): per
+/// domain and target, how many target tokens the base model finds hard (probability < 0.1, the
+/// first of the histogram's ten bins).
+fn tokens_markdown(dir: &Path) -> String {
+    let mut rows = vec![
+        "| targets | examples | target tokens | per example | mean NLL | p < 0.1 | hard tokens per example |".to_string(),
+        "|---|---|---|---|---|---|---|".to_string(),
+    ];
+    for name in ["gsm8k-cot", "gsm8k-label", "medcalc-cot", "medcalc-label"] {
+        let file = dir.join(format!("{name}.json"));
+        let a: serde_json::Value = serde_json::from_str(&read(&file)).unwrap();
+        let examples = a["examples"].as_f64().unwrap();
+        let m = &a["domain"]["model"];
+        let tokens = m["tokens"].as_f64().unwrap();
+        let hard = m["histogram"][0].as_f64().unwrap();
+        rows.push(format!(
+            "| {name} | {examples} | {tokens} | {:.1} | {:.3} | {:.1}% | {:.1} |",
+            tokens / examples,
+            m["mean_nll"].as_f64().unwrap(),
+            100.0 * hard / tokens,
+            hard / examples
+        ));
+    }
+    format!("\n{}\n", rows.join("\n"))
+}
+
+#[test]
+fn study_md_token_table_is_regenerated_from_the_analyses() {
+    let path = repo_root().join("STUDY.md");
+    let text = read(&path);
+    let Some(i) = text.find(TOKENS) else { panic!("STUDY.md has no {TOKENS} table") };
+    let start = i + TOKENS.len();
+    let end = start + text[start..].find(END).expect("the token table has <!-- end -->");
+    let want = tokens_markdown(&repo_root().join("study/tokens"));
+    if std::env::var_os("KEEL_UPDATE_STUDY").is_some() {
+        let mut updated = text.clone();
+        updated.replace_range(start..end, &want);
+        std::fs::write(&path, updated).unwrap();
+    } else {
+        assert_eq!(text[start..end], want, "STUDY.md's token table differs from study/tokens/*.json");
     }
 }
 
