@@ -383,26 +383,11 @@ pub fn attention_cached<T: Real>(
         if sp.new == 1 {
             // SAFETY: this task writes only its group's heads of its one row.
             let out_g = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add(row * qw + h * d), group * d) };
-            let keys =
-                OneTokenKeys { k: k_b, v: v_b, stride: d, first: first_seen(len - 1), len, d };
+            let keys = OneTokenKeys { k: k_b, v: v_b, stride: d, first: first_seen(len - 1), len, d };
             attend_one_token(out_g, sc, &q_h[..group * d], keys, scale);
             return;
         }
-        crate::gemm::gemm_strided_scaled(
-            false,
-            true,
-            n,
-            len,
-            d,
-            scale,
-            q_h,
-            qw,
-            k_b,
-            d,
-            T::zero(),
-            sc,
-            len,
-        );
+        crate::gemm::gemm_strided_scaled(false, true, n, len, d, scale, q_h, qw, k_b, d, T::zero(), sc, len);
         for i in 0..n {
             let p = sp.past + first + i;
             softmax_span(&mut sc[i * len..(i + 1) * len], first_seen(p), p + 1);
@@ -410,20 +395,6 @@ pub fn attention_cached<T: Real>(
         // SAFETY: this task writes only head h's columns of its block's rows; the other tasks'
         // elements inside this view are never touched by this call.
         let out_h = unsafe { std::slice::from_raw_parts_mut(out_ptr.0.add(row * qw + h * d), (n - 1) * qw + d) };
-        crate::gemm::gemm_strided_scaled(
-            false,
-            false,
-            n,
-            d,
-            len,
-            T::one(),
-            sc,
-            len,
-            v_b,
-            d,
-            T::zero(),
-            out_h,
-            qw,
-        );
+        crate::gemm::gemm_strided_scaled(false, false, n, d, len, T::one(), sc, len, v_b, d, T::zero(), out_h, qw);
     });
 }

@@ -148,7 +148,8 @@ fn cells_cross_methods_with_axes_and_merges_follow() {
         ("{ \"train.seed\" = [3] }", "wise_ft: axes.train.seed is not one of [axes]"),
     ] {
         let text = format!("{BASE}[wise_ft]\nfrom = \"sft\"\nalpha = [0.5]\naxes = {axes}\n{REST}");
-        let err = format!("{:#}", Sweep::load(&write(&dir, &text)).err().expect("refused"));
+        let Err(e) = Sweep::load(&write(&dir, &text)) else { panic!("{axes} was accepted") };
+        let err = format!("{e:#}");
         assert!(err.contains(want), "{err}");
     }
 }

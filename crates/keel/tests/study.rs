@@ -85,7 +85,8 @@ const TOKENS: &str = "<!-- keel-analyze tokens study/tokens -->";
 /// first of the histogram's ten bins).
 fn tokens_markdown(dir: &Path) -> String {
     let mut rows = vec![
-        "| targets | examples | target tokens | per example | mean NLL | p < 0.1 | hard tokens per example |".to_string(),
+        "| targets | examples | target tokens | per example | mean NLL | p < 0.1 | hard tokens per example |"
+            .to_string(),
         "|---|---|---|---|---|---|---|".to_string(),
     ];
     for name in ["gsm8k-cot", "gsm8k-label", "medcalc-cot", "medcalc-label"] {
