@@ -197,18 +197,13 @@ fn run_merge(ctx: &Shared, cell: &CellInfo, threads: usize, status: &mut Status,
 
 /// Trains a merge's source cell again when its weights are gone (it finished under
 /// `keep_weights = false` before a `wise_ft` entry named it), into this cell's directory and then
-/// to the source's `run/final`. Training is deterministic for a seed and thread count, so this
-/// remakes the same weights; the source's recorded losses check that it did.
+/// to the source's `run/final`. Training is deterministic for a seed, thread count and set of
+/// BLAS kernels, so this remakes the same weights, and the source's recorded losses check it. A
+/// cell trained under other kernels (OpenBLAS's choice changed in session 7) ends near but not on
+/// its record: within `RETRAIN_TOLERANCE` per step the retrained model is merged and the log says
+/// by how much it differs; further off, it is another run and the merge fails.
 fn retrain_source(source: &Path, status: &mut Status, unit: &Path) -> Result<()> {
-    let recorded = source.join("run/metrics.jsonl");
-    let last_loss = |metrics: &Path| -> Result<(u64, f64)> {
-        let text = std::fs::read_to_string(metrics).with_context(|| format!("cannot read {}", metrics.display()))?;
-        let line = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
-        let v: Value =
-            serde_json::from_str(line).with_context(|| format!("{}: the last line is not JSON", metrics.display()))?;
-        Ok((v["step"].as_u64().unwrap_or(0), v["loss"].as_f64().unwrap_or(f64::NAN)))
-    };
-    let want = last_loss(&recorded).with_context(|| {
+    let want = step_losses(&source.join("run/metrics.jsonl")).with_context(|| {
         format!("the merged cell's weights are gone and its training record with them ({})", source.display())
     })?;
     let mut config = RunConfig::load(&source.join("config.toml"), &[])?;
@@ -225,17 +220,40 @@ fn retrain_source(source: &Path, status: &mut Status, unit: &Path) -> Result<()>
     let started = Instant::now();
     train(&config, &RunOptions { resume, progress: true })?;
     status.seconds.insert("retrain_source".into(), started.elapsed().as_secs_f64());
-    let got = last_loss(&config.output.dir.join("metrics.jsonl"))?;
-    ensure!(
-        got.0 == want.0 && (got.1 - want.1).abs() <= 1e-3 * want.1.abs().max(1.0),
-        "training {} again ended at step {} with loss {}, but the cell recorded step {} with loss {}: \
-         the run is not reproducible here (another keel version or BLAS?); set keep_weights = true and rerun that cell",
-        source.display(),
-        got.0,
-        got.1,
-        want.0,
-        want.1
-    );
+    let got = step_losses(&config.output.dir.join("metrics.jsonl"))?;
+    let steps: Vec<u64> = want.iter().map(|w| w.0).collect();
+    let same_steps = steps == got.iter().map(|g| g.0).collect::<Vec<_>>();
+    let rel = |got: f64, want: f64| (got - want).abs() / want.abs().max(1e-12);
+    let worst = want.iter().zip(&got).map(|(w, g)| rel(g.1, w.1)).fold(0.0, f64::max);
+    if !same_steps || worst.is_nan() || worst > RETRAIN_TOLERANCE {
+        let _ = std::fs::remove_dir_all(&config.output.dir);
+        anyhow::bail!(
+            "training {} again did not repeat its run: {} (steps {:?}, losses within {:.0}% per step needed); \
+             another keel version changed the training. Set keep_weights = true and run that cell again under a new \
+             name, or merge a cell that kept its weights",
+            source.display(),
+            if same_steps {
+                format!("a step's loss differs by {:.1}%", 100.0 * worst)
+            } else {
+                "other steps were logged".into()
+            },
+            steps,
+            100.0 * RETRAIN_TOLERANCE
+        );
+    }
+    if worst <= 1e-3 {
+        eprintln!("{}: trained again to its recorded losses (within {worst:.1e} per step)", source.display());
+    } else {
+        eprintln!(
+            "warning: {}: trained again, its losses differ from the record by up to {:.2}% per step (last step: {:.4} \
+             against {:.4}): the BLAS kernels or the summation order changed since it ran; the merge uses the \
+             retrained weights",
+            source.display(),
+            100.0 * worst,
+            got.last().map_or(f64::NAN, |g| g.1),
+            want.last().map_or(f64::NAN, |w| w.1)
+        );
+    }
     let final_dir = source.join("run/final");
     // Another merge of the same source may have restored the weights meanwhile; either copy is
     // the same model.
@@ -247,6 +265,25 @@ fn retrain_source(source: &Path, status: &mut Status, unit: &Path) -> Result<()>
     std::fs::remove_dir_all(&config.output.dir)
         .with_context(|| format!("cannot remove {}", config.output.dir.display()))?;
     Ok(())
+}
+
+/// How far a retrained source's loss may stray from its record at any step, relative.
+const RETRAIN_TOLERANCE: f64 = 0.05;
+
+/// The loss logged at each optimizer step of a metrics.jsonl, in step order; a step logged twice
+/// (a run resumed from a checkpoint before it) keeps its last line.
+fn step_losses(metrics: &Path) -> Result<Vec<(u64, f64)>> {
+    let text = std::fs::read_to_string(metrics).with_context(|| format!("cannot read {}", metrics.display()))?;
+    let mut losses = std::collections::BTreeMap::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line)
+            .with_context(|| format!("{} line {}: not a JSON object", metrics.display(), i + 1))?;
+        if let (Some(step), Some(loss)) = (v["step"].as_u64(), v["loss"].as_f64()) {
+            losses.insert(step, loss);
+        }
+    }
+    ensure!(!losses.is_empty(), "{} logs no step with a loss", metrics.display());
+    Ok(losses.into_iter().collect())
 }
 
 /// Scores a cell's model and measures its ΔL against the base.

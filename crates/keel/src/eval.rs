@@ -3,7 +3,6 @@
 use anyhow::Result;
 use clap::Args;
 use keel_eval::harness::{self, EvalOptions, PerTask};
-use keel_model::lora::LoraAdapter;
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -53,12 +52,7 @@ pub struct EvalArgs {
 }
 
 pub fn run_eval(a: EvalArgs) -> Result<()> {
-    let mut pre = a.model.load()?;
-    if let Some(dir) = &a.adapter {
-        pre.model.lora = Some(LoraAdapter::load(dir, &pre.model.config)?);
-        pre.model.merge_lora();
-        a.model.round(&mut pre)?;
-    }
+    let pre = a.model.load_with_adapter(a.adapter.as_deref())?;
     let opts = EvalOptions {
         suites: a.suite,
         limit: PerTask::from_args(&a.limit, "limit")?,

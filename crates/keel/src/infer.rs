@@ -8,7 +8,7 @@ use keel_infer::hub::HubModel;
 use keel_infer::pretrained::Pretrained;
 use keel_kernels::packed::Storage;
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What to do about a model without a chat format.
 const NO_TEMPLATE: &str =
@@ -55,21 +55,25 @@ impl Dtype {
 
 impl ModelArgs {
     pub fn load(&self) -> Result<Pretrained> {
+        self.load_with_adapter(None)
+    }
+
+    /// The model with a LoRA adapter directory (PEFT layout) merged into its f32 weights, then
+    /// rounded to --dtype once: rounding the base first and the merged sum again would round twice.
+    pub fn load_with_adapter(&self, adapter: Option<&Path>) -> Result<Pretrained> {
         keel_kernels::parallel::init_threads(self.threads).map_err(anyhow::Error::msg)?;
         let mut pre = Pretrained::load(&self.model)?;
         if let Some(spec) = &self.chat_template {
             pre.set_chat_template(spec)?;
         }
-        self.round(&mut pre)?;
-        Ok(pre)
-    }
-
-    /// Rounds the model's matrices to --dtype (again after an adapter is merged in).
-    pub fn round(&self, pre: &mut Pretrained) -> Result<()> {
+        if let Some(dir) = adapter {
+            pre.model.lora = Some(keel_model::lora::LoraAdapter::load(dir, &pre.model.config)?);
+            pre.model.merge_lora();
+        }
         if self.dtype != Dtype::F32 {
             pre.model.round_matrices(self.dtype.storage())?;
         }
-        Ok(())
+        Ok(pre)
     }
 }
 

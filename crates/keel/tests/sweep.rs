@@ -357,21 +357,57 @@ fn a_locked_sweep_directory_is_refused_and_keep_weights_false_leaves_no_weights(
     let r = run(&["report", out.to_str().unwrap()]);
     assert!(r.status.success(), "{}", text(&r));
     // WiSE-FT added afterwards merges SFT cells whose weights are gone: each is trained again
-    // (the same bits; its recorded losses are checked) and then keeps its weights.
+    // and its losses are checked against the record, then it keeps its weights. One record is
+    // made 2% off (as under other BLAS kernels: merged, with a warning) and one 50% off (another
+    // run: the merge fails); with that record restored, the merge repeats the run exactly.
     std::fs::write(&file, format!("keep_weights = false\nwise_ft = {{ from = \"sft\", alpha = [0.5] }}\n{changed}"))
         .unwrap();
+    let spec = keel_sweep::spec::Sweep::load(&file).unwrap();
+    let merges: Vec<(String, PathBuf)> = spec
+        .cells
+        .iter()
+        .filter(|c| c.info.kind == "merge")
+        .map(|c| (c.info.id.clone(), out.join("cells").join(c.info.from.as_deref().unwrap())))
+        .collect();
+    assert_eq!(merges.len(), 2, "one merge per SFT cell");
+    let scale_losses = |source: &Path, by: f64| {
+        let metrics = source.join("run/metrics.jsonl");
+        let original = std::fs::read_to_string(&metrics).unwrap();
+        let scaled: Vec<String> = original
+            .lines()
+            .map(|l| {
+                let mut v: Value = serde_json::from_str(l).unwrap();
+                v["loss"] = serde_json::json!(v["loss"].as_f64().unwrap() * by);
+                v.to_string()
+            })
+            .collect();
+        std::fs::write(&metrics, scaled.join("\n") + "\n").unwrap();
+        original
+    };
+    let (near, far) = (&merges[0], &merges[1]);
+    scale_losses(&near.1, 1.02);
+    let far_record = scale_losses(&far.1, 1.5);
+    let o = run(&args);
+    assert!(!o.status.success(), "a merge whose source trained into another run fails: {}", text(&o));
+    let log = |id: &str| std::fs::read_to_string(out.join("cells").join(id).join("log.txt")).unwrap_or_default();
+    assert_eq!(state(&out, &near.0), "done");
+    let near_log = log(&near.0);
+    assert!(
+        near_log.contains("training it again") && near_log.contains("differ from the record by up to 1.96%"),
+        "{near_log}"
+    );
+    assert_eq!(state(&out, &far.0), "failed");
+    let status = read(&out.join("cells").join(&far.0).join("status.json"));
+    assert!(status["error"].as_str().unwrap().contains("did not repeat its run"), "{status}");
+    assert!(!far.1.join("run/final").exists() && !out.join("cells").join(&far.0).join("source-run").exists());
+    std::fs::write(far.1.join("run/metrics.jsonl"), far_record).unwrap();
     let o = run(&args);
     assert!(o.status.success(), "{}", text(&o));
-    let all = cells(&out);
-    let merges: Vec<&Value> = all.iter().filter(|c| c["kind"] == "merge").collect();
-    assert_eq!(merges.len(), 2, "one merge per SFT cell: {all:?}");
-    for m in merges {
-        assert_eq!(state(&out, m["id"].as_str().unwrap()), "done");
-        let cell = out.join("cells").join(m["id"].as_str().unwrap());
+    assert!(log(&far.0).contains("trained again to its recorded losses"), "{}", log(&far.0));
+    for (id, source) in &merges {
+        assert_eq!(state(&out, id), "done");
+        let cell = out.join("cells").join(id);
         assert!(cell.join("eval/results.json").exists() && !cell.join("source-run").exists());
-        let log = std::fs::read_to_string(cell.join("log.txt")).unwrap_or_default();
-        assert!(log.contains("training it again"), "{log}");
-        let source = out.join("cells").join(m["from"].as_str().unwrap());
         assert!(source.join("run/final/config.json").exists(), "{} has no weights", source.display());
     }
 }
