@@ -54,6 +54,8 @@ pub fn dry_run(sweep: &Sweep, out: &Path, jobs: usize, threads: usize) -> Result
     let mut data: HashMap<String, (f64, usize, f64)> = HashMap::new();
     let mut lines = String::new();
     let (mut total, mut to_run) = (0.0, 0);
+    // Each training cell's estimated training time, for merges that must train their source again.
+    let mut train_time: HashMap<&str, f64> = HashMap::new();
     for cell in &sweep.cells {
         let state = read_status(&dir.cell(&cell.info.id)).state;
         let mut train_s = 0.0;
@@ -73,6 +75,14 @@ pub fn dry_run(sweep: &Sweep, out: &Path, jobs: usize, threads: usize) -> Result
             let reference = REFERENCE_TOKENS_PER_S * REFERENCE_PARAMS / params * per_job as f64 / 2.0;
             let r = if rate > 0.0 { rate } else { reference };
             train_s = steps as f64 * per_step.min(n) as f64 * mean_len / r;
+            train_time.insert(&cell.info.id, train_s);
+        }
+        if let Some(from) = &cell.info.from {
+            // A source that finished without its weights (keep_weights = false) is trained again.
+            let source = dir.cell(from);
+            if read_status(&source).state == State::Done && !source.join("run/final/config.json").exists() {
+                train_s = train_time.get(from.as_str()).copied().unwrap_or(0.0);
+            }
         }
         let cost = train_s + eval.unwrap_or(0.0);
         if state != State::Done {

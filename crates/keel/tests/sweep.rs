@@ -370,6 +370,36 @@ fn a_locked_sweep_directory_is_refused_and_keep_weights_false_leaves_no_weights(
         .map(|c| (c.info.id.clone(), out.join("cells").join(c.info.from.as_deref().unwrap())))
         .collect();
     assert_eq!(merges.len(), 2, "one merge per SFT cell");
+    // The dry run counts the retraining: each merge costs what its source cost. (The tiny model
+    // trains in milliseconds, so its logged throughput is set to 1 token/s for this check.)
+    let metrics: Vec<(PathBuf, String)> = cells(&out)
+        .iter()
+        .map(|c| out.join("cells").join(c["id"].as_str().unwrap()).join("run/metrics.jsonl"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            (p, text)
+        })
+        .collect();
+    for (p, text) in &metrics {
+        let slow: Vec<String> = text
+            .lines()
+            .map(|l| {
+                let mut v: Value = serde_json::from_str(l).unwrap();
+                v["tokens_per_s"] = serde_json::json!(1.0);
+                v.to_string()
+            })
+            .collect();
+        std::fs::write(p, slow.join("\n") + "\n").unwrap();
+    }
+    let dry = text(&run(&["sweep", "run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--dry-run"]));
+    let time_of = |id: &str| dry.lines().find(|l| l.contains(id)).and_then(|l| l.split_whitespace().last()).unwrap();
+    for (id, source) in &merges {
+        let source_id = source.file_name().unwrap().to_str().unwrap();
+        assert!(time_of(id) == time_of(source_id) && time_of(id) != "0m00s", "{dry}");
+    }
+    for (p, text) in &metrics {
+        std::fs::write(p, text).unwrap();
+    }
     let scale_losses = |source: &Path, by: f64| {
         let metrics = source.join("run/metrics.jsonl");
         let original = std::fs::read_to_string(&metrics).unwrap();
