@@ -23,6 +23,13 @@ done > "$out/objectives.log"
 bench/compare_lora.sh 3 > "$out/lora.log"
 bench/compare_generate.sh 3 > "$out/generate.log"
 bench/compare_loglik.sh 3 > "$out/loglik.log"
+# Decoding at 16–64 slots and the machine's read bandwidth, the two sides of the decoding floor
+# (BENCHMARKS.md, "IFEval generation"). The comparisons against older binaries
+# (bench/compare_ifeval*.sh, bench/compare_decode_kernels.sh) need those builds and run by hand.
+for s in 16 32 64; do
+    $k bench generate --slots "$s" --prompt-tokens 512 --max-new-tokens 64 --repeat 1 --json | sed "s/^{/{\"run\":\"generate $s\",/"
+done > "$out/decode_slots.jsonl"
+gcc -O3 -march=native -ffast-math -fopenmp bench/membw.c -o /tmp/keel-membw && /tmp/keel-membw 1024 > "$out/membw_session10.log"
 python3 - "$out/objectives.log" <<'PY' > "$out/objectives_summary.log"
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
