@@ -199,7 +199,7 @@ fn run_merge(ctx: &Shared, cell: &CellInfo, threads: usize, status: &mut Status,
 /// `keep_weights = false` before a `wise_ft` entry named it), into this cell's directory and then
 /// to the source's `run/final`. Training is deterministic for a seed, thread count and set of
 /// BLAS kernels, so this remakes the same weights, and the source's recorded losses check it. A
-/// cell trained under other kernels (OpenBLAS's choice changed in session 7) ends near but not on
+/// cell trained under other kernels (before keel picked OpenBLAS's kernels itself) ends near but not on
 /// its record: within `RETRAIN_TOLERANCE` per step the retrained model is merged and the log says
 /// by how much it differs; further off, it is another run and the merge fails.
 fn retrain_source(source: &Path, status: &mut Status, unit: &Path) -> Result<()> {
@@ -229,7 +229,7 @@ fn retrain_source(source: &Path, status: &mut Status, unit: &Path) -> Result<()>
         let _ = std::fs::remove_dir_all(&config.output.dir);
         anyhow::bail!(
             "training {} again did not repeat its run: {} (steps {:?}, losses within {:.0}% per step needed); \
-             another keel version changed the training. Set keep_weights = true and run that cell again under a new \
+             another keel version or changed data trained it. Set keep_weights = true and run that cell again under a new \
              name, or merge a cell that kept its weights",
             source.display(),
             if same_steps {
