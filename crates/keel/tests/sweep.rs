@@ -356,13 +356,18 @@ fn a_locked_sweep_directory_is_refused_and_keep_weights_false_leaves_no_weights(
     }
     let r = run(&["report", out.to_str().unwrap()]);
     assert!(r.status.success(), "{}", text(&r));
-    // WiSE-FT added afterwards merges SFT cells whose weights are gone: each is trained again
-    // and its losses are checked against the record, then it keeps its weights. One record is
-    // made 2% off (as under other BLAS kernels: merged, with a warning) and one 50% off (another
-    // run: the merge fails); with that record restored, the merge repeats the run exactly.
-    std::fs::write(&file, format!("keep_weights = false\nwise_ft = {{ from = \"sft\", alpha = [0.5] }}\n{changed}"))
+    wise_ft_added_later_trains_its_sources_again(&file, &out, &changed);
+}
+
+/// WiSE-FT added afterwards merges SFT cells whose weights are gone: each is trained again and its
+/// losses are checked against the record, then it keeps its weights. One record is made 2% off
+/// (as under other BLAS kernels: merged, with a warning) and one 50% off (another run: the merge
+/// fails); with that record restored, the merge repeats the run exactly.
+fn wise_ft_added_later_trains_its_sources_again(file: &Path, out: &Path, changed: &str) {
+    let args = ["sweep", "run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--threads", "2"];
+    std::fs::write(file, format!("keep_weights = false\nwise_ft = {{ from = \"sft\", alpha = [0.5] }}\n{changed}"))
         .unwrap();
-    let spec = keel_sweep::spec::Sweep::load(&file).unwrap();
+    let spec = keel_sweep::spec::Sweep::load(file).unwrap();
     let merges: Vec<(String, PathBuf)> = spec
         .cells
         .iter()
@@ -372,7 +377,7 @@ fn a_locked_sweep_directory_is_refused_and_keep_weights_false_leaves_no_weights(
     assert_eq!(merges.len(), 2, "one merge per SFT cell");
     // The dry run counts the retraining: each merge costs what its source cost. (The tiny model
     // trains in milliseconds, so its logged throughput is set to 1 token/s for this check.)
-    let metrics: Vec<(PathBuf, String)> = cells(&out)
+    let metrics: Vec<(PathBuf, String)> = cells(out)
         .iter()
         .map(|c| out.join("cells").join(c["id"].as_str().unwrap()).join("run/metrics.jsonl"))
         .map(|p| {
@@ -420,13 +425,13 @@ fn a_locked_sweep_directory_is_refused_and_keep_weights_false_leaves_no_weights(
     let o = run(&args);
     assert!(!o.status.success(), "a merge whose source trained into another run fails: {}", text(&o));
     let log = |id: &str| std::fs::read_to_string(out.join("cells").join(id).join("log.txt")).unwrap_or_default();
-    assert_eq!(state(&out, &near.0), "done");
+    assert_eq!(state(out, &near.0), "done");
     let near_log = log(&near.0);
     assert!(
         near_log.contains("training it again") && near_log.contains("differ from the record by up to 1.96%"),
         "{near_log}"
     );
-    assert_eq!(state(&out, &far.0), "failed");
+    assert_eq!(state(out, &far.0), "failed");
     let status = read(&out.join("cells").join(&far.0).join("status.json"));
     assert!(status["error"].as_str().unwrap().contains("did not repeat its run"), "{status}");
     assert!(!far.1.join("run/final").exists() && !out.join("cells").join(&far.0).join("source-run").exists());
@@ -435,7 +440,7 @@ fn a_locked_sweep_directory_is_refused_and_keep_weights_false_leaves_no_weights(
     assert!(o.status.success(), "{}", text(&o));
     assert!(log(&far.0).contains("trained again to its recorded losses"), "{}", log(&far.0));
     for (id, source) in &merges {
-        assert_eq!(state(&out, id), "done");
+        assert_eq!(state(out, id), "done");
         let cell = out.join("cells").join(id);
         assert!(cell.join("eval/results.json").exists() && !cell.join("source-run").exists());
         assert!(source.join("run/final/config.json").exists(), "{} has no weights", source.display());
