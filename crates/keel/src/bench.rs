@@ -338,9 +338,10 @@ fn bench_decode_products(
     json: bool,
 ) -> Result<()> {
     use keel_kernels::packed::PackedLinear;
+    use keel_model::inference::PACKED_MAX_ROWS;
     anyhow::ensure!(
-        (1..=48).contains(&rows),
-        "--decode-rows must be 1 to 48 (the decoder packs calls of up to 48 rows)"
+        (1..=PACKED_MAX_ROWS).contains(&rows),
+        "--decode-rows must be 1 to {PACKED_MAX_ROWS} (the decoder packs calls of up to {PACKED_MAX_ROWS} rows)"
     );
     let (h, kv, f, vocab, layers) = (576, 192, 1536, 49152, 30);
     let layer: [(usize, usize); 7] = [(h, h), (h, kv), (h, kv), (h, h), (h, f), (h, f), (f, h)];
