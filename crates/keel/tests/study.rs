@@ -5,7 +5,8 @@
 //! STUDY.md marks each generated table:
 //! `<!-- keel-report points study/gsm8k-cot -->`, the table, `<!-- end -->`.
 //! The token table of finding 3 sits between `<!-- keel-analyze tokens study/tokens -->` and
-//! `<!-- end -->`. `KEEL_UPDATE_STUDY=1 cargo test -p keel --test study -- --test-threads=1`
+//! `<!-- end -->`; keel's side of the paper's MedCalc table between
+//! `<!-- keel-report beside-paper study/medcalc-cot -->` and `<!-- end -->`. `KEEL_UPDATE_STUDY=1 cargo test -p keel --test study -- --test-threads=1`
 //! rewrites the marked tables (and only them) from the directories; without it, any difference
 //! fails.
 
@@ -14,6 +15,7 @@ use keel_testkit::repo_root;
 use std::path::{Path, PathBuf};
 
 const BEGIN: &str = "<!-- keel-report points ";
+const BESIDE_PAPER: &str = "<!-- keel-report beside-paper ";
 const END: &str = "<!-- end -->";
 
 /// The sweep directories of the study: study/<name>/ with a sweep.json.
@@ -43,13 +45,13 @@ fn every_sweep_directory_reports_to_its_committed_summary_and_figures() {
     }
 }
 
-/// (start of the table, end of the table, sweep directory) of each marked block.
-fn marked_tables(text: &str) -> Vec<(usize, usize, String)> {
+/// (start of the table, end of the table, sweep directory) of each block marked by `begin`.
+fn marked_tables(text: &str, begin: &str) -> Vec<(usize, usize, String)> {
     let mut out = Vec::new();
     let mut from = 0;
-    while let Some(i) = text[from..].find(BEGIN).map(|i| i + from) {
+    while let Some(i) = text[from..].find(begin).map(|i| i + from) {
         let line_end = text[i..].find('\n').map(|j| i + j + 1).expect("a marker line ends");
-        let dir = text[i + BEGIN.len()..line_end].trim().trim_end_matches("-->").trim().to_string();
+        let dir = text[i + begin.len()..line_end].trim().trim_end_matches("-->").trim().to_string();
         let end = text[line_end..].find(END).map(|j| line_end + j).expect("every marked table has <!-- end -->");
         out.push((line_end, end, dir));
         from = end;
@@ -57,16 +59,63 @@ fn marked_tables(text: &str) -> Vec<(usize, usize, String)> {
     out
 }
 
+/// keel's side of the paper's MedCalc table: per method (SFT, TALR) and LR, the domain score and
+/// the general score (absolute, as the paper gives them) with ΔL on general data, seed 0.
+fn beside_paper_markdown(summary: &serde_json::Value) -> String {
+    let points = summary["points"].as_array().unwrap();
+    let mut lrs: Vec<f64> = points.iter().filter_map(|p| p["lr"].as_f64()).collect();
+    lrs.sort_by(f64::total_cmp);
+    lrs.dedup();
+    let header: Vec<String> = lrs.iter().map(|lr| format!("LR {lr:e}")).collect();
+    let mut rows = vec![
+        format!("| method | {} |", header.join(" | ")),
+        format!("|---|{}", "---|".repeat(lrs.len())),
+        format!(
+            "| base model | {:.3} / {:.3} (all LRs) |{}",
+            summary["base"]["domain_score"].as_f64().unwrap(),
+            summary["base"]["general_score"].as_f64().unwrap(),
+            " |".repeat(lrs.len() - 1)
+        ),
+    ];
+    for (method, name) in [("sft", "standard SFT"), ("talr", "TALR")] {
+        let cells: Vec<String> = lrs
+            .iter()
+            .map(|&lr| {
+                let p = points.iter().find(|p| {
+                    p["method"] == method && p["lr"].as_f64() == Some(lr) && p["seeds"] == serde_json::json!([0])
+                });
+                p.map_or("—".to_string(), |p| {
+                    format!(
+                        "{:.3} / {:.3} (ΔL {:+.3})",
+                        p["domain"]["score"].as_f64().unwrap(),
+                        p["general"]["score"].as_f64().unwrap(),
+                        p["delta_l_general"].as_f64().unwrap()
+                    )
+                })
+            })
+            .collect();
+        rows.push(format!("| {name} | {} |", cells.join(" | ")));
+    }
+    rows.join("\n")
+}
+
 #[test]
 fn study_md_tables_are_regenerated_from_the_sweep_directories() {
     let path = repo_root().join("STUDY.md");
     let text = read(&path);
-    let blocks = marked_tables(&text);
+    let mut blocks: Vec<_> = marked_tables(&text, BEGIN).into_iter().map(|b| (b, false)).collect();
+    blocks.extend(marked_tables(&text, BESIDE_PAPER).into_iter().map(|b| (b, true)));
+    blocks.sort_by_key(|((start, _, _), _)| *start);
     assert!(!blocks.is_empty(), "STUDY.md marks no table");
     let mut updated = text.clone();
-    for (start, end, dir) in blocks.iter().rev() {
+    for ((start, end, dir), beside_paper) in blocks.iter().rev() {
         let summary = summarize(&repo_root().join(dir)).unwrap_or_else(|e| panic!("{dir}: {e:#}"));
-        let want = format!("\n{}\n", points_markdown(&summary).trim());
+        let table = if *beside_paper {
+            beside_paper_markdown(&serde_json::from_str(&summary_json(&summary).unwrap()).unwrap())
+        } else {
+            points_markdown(&summary)
+        };
+        let want = format!("\n{}\n", table.trim());
         if std::env::var_os("KEEL_UPDATE_STUDY").is_some() {
             updated.replace_range(*start..*end, &want);
         } else {
@@ -143,7 +192,7 @@ fn every_figure_study_md_and_the_readme_show_exists_in_a_reported_sweep() {
 #[test]
 fn the_marker_parser_finds_each_table_and_its_directory() {
     let text = "a\n<!-- keel-report points study/x -->\n| t |\n<!-- end -->\nb\n<!-- keel-report points study/y -->\n\n<!-- end -->\n";
-    let found = marked_tables(text);
+    let found = marked_tables(text, BEGIN);
     assert_eq!(found.iter().map(|b| b.2.as_str()).collect::<Vec<_>>(), ["study/x", "study/y"]);
     assert_eq!(&text[found[0].0..found[0].1], "| t |\n");
 }
