@@ -25,7 +25,7 @@ bench/compare_generate.sh 3 > "$out/generate.log"
 bench/compare_loglik.sh 3 > "$out/loglik.log"
 # Decoding at 16–64 slots and the machine's read bandwidth, the two sides of the decoding floor
 # (BENCHMARKS.md, "IFEval generation"). The comparisons against older binaries
-# (bench/compare_ifeval*.sh, bench/compare_decode_kernels.sh) need those builds and run by hand.
+# (bench/compare_ifeval.sh, bench/compare_decode_kernels.sh) need those builds and run by hand.
 for s in 16 32 64; do
     $k bench generate --slots "$s" --prompt-tokens 512 --max-new-tokens 64 --repeat 1 --json | sed "s/^{/{\"run\":\"generate $s\",/"
 done > "$out/decode_slots.jsonl"
