@@ -246,6 +246,8 @@ mod tests {
             tasks: BTreeMap::new(),
             delta_l_domain: None,
             delta_l_general: None,
+            delta_l_domain_seed_range: None,
+            delta_l_general_seed_range: None,
             pareto: false,
         }
     }

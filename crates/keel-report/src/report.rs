@@ -14,6 +14,14 @@ fn optional(x: Option<f64>) -> String {
     x.map_or("—".into(), signed)
 }
 
+/// A point's mean ΔL, followed by the seeds' smallest and largest when it has several.
+fn delta_l_over_seeds(mean: Option<f64>, range: Option<[f64; 2]>, seeds: usize) -> String {
+    match (mean, range) {
+        (Some(m), Some([lo, hi])) if seeds > 1 => format!("{m:+.3} ({lo:+.3} to {hi:+.3})"),
+        _ => optional(mean),
+    }
+}
+
 fn interval(s: &Score) -> String {
     s.ci95.map_or("—".into(), |[lo, hi]| format!("[{lo:+.3}, {hi:+.3}]"))
 }
@@ -69,8 +77,8 @@ fn points_table(summary: &Summary) -> Block {
             text(interval(&p.domain)),
             bold_if(p.general.resolved(), signed(p.general.delta)),
             text(interval(&p.general)),
-            text(optional(p.delta_l_domain)),
-            text(optional(p.delta_l_general)),
+            text(delta_l_over_seeds(p.delta_l_domain, p.delta_l_domain_seed_range, p.seeds.len())),
+            text(delta_l_over_seeds(p.delta_l_general, p.delta_l_general_seed_range, p.seeds.len())),
             yes_no(p.pareto),
         ]);
     }
@@ -288,7 +296,8 @@ fn blocks(summary: &Summary, pareto: String, curves: String, machine: &str) -> V
         svg: pareto,
         caption:
             "Each point is the mean over seeds of one (method, LR, α, axes); bars are paired bootstrap 95% intervals \
-                  (the seed range where samples are missing); the dashed line is the non-dominated frontier."
+                  (the seed range where samples are missing); the dashed line is the non-dominated frontier. In the \
+                  table, a ΔL over several seeds is followed by the seeds' smallest and largest."
                 .into(),
     });
     blocks.push(points_table(summary));

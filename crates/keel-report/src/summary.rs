@@ -174,6 +174,10 @@ pub struct Point {
     pub delta_l_domain: Option<f64>,
     /// Mean ΔL on general data over the seeds that measured it.
     pub delta_l_general: Option<f64>,
+    /// The smallest and largest ΔL on domain data among those seeds.
+    pub delta_l_domain_seed_range: Option<[f64; 2]>,
+    /// The smallest and largest ΔL on general data among those seeds.
+    pub delta_l_general_seed_range: Option<[f64; 2]>,
     /// Whether no other point (nor the base) is at least as good on both axes and better on one.
     pub pareto: bool,
 }
@@ -518,6 +522,11 @@ fn mean_of_some(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
     (!present.is_empty()).then(|| mean(&present))
 }
 
+/// `[min, max]` of the values present.
+fn range_of_some(values: impl Iterator<Item = Option<f64>>) -> Option<[f64; 2]> {
+    values.flatten().fold(None, |r, v| Some(r.map_or([v, v], |[lo, hi]: [f64; 2]| [lo.min(v), hi.max(v)])))
+}
+
 fn point(
     cells: &[&DoneCell],
     base: &ModelOutputs,
@@ -545,6 +554,8 @@ fn point(
         tasks,
         delta_l_domain: mean_of_some(code_lengths.iter().map(|c| c.domain_delta_l)),
         delta_l_general: mean_of_some(code_lengths.iter().map(|c| c.general_delta_l)),
+        delta_l_domain_seed_range: range_of_some(code_lengths.iter().map(|c| c.domain_delta_l)),
+        delta_l_general_seed_range: range_of_some(code_lengths.iter().map(|c| c.general_delta_l)),
         series,
         label,
         method: first.method.clone(),
