@@ -243,7 +243,10 @@ fn summary_numbers_recompute_from_the_cells_results() {
         assert!(close(p.delta_l_general.unwrap(), delta_l));
         let each: Vec<f64> = analyses.iter().map(|a| a["general"]["delta_l"].as_f64().unwrap()).collect();
         let [lo, hi] = p.delta_l_general_seed_range.unwrap();
-        assert!(close(lo, each.iter().copied().fold(f64::INFINITY, f64::min)) && close(hi, each.iter().copied().fold(f64::NEG_INFINITY, f64::max)));
+        assert!(
+            close(lo, each.iter().copied().fold(f64::INFINITY, f64::min))
+                && close(hi, each.iter().copied().fold(f64::NEG_INFINITY, f64::max))
+        );
         let table = keel_report::points_markdown(&summary);
         let row = table.lines().find(|l| l.starts_with(&format!("| {} |", p.label))).unwrap();
         assert!(row.contains(&format!("({lo:+.3} to {hi:+.3})")), "the table shows the seeds' ΔL range: {row}");
