@@ -7,7 +7,7 @@
 # by OpenBLAS's generic fallback on this host (keel since session 7 picks them itself).
 # Writes bench/results/${OUT:-ifeval_speed}.jsonl. SHIPPED=1 runs both binaries as they ship instead
 # (the reference keeps OpenBLAS's own choice, which on a CPU Debian 12's OpenBLAS does not know
-# is its SSE3 fallback) and writes bench/results/ifeval_shipped.jsonl.
+# is its SSE3 fallback) and writes bench/results/${OUT:-ifeval_shipped}.jsonl.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 old="$1"
@@ -19,7 +19,7 @@ slots=${SLOTS:-16 32}
 out=bench/results/${OUT:-ifeval_speed}.jsonl
 core=$(grep -q avx512f /proc/cpuinfo && echo SkylakeX || echo Haswell)
 if [ "${SHIPPED:-0}" = 1 ]; then
-    out=bench/results/ifeval_shipped.jsonl
+    out=bench/results/${OUT:-ifeval_shipped}.jsonl
     core=
     unset OPENBLAS_CORETYPE
 fi
