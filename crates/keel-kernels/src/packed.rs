@@ -390,8 +390,11 @@ impl<T: PanelValue> Tile<T> {
         let mut acc = [[_mm512_setzero_ps(); P]; R];
         for k in 0..self.kc {
             if (self.prefetch.from..self.prefetch.to).contains(&k) {
+                // The next tile may hold fewer panels than P; a prefetch past the weights is a
+                // harmless hint, and wrapping_add keeps the address computation defined.
                 for j in 0..P {
-                    _mm_prefetch::<_MM_HINT_T0>(self.prefetch.at.add(j * self.panel_stride + k * NR) as *const i8);
+                    let line = self.prefetch.at.wrapping_add(j * self.panel_stride + k * NR);
+                    _mm_prefetch::<_MM_HINT_T0>(line as *const i8);
                 }
             }
             let b: [__m512; P] = std::array::from_fn(|j| {
