@@ -6,11 +6,11 @@
 //! `<!-- keel-report points study/gsm8k-cot -->`, the table, `<!-- end -->`.
 //! The token table of finding 3 sits between `<!-- keel-analyze tokens study/tokens -->` and
 //! `<!-- end -->`; keel's side of the paper's MedCalc table between
-//! `<!-- keel-report beside-paper study/medcalc-cot -->` and `<!-- end -->`. `KEEL_UPDATE_STUDY=1 cargo test -p keel --test study -- --test-threads=1`
-//! rewrites the marked tables (and only them) from the directories; without it, any difference
-//! fails.
+//! `<!-- keel-report beside-paper study/medcalc-cot -->` and `<!-- end -->`.
+//! `KEEL_UPDATE_STUDY=1 cargo test -p keel --test study -- --test-threads=1` rewrites the marked
+//! tables (and only them) from the directories; without it, any difference fails.
 
-use keel_report::{lr_curves_svg, pareto_svg, points_markdown, summarize, summary_json};
+use keel_report::{lr_curves_svg, pareto_svg, points_markdown, summarize, summary_json, Summary};
 use keel_testkit::repo_root;
 use std::path::{Path, PathBuf};
 
@@ -61,9 +61,8 @@ fn marked_tables(text: &str, begin: &str) -> Vec<(usize, usize, String)> {
 
 /// keel's side of the paper's MedCalc table: per method (SFT, TALR) and LR, the domain score and
 /// the general score (absolute, as the paper gives them) with ΔL on general data, seed 0.
-fn beside_paper_markdown(summary: &serde_json::Value) -> String {
-    let points = summary["points"].as_array().unwrap();
-    let mut lrs: Vec<f64> = points.iter().filter_map(|p| p["lr"].as_f64()).collect();
+fn beside_paper_markdown(summary: &Summary) -> String {
+    let mut lrs: Vec<f64> = summary.points.iter().map(|p| p.lr).collect();
     lrs.sort_by(f64::total_cmp);
     lrs.dedup();
     let header: Vec<String> = lrs.iter().map(|lr| format!("LR {lr:e}")).collect();
@@ -72,8 +71,8 @@ fn beside_paper_markdown(summary: &serde_json::Value) -> String {
         format!("|---|{}", "---|".repeat(lrs.len())),
         format!(
             "| base model | {:.3} / {:.3} (all LRs) |{}",
-            summary["base"]["domain_score"].as_f64().unwrap(),
-            summary["base"]["general_score"].as_f64().unwrap(),
+            summary.base.domain_score,
+            summary.base.general_score,
             " |".repeat(lrs.len() - 1)
         ),
     ];
@@ -81,16 +80,10 @@ fn beside_paper_markdown(summary: &serde_json::Value) -> String {
         let cells: Vec<String> = lrs
             .iter()
             .map(|&lr| {
-                let p = points.iter().find(|p| {
-                    p["method"] == method && p["lr"].as_f64() == Some(lr) && p["seeds"] == serde_json::json!([0])
-                });
+                let p = summary.points.iter().find(|p| p.method == method && p.lr == lr && p.seeds == [0]);
                 p.map_or("—".to_string(), |p| {
-                    format!(
-                        "{:.3} / {:.3} (ΔL {:+.3})",
-                        p["domain"]["score"].as_f64().unwrap(),
-                        p["general"]["score"].as_f64().unwrap(),
-                        p["delta_l_general"].as_f64().unwrap()
-                    )
+                    let dl = p.delta_l_general.unwrap();
+                    format!("{:.3} / {:.3} (ΔL {dl:+.3})", p.domain.score, p.general.score)
                 })
             })
             .collect();
@@ -110,11 +103,7 @@ fn study_md_tables_are_regenerated_from_the_sweep_directories() {
     let mut updated = text.clone();
     for ((start, end, dir), beside_paper) in blocks.iter().rev() {
         let summary = summarize(&repo_root().join(dir)).unwrap_or_else(|e| panic!("{dir}: {e:#}"));
-        let table = if *beside_paper {
-            beside_paper_markdown(&serde_json::from_str(&summary_json(&summary).unwrap()).unwrap())
-        } else {
-            points_markdown(&summary)
-        };
+        let table = if *beside_paper { beside_paper_markdown(&summary) } else { points_markdown(&summary) };
         let want = format!("\n{}\n", table.trim());
         if std::env::var_os("KEEL_UPDATE_STUDY").is_some() {
             updated.replace_range(*start..*end, &want);
