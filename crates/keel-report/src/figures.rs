@@ -1,6 +1,8 @@
-//! The two figures: the Pareto plot and the per-LR curves, as standalone SVG documents.
+//! The figures: the Pareto plot of score changes, the same plane in code length (ΔL), and the
+//! per-LR curves, as standalone SVG documents.
 
-use crate::plot::{px, Canvas, Frame, Linear, LogLr, PALETTE};
+use crate::pareto::frontier;
+use crate::plot::{px, Canvas, Frame, Linear, LogLr, SignedLog, PALETTE};
 use crate::summary::{fmt_lr, fmt_number, Point, Score, Summary};
 
 /// How a series is drawn: its color, and a diamond marker for post-hoc merges.
@@ -89,36 +91,144 @@ pub fn pareto_svg(summary: &Summary) -> String {
     canvas.line((x.map(0.0), top), (x.map(0.0), bottom), axis_style);
     canvas.line((left, y.map(0.0)), (right, y.map(0.0)), axis_style);
     draw_frontier(&mut canvas, summary, &x, &y);
+    let at = |p: &Point| (x.map(p.domain.delta), y.map(p.general.delta));
     for p in points {
-        draw_point(&mut canvas, p, color_of(&styles, &p.series), &x, &y);
+        let ([x_lo, x_hi], [y_lo, y_hi]) = (whiskers(&p.domain), whiskers(&p.general));
+        let bars = ([x.map(x_lo), x.map(x_hi)], [y.map(y_lo), y.map(y_hi)]);
+        draw_marker(&mut canvas, p, color_of(&styles, &p.series), at(p), bars, p.pareto);
     }
-    draw_labels(&mut canvas, points, &x, &y);
-    let origin = (x.map(0.0), y.map(0.0));
-    canvas.raw(&format!(
-        "<rect x=\"{}\" y=\"{}\" width=\"11\" height=\"11\" fill=\"#111\"/>",
-        px(origin.0 - 5.5),
-        px(origin.1 - 5.5)
-    ));
-    canvas.text((origin.0 + 9.0, origin.1 + 18.0), "base", "start", "font-weight=\"bold\" fill=\"#111\"");
+    let labelled: Vec<(&Point, (f64, f64))> = points.iter().map(|p| (p, at(p))).collect();
+    draw_labels(&mut canvas, &labelled, [left, top, right, bottom]);
+    draw_base(&mut canvas, (x.map(0.0), y.map(0.0)));
     let row = legend(&mut canvas, (right + 24.0, top + 10.0), &styles);
+    let notes = ["Labels: learning rate", "(merges: α and the LR merged)", "Up and right is better."];
+    legend_marks(&mut canvas, (right + 24.0, row), &notes);
+    canvas.finish("Pareto plot: domain against general score change")
+}
+
+/// The legend's rows below the series: the base, the frontier and its markers, then `notes`.
+fn legend_marks(canvas: &mut Canvas, (x, row): (f64, f64), notes: &[&str]) {
     canvas.raw(&format!(
         "<rect x=\"{}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"#111\"/>",
-        px(right + 26.0),
+        px(x + 2.0),
         px(row - 9.0)
     ));
-    canvas.text((right + 44.0, row), "base (origin)", "start", "fill=\"#111\"");
-    canvas.line(
-        (right + 24.0, row + 16.0),
-        (right + 38.0, row + 16.0),
-        "stroke=\"#222\" stroke-width=\"2\" stroke-dasharray=\"6 3\"",
+    canvas.text((x + 20.0, row), "base (origin)", "start", "fill=\"#111\"");
+    canvas.line((x, row + 16.0), (x + 14.0, row + 16.0), "stroke=\"#222\" stroke-width=\"2\" stroke-dasharray=\"6 3\"");
+    canvas.text((x + 20.0, row + 20.0), "Pareto frontier", "start", "fill=\"#111\"");
+    canvas.marker((x + 7.0, row + 36.0), false, 7.0, "fill=\"none\" stroke=\"#111\" stroke-width=\"2\"");
+    canvas.text((x + 20.0, row + 40.0), "on the frontier", "start", "fill=\"#111\"");
+    for (i, note) in notes.iter().enumerate() {
+        canvas.text((x, row + 64.0 + 16.0 * i as f64), note, "start", "fill=\"#555\" font-size=\"12\"");
+    }
+}
+
+/// The base: a black square at the origin, labelled.
+fn draw_base(canvas: &mut Canvas, (ox, oy): (f64, f64)) {
+    canvas.raw(&format!(
+        "<rect x=\"{}\" y=\"{}\" width=\"11\" height=\"11\" fill=\"#111\"/>",
+        px(ox - 5.5),
+        px(oy - 5.5)
+    ));
+    canvas.text((ox + 9.0, oy + 18.0), "base", "start", "font-weight=\"bold\" fill=\"#111\"");
+}
+
+/// A point's measured ΔL: the point, its (domain, general) mean and the seeds' ranges.
+type Measured<'a> = (&'a Point, (f64, f64), [f64; 2], [f64; 2]);
+
+/// The points with both ΔL measured.
+fn measured(summary: &Summary) -> Vec<Measured<'_>> {
+    let range = |r: Option<[f64; 2]>, v: f64| r.unwrap_or([v, v]);
+    let with_both = |p: &Point| Some((p.delta_l_domain?, p.delta_l_general?));
+    summary
+        .points
+        .iter()
+        .filter_map(|p| {
+            let (d, g) = with_both(p)?;
+            Some((p, (d, g), range(p.delta_l_domain_seed_range, d), range(p.delta_l_general_seed_range, g)))
+        })
+        .collect()
+}
+
+/// ΔL on held-out domain references (x) against ΔL on the base's own general answers (y), one
+/// point per (method, LR, α, axes), bars over the seeds' range, the frontier of that plane (lower
+/// and left is better: the domain learned, the model's own behaviour kept) and the base at the
+/// origin, on signed-log axes. None when no point has both (the sweep has no `[analyze]`).
+pub fn code_length_svg(summary: &Summary) -> Option<String> {
+    let points = measured(summary);
+    if points.is_empty() {
+        return None;
+    }
+    let (left, top, right, bottom): (f64, f64, f64, f64) = (90.0, 50.0, 720.0, 550.0);
+    let styles = series_styles(&summary.points);
+    let (legend_w, legend_h) = legend_size(&styles);
+    let (width, height) = (right + 40.0 + legend_w.max(235.0), (bottom + 70.0).max(top + legend_h + 150.0));
+    let x = SignedLog::covering(points.iter().flat_map(|m| m.2), left, right);
+    let y = SignedLog::covering(points.iter().flat_map(|m| m.3), bottom, top);
+    let mut canvas = Canvas::new(width, height);
+    canvas.text(
+        (left, 28.0),
+        "Code-length change against the base (mean over seeds; bars: the seeds' range)",
+        "start",
+        "font-size=\"16\" font-weight=\"bold\" fill=\"#111\"",
     );
-    canvas.text((right + 44.0, row + 20.0), "Pareto frontier", "start", "fill=\"#111\"");
-    canvas.marker((right + 31.0, row + 36.0), false, 7.0, "fill=\"none\" stroke=\"#111\" stroke-width=\"2\"");
-    canvas.text((right + 44.0, row + 40.0), "on the frontier", "start", "fill=\"#111\"");
-    canvas.text((right + 24.0, row + 64.0), "Labels: learning rate", "start", "fill=\"#555\" font-size=\"12\"");
-    canvas.text((right + 24.0, row + 80.0), "(merges: α and the LR merged)", "start", "fill=\"#555\" font-size=\"12\"");
-    canvas.text((right + 24.0, row + 96.0), "Up and right is better.", "start", "fill=\"#555\" font-size=\"12\"");
-    canvas.finish("Pareto plot: domain against general score change")
+    let origin = (x.map(0.0), y.map(0.0));
+    canvas.raw(&format!(
+        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"#59a14f\" fill-opacity=\"0.10\"/>",
+        px(left),
+        px(origin.1),
+        px(origin.0 - left),
+        px(bottom - origin.1)
+    ));
+    let frame = Frame {
+        left,
+        top,
+        right,
+        bottom,
+        x_title: "ΔL domain, nats/token on held-out references (left: learned)",
+        y_title: "ΔL general, nats/token on the base's own answers (up: forgot)",
+    };
+    let x_ticks: Vec<(f64, String)> = x.ticks(34.0).into_iter().map(|(v, l)| (x.map(v), l)).collect();
+    let y_ticks: Vec<(f64, String)> = y.ticks(20.0).into_iter().map(|(v, l)| (y.map(v), l)).collect();
+    frame.draw(&mut canvas, &x_ticks, &y_ticks);
+    let axis_style = "stroke=\"#888\" stroke-width=\"1.2\" stroke-dasharray=\"5 4\"";
+    canvas.line((origin.0, top), (origin.0, bottom), axis_style);
+    canvas.line((left, origin.1), (right, origin.1), axis_style);
+    canvas.text(
+        (left + 8.0, bottom - 10.0),
+        "learned the domain, kept its own answers",
+        "start",
+        "fill=\"#2d6a27\" font-size=\"12\"",
+    );
+    let at = |(d, g): (f64, f64)| (x.map(d), y.map(g));
+    let lower_left: Vec<(f64, f64)> = points.iter().map(|m| (-m.1 .0, -m.1 .1)).collect();
+    let on = frontier(&lower_left);
+    let mut members: Vec<(f64, f64)> = points.iter().zip(&on.points).filter(|(_, &on)| on).map(|(m, _)| m.1).collect();
+    if on.base {
+        members.push((0.0, 0.0));
+    }
+    members.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
+    if members.len() > 1 {
+        let pixels: Vec<(f64, f64)> = members.into_iter().map(at).collect();
+        canvas.polyline(&pixels, "stroke=\"#222\" stroke-width=\"2\" stroke-dasharray=\"6 3\"");
+    }
+    for (m, &on) in points.iter().zip(&on.points) {
+        let center = at(m.1);
+        let bars = ([x.map(m.2[0]), x.map(m.2[1])], [y.map(m.3[0]), y.map(m.3[1])]);
+        draw_marker(&mut canvas, m.0, color_of(&styles, &m.0.series), center, bars, on);
+    }
+    let labelled: Vec<(&Point, (f64, f64))> = points.iter().map(|m| (m.0, at(m.1))).collect();
+    draw_labels(&mut canvas, &labelled, [left, top, right, bottom]);
+    draw_base(&mut canvas, origin);
+    let row = legend(&mut canvas, (right + 24.0, top + 10.0), &styles);
+    let notes = [
+        "Labels: learning rate",
+        "Down and left is better.",
+        "Signed-log axes: about linear",
+        "within ±0.03, logarithmic beyond.",
+    ];
+    legend_marks(&mut canvas, (right + 24.0, row), &notes);
+    Some(canvas.finish("Code-length change: domain against general ΔL"))
 }
 
 /// The frontier through its members (and the base when it is one), left to right.
@@ -135,21 +245,27 @@ fn draw_frontier(canvas: &mut Canvas, summary: &Summary, x: &Linear, y: &Linear)
     }
 }
 
-fn draw_point(canvas: &mut Canvas, p: &Point, color: &str, x: &Linear, y: &Linear) {
-    let center = (x.map(p.domain.delta), y.map(p.general.delta));
+/// A point's marker at `center` with its bars (pixel ends on x and y), ringed when on the frontier.
+fn draw_marker(
+    canvas: &mut Canvas,
+    p: &Point,
+    color: &str,
+    center: (f64, f64),
+    bars: ([f64; 2], [f64; 2]),
+    ring: bool,
+) {
     let bar = format!("stroke=\"{color}\" stroke-width=\"1.6\"");
-    let [x_lo, x_hi] = whiskers(&p.domain);
-    let [y_lo, y_hi] = whiskers(&p.general);
-    canvas.line((x.map(x_lo), center.1), (x.map(x_hi), center.1), &bar);
-    canvas.line((center.0, y.map(y_lo)), (center.0, y.map(y_hi)), &bar);
+    let ([x_lo, x_hi], [y_lo, y_hi]) = bars;
+    canvas.line((x_lo, center.1), (x_hi, center.1), &bar);
+    canvas.line((center.0, y_lo), (center.0, y_hi), &bar);
     for end in [x_lo, x_hi] {
-        canvas.line((x.map(end), center.1 - 4.0), (x.map(end), center.1 + 4.0), &bar);
+        canvas.line((end, center.1 - 4.0), (end, center.1 + 4.0), &bar);
     }
     for end in [y_lo, y_hi] {
-        canvas.line((center.0 - 4.0, y.map(end)), (center.0 + 4.0, y.map(end)), &bar);
+        canvas.line((center.0 - 4.0, end), (center.0 + 4.0, end), &bar);
     }
     let merge = p.kind == "merge";
-    if p.pareto {
+    if ring {
         canvas.marker(center, merge, 9.5, "fill=\"none\" stroke=\"#111\" stroke-width=\"2\"");
     }
     canvas.marker(center, merge, 6.0, &format!("fill=\"{color}\" stroke=\"#222\""));
@@ -162,12 +278,11 @@ fn intersects(a: &Bounds, b: &Bounds) -> bool {
     a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3]
 }
 
-/// Label each point with its LR (and α for merges) at the first spot around it that covers no
-/// marker and no label placed before; where every spot is taken, the first one.
-fn draw_labels(canvas: &mut Canvas, points: &[Point], x: &Linear, y: &Linear) {
-    let centers: Vec<(f64, f64)> = points.iter().map(|p| (x.map(p.domain.delta), y.map(p.general.delta))).collect();
-    let mut taken: Vec<Bounds> = centers.iter().map(|&(cx, cy)| [cx - 8.0, cy - 8.0, cx + 8.0, cy + 8.0]).collect();
-    for (p, &(cx, cy)) in points.iter().zip(&centers) {
+/// Label each point with its LR (and α for merges) at the first spot around it inside `frame`
+/// that covers no marker and no label placed before; where every spot is taken, the first one.
+fn draw_labels(canvas: &mut Canvas, points: &[(&Point, (f64, f64))], frame: Bounds) {
+    let mut taken: Vec<Bounds> = points.iter().map(|&(_, (cx, cy))| [cx - 8.0, cy - 8.0, cx + 8.0, cy + 8.0]).collect();
+    for &(p, (cx, cy)) in points {
         let label = match p.alpha {
             Some(alpha) => format!("α={} · {}", fmt_number(alpha), fmt_lr(p.lr)),
             None => fmt_lr(p.lr),
@@ -179,7 +294,9 @@ fn draw_labels(canvas: &mut Canvas, points: &[Point], x: &Linear, y: &Linear) {
             let x0 = if dx > 0.0 { cx + dx } else { cx + dx - width };
             [x0, cy + dy - 11.0, x0 + width, cy + dy + 3.0]
         };
-        let spot = spots.into_iter().find(|&s| !taken.iter().any(|t| intersects(t, &bounds(s)))).unwrap_or(spots[0]);
+        let inside = |b: &Bounds| b[0] >= frame[0] && b[1] >= frame[1] && b[2] <= frame[2] && b[3] <= frame[3];
+        let free = |s: (f64, f64)| inside(&bounds(s)) && !taken.iter().any(|t| intersects(t, &bounds(s)));
+        let spot = spots.into_iter().find(|&s| free(s)).unwrap_or(spots[0]);
         taken.push(bounds(spot));
         let anchor = if spot.0 > 0.0 { "start" } else { "end" };
         let style = "font-size=\"12\" fill=\"#111\" stroke=\"white\" stroke-width=\"3\" paint-order=\"stroke\"";

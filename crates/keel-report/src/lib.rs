@@ -4,8 +4,9 @@
 //! [`summarize`] reads sweep.json, the base model's and every cell's status.json,
 //! eval/results.json, eval/<task>.samples.jsonl and analyze.json, and computes a [`Summary`];
 //! [`write_report`] writes it into the sweep directory as `summary.json`, `report.md`,
-//! `report.html` (self-contained: inline CSS and SVG, no script, nothing fetched) and the two
-//! figures `pareto.svg` and `lr_curves.svg`.
+//! `report.html` (self-contained: inline CSS and SVG, no script, nothing fetched) and the
+//! figures `pareto.svg`, `code_length.svg` (the same plane in ΔL, where the sweep measured it)
+//! and `lr_curves.svg`.
 //!
 //! # Points
 //! Done cells that differ only in their seed (`train.seed`) form one point: a (method, LR, α,
@@ -56,7 +57,7 @@ mod report;
 mod stats;
 mod summary;
 
-pub use figures::{lr_curves_svg, pareto_svg};
+pub use figures::{code_length_svg, lr_curves_svg, pareto_svg};
 pub use guideline::{Guideline, SmallLr, DOMAIN_SHARE, RULE};
 pub use layout::EvalSettings;
 pub use pareto::{frontier, Frontier};

@@ -143,6 +143,59 @@ impl Linear {
     }
 }
 
+/// A signed-log axis for changes that span orders of magnitude either side of zero (ΔL from
+/// −0.3 to +12 nats): `asinh(v / LINEAR)`, about linear within ±LINEAR and logarithmic beyond, so a
+/// far outlier does not press the other points into one spot. Ticked at 1-3-10 values.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SignedLog {
+    lo: f64,
+    hi: f64,
+    from: f64,
+    to: f64,
+}
+
+impl SignedLog {
+    const LINEAR: f64 = 0.03;
+
+    fn warp(v: f64) -> f64 {
+        (v / Self::LINEAR).asinh()
+    }
+
+    /// An axis covering `values` and zero, padded by 6% of the warped span each side.
+    pub fn covering(values: impl Iterator<Item = f64>, from: f64, to: f64) -> Self {
+        let (lo, hi) = values
+            .filter(|v| v.is_finite())
+            .map(Self::warp)
+            .fold((Self::warp(-Self::LINEAR), Self::warp(Self::LINEAR)), |(l, h), v| (l.min(v), h.max(v)));
+        let pad = 0.06 * (hi - lo);
+        SignedLog { lo: lo - pad, hi: hi + pad, from, to }
+    }
+
+    pub fn map(&self, v: f64) -> f64 {
+        self.from + (Self::warp(v) - self.lo) / (self.hi - self.lo) * (self.to - self.from)
+    }
+
+    /// Zero and ±0.03, ±0.1, ±0.3, ±1, … inside the axis, skipping any closer than `gap` pixels
+    /// to the tick before it (counted outward from zero).
+    pub fn ticks(&self, gap: f64) -> Vec<(f64, String)> {
+        let magnitudes = [0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0];
+        let inside = |v: f64| (self.lo..=self.hi).contains(&Self::warp(v));
+        let mut ticks = vec![(0.0, "0".to_string())];
+        for sign in [-1.0, 1.0] {
+            let mut last = self.map(0.0);
+            for m in magnitudes {
+                let v = sign * m;
+                if inside(v) && (self.map(v) - last).abs() >= gap {
+                    last = self.map(v);
+                    ticks.push((v, format!("{v:+}")));
+                }
+            }
+        }
+        ticks.sort_by(|a, b| a.0.total_cmp(&b.0));
+        ticks
+    }
+}
+
 /// A log10 axis over learning rates, ticked at the rates the sweep used.
 #[derive(Debug, Clone)]
 pub(crate) struct LogLr {
@@ -233,6 +286,23 @@ mod tests {
     #[test]
     fn escaping_covers_markup() {
         assert_eq!(escape("a<b & \"c\">"), "a&lt;b &amp; &quot;c&quot;&gt;");
+    }
+
+    #[test]
+    fn signed_log_is_linear_near_zero_and_keeps_order_and_sign() {
+        let axis = SignedLog::covering([-0.35, 12.5].into_iter(), 0.0, 600.0);
+        let (zero, small, tiny) = (axis.map(0.0), axis.map(0.01), axis.map(0.005));
+        assert!(((small - zero) - 2.0 * (tiny - zero)).abs() < 0.03 * (small - zero), "about linear within ±0.03");
+        let order = [-0.35, -0.1, 0.0, 0.1, 1.0, 12.5].map(|v| axis.map(v));
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+        assert!((0.0..=600.0).contains(&axis.map(12.5)) && (0.0..=600.0).contains(&axis.map(-0.35)));
+        // 12.5 takes less than half the axis: the points near zero keep their room.
+        assert!(axis.map(12.5) - axis.map(1.0) < 0.5 * 600.0);
+        let labels: Vec<String> = axis.ticks(20.0).into_iter().map(|(_, l)| l).collect();
+        for wanted in ["-0.1", "0", "+0.1", "+1", "+10"] {
+            assert!(labels.iter().any(|l| l == wanted), "{wanted} missing from {labels:?}");
+        }
+        assert!(!labels.iter().any(|l| l == "+30" || l == "-1"), "ticks outside the data: {labels:?}");
     }
 
     #[test]

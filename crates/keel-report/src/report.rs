@@ -1,7 +1,7 @@
 //! The report's content, in order, and writing its files.
 
 use crate::document::{bold_if, html, markdown, text, Block, Inline, Span};
-use crate::figures::{lr_curves_svg, pareto_svg};
+use crate::figures::{code_length_svg, lr_curves_svg, pareto_svg};
 use crate::summary::{fmt_lr, fmt_number, Score, Summary};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -274,7 +274,29 @@ fn provenance_blocks(summary: &Summary, machine: &str) -> Vec<Block> {
 }
 
 /// The whole report as blocks; `pareto` and `curves` are the figures' SVG documents.
-fn blocks(summary: &Summary, pareto: String, curves: String, machine: &str) -> Vec<Block> {
+/// The report's figures, each a standalone SVG document.
+struct Figures {
+    pareto: String,
+    /// None when no point has ΔL on both domain and general data.
+    code_length: Option<String>,
+    curves: String,
+}
+
+impl Figures {
+    fn of(summary: &Summary) -> Self {
+        Figures { pareto: pareto_svg(summary), code_length: code_length_svg(summary), curves: lr_curves_svg(summary) }
+    }
+
+    /// (file name, SVG) of each figure there is.
+    fn files(&self) -> Vec<(&'static str, String)> {
+        let mut files = vec![("pareto.svg", self.pareto.clone())];
+        files.extend(self.code_length.clone().map(|svg| ("code_length.svg", svg)));
+        files.push(("lr_curves.svg", self.curves.clone()));
+        files
+    }
+}
+
+fn blocks(summary: &Summary, figures: &Figures, machine: &str) -> Vec<Block> {
     let p = &summary.provenance;
     let mut blocks = vec![
         Block::Heading(1, format!("keel sweep report {}", p.sweep_hash)),
@@ -293,7 +315,7 @@ fn blocks(summary: &Summary, pareto: String, curves: String, machine: &str) -> V
     blocks.push(Block::Figure {
         file: "pareto.svg".into(),
         alt: "Pareto plot: domain against general score change".into(),
-        svg: pareto,
+        svg: figures.pareto.clone(),
         caption:
             "Each point is the mean over seeds of one (method, LR, α, axes); bars are paired bootstrap 95% intervals \
                   (the seed range where samples are missing); the dashed line is the non-dominated frontier. In the \
@@ -301,11 +323,24 @@ fn blocks(summary: &Summary, pareto: String, curves: String, machine: &str) -> V
                 .into(),
     });
     blocks.push(points_table(summary));
+    if let Some(svg) = &figures.code_length {
+        blocks.push(Block::Heading(2, "Domain against general in code length".into()));
+        blocks.push(Block::Figure {
+            file: "code_length.svg".into(),
+            alt: "Code-length change: domain against general ΔL".into(),
+            svg: svg.clone(),
+            caption: "The same points by ΔL (keel analyze): x, the change in nats per token of the held-out domain \
+                      references; y, that of the base's own answers to general prompts. Lower left is better (shaded: \
+                      learned the domain and kept its own answers); bars span the seeds; the dashed line is this \
+                      plane's frontier. Where accuracies sit near chance, this plane shows what they cannot."
+                .into(),
+        });
+    }
     blocks.push(Block::Heading(2, "Per learning rate".into()));
     blocks.push(Block::Figure {
         file: "lr_curves.svg".into(),
         alt: "Score change against learning rate, per method".into(),
-        svg: curves,
+        svg: figures.curves.clone(),
         caption: "Lines are means over seeds; bands span the seeds' smallest to largest change.".into(),
     });
     blocks.extend(task_tables(summary));
@@ -326,19 +361,19 @@ pub fn summary_json(summary: &Summary) -> Result<String> {
     Ok(serde_json::to_string_pretty(summary).context("cannot serialize the summary")? + "\n")
 }
 
-/// Write summary.json, report.md, report.html, pareto.svg and lr_curves.svg into `sweep_dir`;
-/// returns the paths written. Same summary and machine, same bytes.
+/// Write summary.json, report.md, report.html, pareto.svg, code_length.svg (where ΔL was
+/// measured) and lr_curves.svg into `sweep_dir`; returns the paths written. Same summary and
+/// machine, same bytes.
 pub fn write_report(sweep_dir: &Path, summary: &Summary) -> Result<Vec<PathBuf>> {
-    let (pareto, curves) = (pareto_svg(summary), lr_curves_svg(summary));
-    let document = blocks(summary, pareto.clone(), curves.clone(), &machine_description());
+    let figures = Figures::of(summary);
+    let document = blocks(summary, &figures, &machine_description());
     let title = format!("keel sweep report {}", summary.provenance.sweep_hash);
-    let files = [
+    let mut files = vec![
         ("summary.json", summary_json(summary)?),
         ("report.md", markdown(&document)),
         ("report.html", html(&title, &document)),
-        ("pareto.svg", pareto),
-        ("lr_curves.svg", curves),
     ];
+    files.extend(figures.files());
     let mut written = Vec::new();
     for (name, content) in files {
         let path = sweep_dir.join(name);

@@ -317,7 +317,7 @@ fn failed_and_pending_cells_are_listed() {
 #[test]
 fn the_report_is_deterministic_and_summary_json_depends_only_on_the_files() {
     let dir = build_sweep();
-    let names = ["summary.json", "report.md", "report.html", "pareto.svg", "lr_curves.svg"];
+    let names = ["summary.json", "report.md", "report.html", "pareto.svg", "code_length.svg", "lr_curves.svg"];
     let written = write_report(&dir, &summarize(&dir).unwrap()).unwrap();
     assert_eq!(written, names.map(|n| dir.join(n)).to_vec());
     let first: Vec<Vec<u8>> = names.iter().map(|n| std::fs::read(dir.join(n)).unwrap()).collect();
@@ -332,21 +332,23 @@ fn the_report_is_deterministic_and_summary_json_depends_only_on_the_files() {
 }
 
 #[test]
-fn the_html_is_self_contained_with_both_figures() {
+fn the_html_is_self_contained_with_its_figures() {
     let dir = build_sweep();
     write_report(&dir, &summarize(&dir).unwrap()).unwrap();
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
-    assert_eq!(html.matches("<svg").count(), 2);
+    assert_eq!(html.matches("<svg").count(), 3);
     for forbidden in ["http", "src=", "<script", "<link", "url("] {
         assert!(!html.contains(forbidden), "report.html contains {forbidden}");
     }
-    for svg in ["pareto.svg", "lr_curves.svg"] {
+    for svg in ["pareto.svg", "code_length.svg", "lr_curves.svg"] {
         let text = std::fs::read_to_string(dir.join(svg)).unwrap();
         assert!(text.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""), "{svg} is a standalone SVG");
         assert!(text.contains("base") && text.contains("sft") && text.contains("1e-5"), "{svg} has labels");
     }
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
-    assert!(md.contains("![") && md.contains("(pareto.svg)") && md.contains("(lr_curves.svg)"));
+    for figure in ["(pareto.svg)", "(code_length.svg)", "(lr_curves.svg)"] {
+        assert!(md.contains(figure), "report.md links {figure}");
+    }
     assert!(
         md.contains(keel_report::RULE.split_whitespace().take(6).collect::<Vec<_>>().join(" ").as_str()),
         "the rule is stated"
@@ -472,4 +474,62 @@ fn other_axes_split_points_and_name_their_series() {
     assert_eq!(first, ["sft data.target=cot lr=1e-6", "sft data.target=label lr=1e-6"]);
     assert_eq!(summary.points[0].series, "sft data.target=cot");
     assert_eq!(summary.points[0].axes["data.target"], json!("cot"));
+}
+
+/// The (cx, cy) of every `<circle … r="R"` in an SVG, in document order.
+fn circles(svg: &str, r: &str) -> Vec<(f64, f64)> {
+    let attr = |tag: &str, name: &str| -> f64 {
+        let start = tag.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+        tag[start..].split('"').next().unwrap().parse().unwrap()
+    };
+    svg.split("<circle ")
+        .skip(1)
+        .filter(|t| t.contains(&format!(" r=\"{r}\"")))
+        .map(|t| (attr(t, "cx"), attr(t, "cy")))
+        .collect()
+}
+
+#[test]
+fn the_code_length_figure_places_points_by_their_delta_l_and_rings_its_frontier() {
+    let summary = summarize(&build_sweep()).unwrap();
+    let svg = keel_report::code_length_svg(&summary).expect("every cell has analyze.json");
+    // Trained points are 6 px circles (merges are diamonds), in the summary's order.
+    let trained: Vec<&keel_report::Point> = summary.points.iter().filter(|p| p.kind == "train").collect();
+    let centers = circles(&svg, "6");
+    assert_eq!(centers.len(), trained.len());
+    for (a, ca) in trained.iter().zip(&centers) {
+        for (b, cb) in trained.iter().zip(&centers) {
+            let (da, db) = (a.delta_l_domain.unwrap(), b.delta_l_domain.unwrap());
+            let (ga, gb) = (a.delta_l_general.unwrap(), b.delta_l_general.unwrap());
+            // x grows with ΔL domain; y (pixels, downward) shrinks as ΔL general grows.
+            assert_eq!(da < db, ca.0 < cb.0, "{} and {} on x", a.label, b.label);
+            assert_eq!(ga < gb, ca.1 > cb.1, "{} and {} on y", a.label, b.label);
+        }
+    }
+    // Frontier rings (9.5 px) go around exactly the points no other point (nor the base) beats
+    // on both ΔL, lower being better.
+    let lengths: Vec<(f64, f64)> =
+        summary.points.iter().map(|p| (p.delta_l_domain.unwrap(), p.delta_l_general.unwrap())).collect();
+    let beaten =
+        |&(d, g): &(f64, f64)| lengths.iter().chain([&(0.0, 0.0)]).any(|&(e, h)| e <= d && h <= g && (e < d || h < g));
+    let on_frontier = lengths.iter().filter(|p| !beaten(p)).count();
+    let ring_style = "fill=\"none\" stroke=\"#111\" stroke-width=\"2\"/>";
+    let diamond_rings =
+        svg.split("<polygon ").filter(|t| t.split('>').next().unwrap().contains(&ring_style[..40])).count();
+    assert_eq!(circles(&svg, "9.5").len() + diamond_rings, on_frontier);
+}
+
+#[test]
+fn without_delta_l_there_is_no_code_length_figure() {
+    let dir = build_sweep();
+    for entry in std::fs::read_dir(dir.join("cells")).unwrap() {
+        let _ = std::fs::remove_file(entry.unwrap().path().join("analyze.json"));
+    }
+    let _ = std::fs::remove_file(dir.join("base/analyze.json"));
+    let summary = summarize(&dir).unwrap();
+    assert!(keel_report::code_length_svg(&summary).is_none());
+    let written = write_report(&dir, &summary).unwrap();
+    assert!(!written.iter().any(|p| p.ends_with("code_length.svg")));
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(!md.contains("code_length.svg"));
 }

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 /// `keel report --help`'s long description.
 pub const LONG_ABOUT: &str = "Summarize a sweep directory written by `keel sweep run` (docs/sweep-layout.md).\n\n\
 Writes into SWEEP_DIR: summary.json (the numbers, a pure function of the directory's files; run times left out so that a resumed sweep's equals an uninterrupted one's), report.md, \
-report.html (self-contained: inline SVG, no network), pareto.svg and lr_curves.svg.\n\n\
+report.html (self-contained: inline SVG, no network), pareto.svg, code_length.svg (the same points by ΔL on \
+domain against general data, where the sweep ran keel analyze) and lr_curves.svg.\n\n\
 The report shows domain against general score change per (method, LR, α, other axes), mean over seeds with paired \
 bootstrap 95% intervals over items × seeds; the Pareto frontier; score change against log LR per method; ΔL per \
 cell; a table per task; failed and missing cells; provenance; and a guideline: among points within 95% of the best \

@@ -10,7 +10,7 @@
 //! `KEEL_UPDATE_STUDY=1 cargo test -p keel --test study -- --test-threads=1` rewrites the marked
 //! tables (and only them) from the directories; without it, any difference fails.
 
-use keel_report::{lr_curves_svg, pareto_svg, points_markdown, summarize, summary_json, Summary};
+use keel_report::{code_length_svg, lr_curves_svg, pareto_svg, points_markdown, summarize, summary_json, Summary};
 use keel_testkit::repo_root;
 use std::path::{Path, PathBuf};
 
@@ -42,6 +42,8 @@ fn every_sweep_directory_reports_to_its_committed_summary_and_figures() {
         assert_eq!(summary_json(&summary).unwrap(), read(&dir.join("summary.json")), "{name}/summary.json is stale");
         assert_eq!(pareto_svg(&summary), read(&dir.join("pareto.svg")), "{name}/pareto.svg is stale");
         assert_eq!(lr_curves_svg(&summary), read(&dir.join("lr_curves.svg")), "{name}/lr_curves.svg is stale");
+        let code_length = code_length_svg(&summary).unwrap_or_else(|| panic!("{name}: every study sweep measures ΔL"));
+        assert_eq!(code_length, read(&dir.join("code_length.svg")), "{name}/code_length.svg is stale");
     }
 }
 

@@ -282,7 +282,7 @@ fn four_cells_on_the_default_model_in_under_five_minutes() {
     let r = run(&["report", out.to_str().unwrap()]);
     let secs = started.elapsed().as_secs_f64();
     assert!(r.status.success(), "{}", text(&r));
-    for f in ["summary.json", "report.html", "report.md", "pareto.svg", "lr_curves.svg"] {
+    for f in ["summary.json", "report.html", "report.md", "pareto.svg", "code_length.svg", "lr_curves.svg"] {
         assert!(out.join(f).exists(), "{f} missing");
     }
     eprintln!("4-cell sweep on the default model, report included: {secs:.0} s");
