@@ -380,5 +380,10 @@ pub fn write_report(sweep_dir: &Path, summary: &Summary) -> Result<Vec<PathBuf>>
         std::fs::write(&path, content).with_context(|| format!("cannot write {}", path.display()))?;
         written.push(path);
     }
+    // A code-length figure from an earlier report would show ΔL this summary no longer has.
+    let stale = sweep_dir.join("code_length.svg");
+    if figures.code_length.is_none() && stale.exists() {
+        std::fs::remove_file(&stale).with_context(|| format!("cannot remove the stale {}", stale.display()))?;
+    }
     Ok(written)
 }

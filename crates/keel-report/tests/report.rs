@@ -522,6 +522,8 @@ fn the_code_length_figure_places_points_by_their_delta_l_and_rings_its_frontier(
 #[test]
 fn without_delta_l_there_is_no_code_length_figure() {
     let dir = build_sweep();
+    write_report(&dir, &summarize(&dir).unwrap()).unwrap();
+    assert!(dir.join("code_length.svg").exists());
     for entry in std::fs::read_dir(dir.join("cells")).unwrap() {
         let _ = std::fs::remove_file(entry.unwrap().path().join("analyze.json"));
     }
@@ -530,6 +532,7 @@ fn without_delta_l_there_is_no_code_length_figure() {
     assert!(keel_report::code_length_svg(&summary).is_none());
     let written = write_report(&dir, &summary).unwrap();
     assert!(!written.iter().any(|p| p.ends_with("code_length.svg")));
+    assert!(!dir.join("code_length.svg").exists(), "the earlier report's figure is removed");
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(!md.contains("code_length.svg"));
 }
