@@ -6,7 +6,9 @@
 //! `<!-- keel-report points study/gsm8k-cot -->`, the table, `<!-- end -->`.
 //! The token table of finding 3 sits between `<!-- keel-analyze tokens study/tokens -->` and
 //! `<!-- end -->`; keel's side of the paper's MedCalc table between
-//! `<!-- keel-report beside-paper study/medcalc-cot -->` and `<!-- end -->`.
+//! `<!-- keel-report beside-paper study/medcalc-cot -->` and `<!-- end -->`; finding 2's table of
+//! every method at one LR between `<!-- keel-report at-lr study/gsm8k-cot 1e-3 -->` and
+//! `<!-- end -->`.
 //! `KEEL_UPDATE_STUDY=1 cargo test -p keel --test study -- --test-threads=1` rewrites the marked
 //! tables (and only them) from the directories; without it, any difference fails.
 
@@ -16,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 const BEGIN: &str = "<!-- keel-report points ";
 const BESIDE_PAPER: &str = "<!-- keel-report beside-paper ";
+const AT_LR: &str = "<!-- keel-report at-lr ";
 const END: &str = "<!-- end -->";
 
 /// The sweep directories of the study: study/<name>/ with a sweep.json.
@@ -96,18 +99,62 @@ fn beside_paper_markdown(summary: &Summary) -> String {
     rows.join("\n")
 }
 
+/// A ΔL with the seeds' range where there are several.
+fn delta_l_text(mean: Option<f64>, range: Option<[f64; 2]>, seeds: usize) -> String {
+    match (mean, range) {
+        (Some(m), Some([lo, hi])) if seeds > 1 => format!("{m:+.3} ({lo:+.3} to {hi:+.3})"),
+        (Some(m), _) => format!("{m:+.3}"),
+        (None, _) => "—".into(),
+    }
+}
+
+/// Every point at learning rate `lr`, in the summary's order: ΔL on domain and general data and
+/// the general accuracy change with its interval (finding 2's comparison at one LR).
+fn at_lr_markdown(summary: &Summary, lr: f64) -> String {
+    let mut rows = vec![
+        "| point | seeds | ΔL domain | ΔL general | Δ general accuracy | 95% interval |".to_string(),
+        "|---|---|---|---|---|---|".to_string(),
+    ];
+    for p in summary.points.iter().filter(|p| p.lr == lr) {
+        let seeds: Vec<String> = p.seeds.iter().map(u64::to_string).collect();
+        let n = p.seeds.len();
+        rows.push(format!(
+            "| {} | {} | {} | {} | {:+.3} | {} |",
+            p.label,
+            seeds.join(", "),
+            delta_l_text(p.delta_l_domain, p.delta_l_domain_seed_range, n),
+            delta_l_text(p.delta_l_general, p.delta_l_general_seed_range, n),
+            p.general.delta,
+            p.general.ci95.map_or("—".into(), |[lo, hi]| format!("[{lo:+.3}, {hi:+.3}]"))
+        ));
+    }
+    rows.join("\n")
+}
+
+/// The table a marker asks for: `dir` is the sweep directory, then the LR for `at-lr`.
+fn generated_table(kind: &str, dir: &str) -> String {
+    let (dir, lr) = dir.split_once(' ').map_or((dir, None), |(d, lr)| (d, Some(lr)));
+    let summary = summarize(&repo_root().join(dir)).unwrap_or_else(|e| panic!("{dir}: {e:#}"));
+    match kind {
+        BESIDE_PAPER => beside_paper_markdown(&summary),
+        AT_LR => at_lr_markdown(&summary, lr.and_then(|l| l.parse().ok()).expect("at-lr names a learning rate")),
+        _ => points_markdown(&summary),
+    }
+}
+
 #[test]
 fn study_md_tables_are_regenerated_from_the_sweep_directories() {
     let path = repo_root().join("STUDY.md");
     let text = read(&path);
-    let mut blocks: Vec<_> = marked_tables(&text, BEGIN).into_iter().map(|b| (b, false)).collect();
-    blocks.extend(marked_tables(&text, BESIDE_PAPER).into_iter().map(|b| (b, true)));
+    let mut blocks: Vec<_> = Vec::new();
+    for kind in [BEGIN, BESIDE_PAPER, AT_LR] {
+        blocks.extend(marked_tables(&text, kind).into_iter().map(|b| (b, kind)));
+    }
     blocks.sort_by_key(|((start, _, _), _)| *start);
     assert!(!blocks.is_empty(), "STUDY.md marks no table");
     let mut updated = text.clone();
-    for ((start, end, dir), beside_paper) in blocks.iter().rev() {
-        let summary = summarize(&repo_root().join(dir)).unwrap_or_else(|e| panic!("{dir}: {e:#}"));
-        let table = if *beside_paper { beside_paper_markdown(&summary) } else { points_markdown(&summary) };
+    for ((start, end, dir), kind) in blocks.iter().rev() {
+        let table = generated_table(kind, dir);
         let want = format!("\n{}\n", table.trim());
         if std::env::var_os("KEEL_UPDATE_STUDY").is_some() {
             updated.replace_range(*start..*end, &want);
