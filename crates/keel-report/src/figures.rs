@@ -133,21 +133,52 @@ fn draw_base(canvas: &mut Canvas, (ox, oy): (f64, f64)) {
     canvas.text((ox + 9.0, oy + 18.0), "base", "start", "font-weight=\"bold\" fill=\"#111\"");
 }
 
-/// A point's measured ΔL: the point, its (domain, general) mean and the seeds' ranges.
-type Measured<'a> = (&'a Point, (f64, f64), [f64; 2], [f64; 2]);
+/// A point with both ΔL measured: its (domain, general) mean over seeds and the seeds' ranges.
+struct Measured<'a> {
+    point: &'a Point,
+    mean: (f64, f64),
+    domain_range: [f64; 2],
+    general_range: [f64; 2],
+}
 
 /// The points with both ΔL measured.
 fn measured(summary: &Summary) -> Vec<Measured<'_>> {
     let range = |r: Option<[f64; 2]>, v: f64| r.unwrap_or([v, v]);
-    let with_both = |p: &Point| Some((p.delta_l_domain?, p.delta_l_general?));
     summary
         .points
         .iter()
         .filter_map(|p| {
-            let (d, g) = with_both(p)?;
-            Some((p, (d, g), range(p.delta_l_domain_seed_range, d), range(p.delta_l_general_seed_range, g)))
+            let (d, g) = (p.delta_l_domain?, p.delta_l_general?);
+            Some(Measured {
+                point: p,
+                mean: (d, g),
+                domain_range: range(p.delta_l_domain_seed_range, d),
+                general_range: range(p.delta_l_general_seed_range, g),
+            })
         })
         .collect()
+}
+
+/// The code-length plane's frontier (lower and left is better, the base among the candidates)
+/// as a dashed line; returns which points are on it.
+fn draw_lower_left_frontier(
+    canvas: &mut Canvas,
+    points: &[Measured],
+    at: impl Fn((f64, f64)) -> (f64, f64),
+) -> Vec<bool> {
+    let negated: Vec<(f64, f64)> = points.iter().map(|m| (-m.mean.0, -m.mean.1)).collect();
+    let on = frontier(&negated);
+    let mut members: Vec<(f64, f64)> =
+        points.iter().zip(&on.points).filter(|(_, &on)| on).map(|(m, _)| m.mean).collect();
+    if on.base {
+        members.push((0.0, 0.0));
+    }
+    members.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
+    if members.len() > 1 {
+        let pixels: Vec<(f64, f64)> = members.into_iter().map(at).collect();
+        canvas.polyline(&pixels, "stroke=\"#222\" stroke-width=\"2\" stroke-dasharray=\"6 3\"");
+    }
+    on.points
 }
 
 /// ΔL on held-out domain references (x) against ΔL on the base's own general answers (y), one
@@ -163,8 +194,8 @@ pub fn code_length_svg(summary: &Summary) -> Option<String> {
     let styles = series_styles(&summary.points);
     let (legend_w, legend_h) = legend_size(&styles);
     let (width, height) = (right + 40.0 + legend_w.max(235.0), (bottom + 70.0).max(top + legend_h + 150.0));
-    let x = SignedLog::covering(points.iter().flat_map(|m| m.2), left, right);
-    let y = SignedLog::covering(points.iter().flat_map(|m| m.3), bottom, top);
+    let x = SignedLog::covering(points.iter().flat_map(|m| m.domain_range), left, right);
+    let y = SignedLog::covering(points.iter().flat_map(|m| m.general_range), bottom, top);
     let mut canvas = Canvas::new(width, height);
     canvas.text(
         (left, 28.0),
@@ -201,23 +232,15 @@ pub fn code_length_svg(summary: &Summary) -> Option<String> {
         "fill=\"#2d6a27\" font-size=\"12\"",
     );
     let at = |(d, g): (f64, f64)| (x.map(d), y.map(g));
-    let lower_left: Vec<(f64, f64)> = points.iter().map(|m| (-m.1 .0, -m.1 .1)).collect();
-    let on = frontier(&lower_left);
-    let mut members: Vec<(f64, f64)> = points.iter().zip(&on.points).filter(|(_, &on)| on).map(|(m, _)| m.1).collect();
-    if on.base {
-        members.push((0.0, 0.0));
+    let on_frontier = draw_lower_left_frontier(&mut canvas, &points, at);
+    for (m, &on) in points.iter().zip(&on_frontier) {
+        let bars = (
+            [x.map(m.domain_range[0]), x.map(m.domain_range[1])],
+            [y.map(m.general_range[0]), y.map(m.general_range[1])],
+        );
+        draw_marker(&mut canvas, m.point, color_of(&styles, &m.point.series), at(m.mean), bars, on);
     }
-    members.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
-    if members.len() > 1 {
-        let pixels: Vec<(f64, f64)> = members.into_iter().map(at).collect();
-        canvas.polyline(&pixels, "stroke=\"#222\" stroke-width=\"2\" stroke-dasharray=\"6 3\"");
-    }
-    for (m, &on) in points.iter().zip(&on.points) {
-        let center = at(m.1);
-        let bars = ([x.map(m.2[0]), x.map(m.2[1])], [y.map(m.3[0]), y.map(m.3[1])]);
-        draw_marker(&mut canvas, m.0, color_of(&styles, &m.0.series), center, bars, on);
-    }
-    let labelled: Vec<(&Point, (f64, f64))> = points.iter().map(|m| (m.0, at(m.1))).collect();
+    let labelled: Vec<(&Point, (f64, f64))> = points.iter().map(|m| (m.point, at(m.mean))).collect();
     draw_labels(&mut canvas, &labelled, [left, top, right, bottom]);
     draw_base(&mut canvas, origin);
     let row = legend(&mut canvas, (right + 24.0, top + 10.0), &styles);
