@@ -1,7 +1,8 @@
 #!/bin/bash
-# Runs (or resumes) every sweep of the study, in priority order (MedCalc CoT's last cell, then
-# GSM8K CoT's seeds, ablation and baselines), then reports each. Any cell
-# killed midway resumes from its checkpoint on the next run; done cells are never redone.
+# Runs (or resumes) every sweep of the study, in the order they ran (MedCalc CoT, GSM8K CoT,
+# GSM8K label-only, MedCalc label-only), then reports each. Any cell killed midway resumes from
+# its checkpoint on the next run; done cells are never redone. With an older KEEL, run today's
+# `keel report study/<sweep>` afterwards: the committed reports are today's (STUDY.md).
 #   study/run.sh [KEEL]        (KEEL: the keel binary; default target/release/keel)
 set -u
 cd "$(dirname "$0")/.."
