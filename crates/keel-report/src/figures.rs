@@ -168,16 +168,8 @@ fn draw_lower_left_frontier(
 ) -> Vec<bool> {
     let negated: Vec<(f64, f64)> = points.iter().map(|m| (-m.mean.0, -m.mean.1)).collect();
     let on = frontier(&negated);
-    let mut members: Vec<(f64, f64)> =
-        points.iter().zip(&on.points).filter(|(_, &on)| on).map(|(m, _)| m.mean).collect();
-    if on.base {
-        members.push((0.0, 0.0));
-    }
-    members.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
-    if members.len() > 1 {
-        let pixels: Vec<(f64, f64)> = members.into_iter().map(at).collect();
-        canvas.polyline(&pixels, "stroke=\"#222\" stroke-width=\"2\" stroke-dasharray=\"6 3\"");
-    }
+    let members = points.iter().zip(&on.points).filter(|(_, &on)| on).map(|(m, _)| m.mean);
+    frontier_line(canvas, members.collect(), on.base, at);
     on.points
 }
 
@@ -256,14 +248,19 @@ pub fn code_length_svg(summary: &Summary) -> Option<String> {
 
 /// The frontier through its members (and the base when it is one), left to right.
 fn draw_frontier(canvas: &mut Canvas, summary: &Summary, x: &Linear, y: &Linear) {
-    let mut members: Vec<(f64, f64)> =
-        summary.points.iter().filter(|p| p.pareto).map(|p| (p.domain.delta, p.general.delta)).collect();
-    if summary.base_on_frontier {
+    let members = summary.points.iter().filter(|p| p.pareto).map(|p| (p.domain.delta, p.general.delta));
+    frontier_line(canvas, members.collect(), summary.base_on_frontier, |(dx, dy)| (x.map(dx), y.map(dy)));
+}
+
+/// The dashed line through a frontier's `members` (and the base at the origin when it is one),
+/// left to right, each placed by `at`.
+fn frontier_line(canvas: &mut Canvas, mut members: Vec<(f64, f64)>, base: bool, at: impl Fn((f64, f64)) -> (f64, f64)) {
+    if base {
         members.push((0.0, 0.0));
     }
     members.sort_by(|a, b| a.0.total_cmp(&b.0).then(b.1.total_cmp(&a.1)));
-    let pixels: Vec<(f64, f64)> = members.iter().map(|&(dx, dy)| (x.map(dx), y.map(dy))).collect();
-    if pixels.len() > 1 {
+    if members.len() > 1 {
+        let pixels: Vec<(f64, f64)> = members.into_iter().map(at).collect();
         canvas.polyline(&pixels, "stroke=\"#222\" stroke-width=\"2\" stroke-dasharray=\"6 3\"");
     }
 }

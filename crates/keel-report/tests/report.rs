@@ -536,3 +536,16 @@ fn without_delta_l_there_is_no_code_length_figure() {
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(!md.contains("code_length.svg"));
 }
+
+#[test]
+fn the_table_at_one_lr_has_a_row_per_point_at_that_lr_with_its_delta_l() {
+    let summary = summarize(&build_sweep()).unwrap();
+    let table = keel_report::points_at_lr_markdown(&summary, 1e-5);
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| point")).collect();
+    let at_lr: Vec<&keel_report::Point> = summary.points.iter().filter(|p| p.lr == 1e-5).collect();
+    assert_eq!(rows.len(), at_lr.len(), "{table}");
+    for (row, p) in rows.iter().zip(&at_lr) {
+        assert!(row.starts_with(&format!("| {} | ", p.label)), "{row}");
+        assert!(row.contains(&format!("{:+.3}", p.delta_l_general.unwrap())), "{row}");
+    }
+}

@@ -12,7 +12,10 @@
 //! `KEEL_UPDATE_STUDY=1 cargo test -p keel --test study -- --test-threads=1` rewrites the marked
 //! tables (and only them) from the directories; without it, any difference fails.
 
-use keel_report::{code_length_svg, lr_curves_svg, pareto_svg, points_markdown, summarize, summary_json, Summary};
+use keel_report::{
+    code_length_svg, lr_curves_svg, pareto_svg, points_at_lr_markdown, points_markdown, summarize, summary_json,
+    Summary,
+};
 use keel_testkit::repo_root;
 use std::path::{Path, PathBuf};
 
@@ -99,45 +102,13 @@ fn beside_paper_markdown(summary: &Summary) -> String {
     rows.join("\n")
 }
 
-/// A ΔL with the seeds' range where there are several.
-fn delta_l_text(mean: Option<f64>, range: Option<[f64; 2]>, seeds: usize) -> String {
-    match (mean, range) {
-        (Some(m), Some([lo, hi])) if seeds > 1 => format!("{m:+.3} ({lo:+.3} to {hi:+.3})"),
-        (Some(m), _) => format!("{m:+.3}"),
-        (None, _) => "—".into(),
-    }
-}
-
-/// Every point at learning rate `lr`, in the summary's order: ΔL on domain and general data and
-/// the general accuracy change with its interval (finding 2's comparison at one LR).
-fn at_lr_markdown(summary: &Summary, lr: f64) -> String {
-    let mut rows = vec![
-        "| point | seeds | ΔL domain | ΔL general | Δ general accuracy | 95% interval |".to_string(),
-        "|---|---|---|---|---|---|".to_string(),
-    ];
-    for p in summary.points.iter().filter(|p| p.lr == lr) {
-        let seeds: Vec<String> = p.seeds.iter().map(u64::to_string).collect();
-        let n = p.seeds.len();
-        rows.push(format!(
-            "| {} | {} | {} | {} | {:+.3} | {} |",
-            p.label,
-            seeds.join(", "),
-            delta_l_text(p.delta_l_domain, p.delta_l_domain_seed_range, n),
-            delta_l_text(p.delta_l_general, p.delta_l_general_seed_range, n),
-            p.general.delta,
-            p.general.ci95.map_or("—".into(), |[lo, hi]| format!("[{lo:+.3}, {hi:+.3}]"))
-        ));
-    }
-    rows.join("\n")
-}
-
 /// The table a marker asks for: `dir` is the sweep directory, then the LR for `at-lr`.
 fn generated_table(kind: &str, dir: &str) -> String {
     let (dir, lr) = dir.split_once(' ').map_or((dir, None), |(d, lr)| (d, Some(lr)));
     let summary = summarize(&repo_root().join(dir)).unwrap_or_else(|e| panic!("{dir}: {e:#}"));
     match kind {
         BESIDE_PAPER => beside_paper_markdown(&summary),
-        AT_LR => at_lr_markdown(&summary, lr.and_then(|l| l.parse().ok()).expect("at-lr names a learning rate")),
+        AT_LR => points_at_lr_markdown(&summary, lr.and_then(|l| l.parse().ok()).expect("at-lr names a learning rate")),
         _ => points_markdown(&summary),
     }
 }
