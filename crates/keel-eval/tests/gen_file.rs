@@ -6,13 +6,9 @@ use keel_eval::gen_file::GenFileTask;
 use keel_eval::gen_tasks::{prompt_ids, GenItem, GenTask};
 use keel_eval::harness::{self, EvalOptions, PerTask};
 use keel_infer::pretrained::Pretrained;
-use keel_testkit::repo_root;
+use keel_testkit::{repo_root, shared_data};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-
-fn shared_data() -> PathBuf {
-    repo_root().join("../shared/data")
-}
 
 fn task_file(name: &str) -> GenFileTask {
     GenFileTask::from_file(&repo_root().join("tasks/generation").join(name)).unwrap()

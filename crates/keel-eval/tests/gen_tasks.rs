@@ -4,7 +4,7 @@ use keel_eval::gen_tasks::GenTask;
 use std::path::PathBuf;
 
 fn data() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data")
+    keel_testkit::shared_data()
 }
 
 #[test]

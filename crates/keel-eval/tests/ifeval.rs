@@ -16,7 +16,7 @@ use keel_eval::ifeval::{
 use serde_json::{json, Value};
 
 fn data_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/ifeval/input_data.jsonl")
+    keel_testkit::shared_data().join("ifeval/input_data.jsonl")
 }
 
 fn fixture() -> &'static Value {

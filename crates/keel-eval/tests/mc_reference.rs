@@ -25,7 +25,7 @@ fn arc_easy_choices_and_loglikelihoods_match_the_reference() {
         McTask::from_toml(&std::fs::read_to_string(root().join("tasks/arc_easy.toml")).unwrap(), "arc_easy").unwrap();
     let pre = Pretrained::load(&model_path()).unwrap();
     let want = reference["items"].as_array().unwrap();
-    let items: Vec<_> = task.items(&root().join("../shared/data")).unwrap().into_iter().take(want.len()).collect();
+    let items: Vec<_> = task.items(&keel_testkit::shared_data()).unwrap().into_iter().take(want.len()).collect();
     let ids = |v: &Value| -> Vec<u32> { v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect() };
     for (item, w) in items.iter().zip(want) {
         assert_eq!(item.contexts, [w["context"].as_str().unwrap()]);
@@ -107,7 +107,7 @@ fn trailing_context_whitespace_moves_to_the_continuation() {
 /// (BoolQ's passages hold U+FEFF inside strings) is caught here, not in the middle of a sweep.
 #[test]
 fn every_item_of_every_shipped_benchmark_loads() {
-    let data = root().join("../shared/data");
+    let data = keel_testkit::shared_data();
     for name in ["arc_easy", "arc_challenge", "boolq", "mmlu", "mmlu_5shot"] {
         let task = keel_eval::harness::load_mc_task(name).unwrap();
         let n = task.items(&data).unwrap_or_else(|e| panic!("{name}: {e:#}")).len();
@@ -158,7 +158,7 @@ fn winogrande_partial_scores_match_the_reference() {
 /// both forms, or neither, are refused.
 #[test]
 fn jinja_task_files_read_the_same_items_and_forms_are_checked() {
-    let data = root().join("../shared/data");
+    let data = keel_testkit::shared_data();
     let fields = keel_eval::harness::load_mc_task("mmlu_5shot").unwrap();
     let jinja = McTask::from_toml(
         &std::fs::read_to_string(root().join("tasks/mmlu_5shot.toml"))

@@ -17,6 +17,20 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The data sets' offline copy the tests read: `$KEEL_SHARED_DATA`, else `../shared/data` beside
+/// the repository; panics with where it looked when it is missing.
+pub fn shared_data() -> PathBuf {
+    let dir =
+        std::env::var_os("KEEL_SHARED_DATA").map(PathBuf::from).unwrap_or_else(|| repo_root().join("../shared/data"));
+    assert!(
+        dir.join("gsm8k").is_dir(),
+        "{} has no data sets: the tests read the offline copy beside the repository (../shared/data); \
+         clone keel next to it, or point KEEL_SHARED_DATA at it",
+        dir.display()
+    );
+    dir
+}
+
 /// SmolLM2-135M-Instruct's GGUF; panics with what to run when it is missing.
 pub fn default_model_path() -> PathBuf {
     let path = keel_infer::pretrained::default_model_path(&repo_root());

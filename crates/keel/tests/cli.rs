@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 /// data directory, ./data, is filled only by `keel data fetch`).
 fn keel() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_keel"));
-    c.current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")).env("KEEL_DATA", "../shared/data");
+    c.current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .env("KEEL_DATA", keel_testkit::shared_data());
     c
 }
 
@@ -169,7 +170,7 @@ fn analyze_reports_code_length_and_zero_delta_for_the_base_itself() {
             "--base",
             "models/SmolLM2-135M-Instruct.Q4_1.gguf",
             "--data",
-            "../shared/data/gsm8k/test.jsonl",
+            &keel_testkit::shared_data().join("gsm8k/test.jsonl").display().to_string(),
             "--format",
             "gsm8k",
             "--limit",

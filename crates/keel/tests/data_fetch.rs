@@ -1,6 +1,7 @@
 //! `keel data fetch` as a user meets it: the list, unknown names, a verified copy from a mirror
 //! directory into --data-dir or $KEEL_DATA, and a re-run that writes nothing.
 
+use keel_testkit::shared_data;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -41,20 +42,24 @@ fn a_mirror_directory_is_copied_verified_and_a_rerun_writes_nothing() {
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     let err = run(keel()
-        .args(["data", "fetch", "gsm8k", "humaneval", "--mirror", "../shared/data", "--data-dir"])
+        .args(["data", "fetch", "gsm8k", "humaneval", "--mirror"])
+        .arg(shared_data())
+        .arg("--data-dir")
         .arg(&dest));
     assert!(err.contains("5 written, 0 already there"), "{err}");
     for file in ["gsm8k/train.jsonl", "gsm8k/test.jsonl", "gsm8k/LICENSE", "humaneval/HumanEval.jsonl.gz"] {
-        let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data").join(file);
+        let shared = shared_data().join(file);
         assert_eq!(std::fs::read(dest.join(file)).unwrap(), std::fs::read(shared).unwrap(), "{file}");
     }
     let err = run(keel()
-        .args(["data", "fetch", "gsm8k", "humaneval", "--mirror", "../shared/data", "--data-dir"])
+        .args(["data", "fetch", "gsm8k", "humaneval", "--mirror"])
+        .arg(shared_data())
+        .arg("--data-dir")
         .arg(&dest));
     assert!(err.contains("0 written, 5 already there"), "{err}");
 
     // $KEEL_DATA is the default destination.
     let env_dest = scratch("fetched-data-env");
-    run(keel().args(["data", "fetch", "ifeval", "--mirror", "../shared/data"]).env("KEEL_DATA", &env_dest));
+    run(keel().args(["data", "fetch", "ifeval", "--mirror"]).arg(shared_data()).env("KEEL_DATA", &env_dest));
     assert!(env_dest.join("ifeval/input_data.jsonl").exists());
 }

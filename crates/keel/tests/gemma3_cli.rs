@@ -81,7 +81,7 @@ fn a_trained_gemma3_evaluates_generates_merges_and_round_trips_through_gguf() {
         .args(["eval", "--model"])
         .arg(&tuned)
         .args(["--tasks", "arc_easy,gsm8k", "--limit", "2", "--max-new-tokens", "6", "--data-dir"])
-        .arg(kit::repo_root().join("../shared/data"))
+        .arg(kit::shared_data())
         .arg("--out")
         .arg(&eval_dir));
     let results: serde_json::Value =
@@ -171,7 +171,7 @@ fn a_sweep_runs_on_gemma3() {
         "base = {base:?}\n[axes]\ntrain.lr = [1e-3]\n\n[[methods]]\nname = \"talr\"\ntrain.objective = \"talr\"\n\n\
          [eval]\ndomain = [\"gsm8k\"]\ngeneral = [\"arc_easy\"]\nlimit = 2\nbatch_rows = 2\nmax_new_tokens = 4\ndata_dir = {:?}\n\n\
          [analyze]\ndomain_limit = 2\ngeneral_limit = 1\nmax_new_tokens = 4\n",
-        kit::repo_root().join("../shared/data")
+        kit::shared_data()
     );
     std::fs::write(&sweep, text).unwrap();
     let out = dir.join("out");

@@ -96,7 +96,7 @@ fn a_new_users_path_from_a_hub_model_to_a_gguf() {
     assert!(stderr(&out).contains("held out"), "{}", stderr(&out));
 
     let results = shared.join("eval");
-    let shared_data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    let shared_data = keel_testkit::shared_data();
     let suite = format!("domain:{},general", data.display());
     let final_dir = s(&run.join("final"));
     let args = ["eval", "--model", &final_dir, "--suite", &suite, "--holdout", "0.25", "--limit", "2"];

@@ -45,7 +45,7 @@ fn a_tiny_sweep_runs_through_a_real_slurm_job_array_and_the_report_job() {
         format!(
             "base = {base:?}\n[axes]\ntrain.lr = [1e-3, 3e-3]\n[eval]\ndomain = [\"gsm8k\"]\ngeneral = [\"arc_easy\"]\nlimit = 4\nmax_new_tokens = 8\ndata_dir = {:?}\n\
              [analyze]\ndomain_limit = 4\n",
-            repo_root().join("../shared/data")
+            keel_testkit::shared_data()
         ),
     )
     .unwrap();

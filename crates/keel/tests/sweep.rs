@@ -1,7 +1,7 @@
 //! `keel sweep` end to end: the tiny model for speed, one sweep on the default model, a kill
 //! and a resume, a failing method, and Slurm submission with a fake `sbatch`.
 
-use keel_testkit::{repo_root, tiny_config, tiny_setup};
+use keel_testkit::{repo_root, shared_data, tiny_config, tiny_setup};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -25,10 +25,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn shared_data() -> PathBuf {
-    repo_root().join("../shared/data")
 }
 
 /// A tiny sweep (sft and talr × 2 learning rates, plus `extra` methods) in `dir`.
