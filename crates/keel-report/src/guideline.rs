@@ -1,6 +1,7 @@
 //! The guideline: a stated rule applied to the points, with warnings where the sample sizes
 //! cannot resolve the differences it rests on.
 
+use crate::code_length_guideline::{code_length_guideline, CodeLengthGuideline};
 use crate::summary::{fmt_lr, Point, Score};
 use serde::Serialize;
 
@@ -49,6 +50,9 @@ pub struct Guideline {
     pub text: Vec<String>,
     /// Differences below what the sample sizes resolve.
     pub warnings: Vec<String>,
+    /// The same rule by ΔL, where the sweep ran keel analyze.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code_length: Option<CodeLengthGuideline>,
 }
 
 fn signed(x: f64) -> String {
@@ -74,8 +78,13 @@ fn better(a: &Point, b: &Point) -> bool {
     key(a).partial_cmp(&key(b)) == Some(std::cmp::Ordering::Greater)
 }
 
-/// Apply the rule to `points` (in summary order; ties keep the earlier point).
+/// Apply the rule to `points` (in summary order; ties keep the earlier point), by accuracy and by
+/// code length.
 pub fn guideline(points: &[Point]) -> Guideline {
+    Guideline { code_length: code_length_guideline(points), ..by_accuracy(points) }
+}
+
+fn by_accuracy(points: &[Point]) -> Guideline {
     let mut g = Guideline {
         rule: RULE.into(),
         best_domain: None,
@@ -85,6 +94,7 @@ pub fn guideline(points: &[Point]) -> Guideline {
         small_lr_sft: None,
         text: Vec::new(),
         warnings: Vec::new(),
+        code_length: None,
     };
     let Some(best) = points.iter().reduce(|a, b| if b.domain.delta > a.domain.delta { b } else { a }) else {
         g.text.push("No cell finished: there is nothing to recommend yet.".into());
@@ -219,12 +229,12 @@ fn small_lr_check(g: &mut Guideline, points: &[Point], recommended: &Point, best
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
     /// A point with the given changes and intervals of half-width `half` around them.
-    fn point(method: &str, lr: f64, domain: f64, general: f64, half: f64) -> Point {
+    pub(crate) fn point(method: &str, lr: f64, domain: f64, general: f64, half: f64) -> Point {
         let score = |delta: f64| Score {
             score: 0.5 + delta,
             delta,

@@ -37,6 +37,9 @@
 //! plain `sft` at its smallest LR reaches the same threshold (whether a small LR alone gets
 //! there). It warns where the recommendation rests on a difference below what the sample sizes
 //! resolve: an interval that includes zero, or intervals of two compared points that overlap.
+//! Where the sweep ran keel analyze, the same rule is applied to ΔL (the domain references' change
+//! in nats per token, and that of the base's own general answers), with a difference resolved only
+//! where both points ran several seeds whose ranges are apart.
 //!
 //! # Determinism
 //! summary.json is a pure function of the sweep directory's files: no clock, no paths, sorted
@@ -47,6 +50,7 @@
 
 #![warn(missing_docs)]
 
+mod code_length_guideline;
 mod document;
 mod figures;
 mod guideline;
@@ -57,6 +61,7 @@ mod report;
 mod stats;
 mod summary;
 
+pub use code_length_guideline::{CodeLengthGuideline, CODE_LENGTH_RULE};
 pub use figures::{code_length_svg, lr_curves_svg, pareto_svg};
 pub use guideline::{Guideline, SmallLr, DOMAIN_SHARE, RULE};
 pub use layout::EvalSettings;

@@ -15,7 +15,7 @@ fn optional(x: Option<f64>) -> String {
 }
 
 /// A point's mean ΔL, followed by the seeds' smallest and largest when it has several.
-fn delta_l_over_seeds(mean: Option<f64>, range: Option<[f64; 2]>, seeds: usize) -> String {
+pub(crate) fn delta_l_over_seeds(mean: Option<f64>, range: Option<[f64; 2]>, seeds: usize) -> String {
     match (mean, range) {
         (Some(m), Some([lo, hi])) if seeds > 1 => format!("{m:+.3} ({lo:+.3} to {hi:+.3})"),
         _ => optional(mean),
@@ -41,6 +41,15 @@ fn guideline_blocks(summary: &Summary) -> Vec<Block> {
     if !g.warnings.is_empty() {
         blocks.push(Block::Paragraph(vec![Span::Bold("Below what the sample sizes resolve:".into())]));
         blocks.push(Block::List(g.warnings.iter().map(|w| text(w.clone())).collect()));
+    }
+    if let Some(c) = &g.code_length {
+        blocks.push(Block::Heading(3, "By code length".into()));
+        blocks.push(Block::Paragraph(vec![Span::Bold("Rule.".into()), Span::Text(format!(" {}", c.rule))]));
+        blocks.push(Block::List(c.text.iter().map(|t| text(t.clone())).collect()));
+        if !c.warnings.is_empty() {
+            blocks.push(Block::Paragraph(vec![Span::Bold("To check before relying on it:".into())]));
+            blocks.push(Block::List(c.warnings.iter().map(|w| text(w.clone())).collect()));
+        }
     }
     blocks
 }

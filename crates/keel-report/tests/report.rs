@@ -374,6 +374,24 @@ fn the_guideline_recommends_an_eligible_point() {
 }
 
 #[test]
+fn the_code_length_guideline_picks_the_smallest_general_delta_l_within_95_percent_and_is_in_the_report() {
+    let dir = build_sweep();
+    let summary = summarize(&dir).unwrap();
+    let c = summary.guideline.code_length.as_ref().expect("every cell has analyze.json");
+    let dl = |p: &keel_report::Point| (p.delta_l_domain.unwrap(), p.delta_l_general.unwrap());
+    let best = summary.points.iter().map(|p| dl(p).0).fold(f64::INFINITY, f64::min);
+    assert!(best < 0.0 && close(c.threshold.unwrap(), 0.95 * best));
+    let eligible: Vec<_> = summary.points.iter().filter(|p| dl(p).0 <= 0.95 * best).collect();
+    assert_eq!(c.eligible, eligible.iter().map(|p| p.label.clone()).collect::<Vec<_>>());
+    let least_general = eligible.iter().map(|p| dl(p).1).fold(f64::INFINITY, f64::min);
+    let chosen = summary.points.iter().find(|p| Some(&p.label) == c.recommended.as_ref()).unwrap();
+    assert_eq!(dl(chosen).1, least_general);
+    write_report(&dir, &summary).unwrap();
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("### By code length") && md.contains(&c.text[0]), "{md}");
+}
+
+#[test]
 fn a_cell_missing_a_task_is_listed_with_the_file_and_key() {
     let dir = build_sweep();
     let summary = summarize(&dir).unwrap();
@@ -534,7 +552,8 @@ fn without_delta_l_there_is_no_code_length_figure() {
     assert!(!written.iter().any(|p| p.ends_with("code_length.svg")));
     assert!(!dir.join("code_length.svg").exists(), "the earlier report's figure is removed");
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
-    assert!(!md.contains("code_length.svg"));
+    assert!(!md.contains("code_length.svg") && !md.contains("By code length"));
+    assert!(summary.guideline.code_length.is_none());
 }
 
 #[test]
