@@ -10,8 +10,11 @@ use serde::Serialize;
 pub const CODE_LENGTH_RULE: &str = "The same rule in code length (keel analyze's ΔL against the base, nats per \
 token; lower is better): among the points whose domain ΔL gain is at least 95% of the best, recommend the one whose \
 general ΔL is smallest (ties: larger domain gain, then smaller LR); then set plain sft at its smallest LR beside it. \
-A difference is resolved only where both points ran several seeds and their seed ranges are apart. A negative \
-general ΔL can mean the model sharpened on its own answers rather than kept them: read it with the accuracies.";
+A difference is resolved only where both points ran several seeds and their seed ranges are apart.";
+
+/// Added to the rule where the general ΔL measures the base model's own answers.
+const SHARPENING: &str = " A negative general ΔL on the base's own answers can mean the model sharpened on its own \
+habits rather than kept its ability: read it with the accuracies, or measure written references (general_data).";
 
 /// What the rule picks by code length.
 #[derive(Debug, Clone, Serialize)]
@@ -71,14 +74,16 @@ fn better(a: &Measured, b: &Measured) -> bool {
 }
 
 /// Apply the rule to the points that measured ΔL on both axes; None when none did.
-pub fn code_length_guideline(points: &[Point]) -> Option<CodeLengthGuideline> {
+/// `on_own_answers`: the general ΔL measures the base model's own answers, so a negative one is
+/// flagged as possible sharpening.
+pub fn code_length_guideline(points: &[Point], on_own_answers: bool) -> Option<CodeLengthGuideline> {
     let measured: Vec<Measured> = points
         .iter()
         .filter_map(|p| Some(Measured { point: p, domain: p.delta_l_domain?, general: p.delta_l_general? }))
         .collect();
     let best = *measured.iter().reduce(|a, b| if b.domain < a.domain { b } else { a })?;
     let mut g = CodeLengthGuideline {
-        rule: CODE_LENGTH_RULE.into(),
+        rule: if on_own_answers { format!("{CODE_LENGTH_RULE}{SHARPENING}") } else { CODE_LENGTH_RULE.into() },
         best_domain: Some(best.point.label.clone()),
         threshold: None,
         eligible: Vec::new(),
@@ -119,7 +124,7 @@ pub fn code_length_guideline(points: &[Point]) -> Option<CodeLengthGuideline> {
         best.domain,
         best.point.label
     ));
-    if recommended.general < 0.0 {
+    if on_own_answers && recommended.general < 0.0 {
         g.warnings.push(format!(
             "{}'s general ΔL is negative ({}): the model finds its own general answers likelier than the base did, \
              which can be sharpening rather than kept ability; check the general accuracies.",
@@ -217,7 +222,7 @@ mod tests {
             measured("talr", 1e-4, 0.18, -0.05, 3, 0.001),
             point("wise_ft", 1e-3, 0.0, 0.0, 0.01),
         ];
-        let g = code_length_guideline(&points).unwrap();
+        let g = code_length_guideline(&points, true).unwrap();
         assert_eq!(g.best_domain.as_deref(), Some("sft lr=1e-4"));
         assert!((g.threshold.unwrap() + 0.3325).abs() < 1e-12);
         assert_eq!(g.eligible, ["sft lr=1e-4", "lora lr=1e-3"]);
@@ -233,17 +238,21 @@ mod tests {
     #[test]
     fn single_seeds_and_a_negative_general_delta_l_are_warned_about() {
         let points = [measured("talr", 1e-4, -0.30, -0.02, 1, 0.0), measured("sft", 1e-5, -0.29, 0.01, 3, 0.001)];
-        let g = code_length_guideline(&points).unwrap();
+        let g = code_length_guideline(&points, true).unwrap();
         assert_eq!(g.recommended.as_deref(), Some("talr lr=1e-4"));
         assert!(g.warnings[0].contains("sharpening"), "{:?}", g.warnings);
         assert!(g.warnings[1].contains("talr lr=1e-4 ran a single seed"), "{:?}", g.warnings);
         assert_eq!(g.warnings.len(), 2, "the runner-up is plain sft at its smallest LR, warned once: {:?}", g.warnings);
+        // On written references a negative general ΔL is no sign of sharpening.
+        let g = code_length_guideline(&points, false).unwrap();
+        assert!(!g.rule.contains("sharpened") && !g.warnings.iter().any(|w| w.contains("sharpening")), "{g:?}");
+        assert_eq!(g.warnings.len(), 1);
     }
 
     #[test]
     fn a_small_lr_that_gets_there_is_the_recommendation() {
         let points = [measured("sft", 1e-5, -0.33, 0.01, 3, 0.001), measured("sft", 1e-4, -0.34, 0.06, 3, 0.001)];
-        let g = code_length_guideline(&points).unwrap();
+        let g = code_length_guideline(&points, true).unwrap();
         assert_eq!(g.recommended.as_deref(), Some("sft lr=1e-5"));
         assert!(g.text[1].starts_with("A small LR alone gets there"), "{:?}", g.text);
         assert!(g.warnings.is_empty(), "{:?}", g.warnings);
@@ -251,10 +260,10 @@ mod tests {
 
     #[test]
     fn nothing_lowering_the_domain_delta_l_keeps_the_base_and_no_delta_l_gives_no_rule() {
-        let g = code_length_guideline(&[measured("talr", 1e-5, 0.06, -0.03, 3, 0.001)]).unwrap();
+        let g = code_length_guideline(&[measured("talr", 1e-5, 0.06, -0.03, 3, 0.001)], true).unwrap();
         assert!(g.recommended.is_none() && g.threshold.is_none());
         assert!(g.text[0].contains("keep the base"), "{:?}", g.text);
-        assert!(code_length_guideline(&[point("sft", 1e-5, 0.1, -0.1, 0.01)]).is_none());
-        assert!(code_length_guideline(&[]).is_none());
+        assert!(code_length_guideline(&[point("sft", 1e-5, 0.1, -0.1, 0.01)], true).is_none());
+        assert!(code_length_guideline(&[], true).is_none());
     }
 }

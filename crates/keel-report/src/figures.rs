@@ -173,7 +173,8 @@ fn draw_lower_left_frontier(
     on.points
 }
 
-/// ΔL on held-out domain references (x) against ΔL on the base's own general answers (y), one
+/// ΔL on held-out domain references (x) against ΔL on general data (y: the base's own answers, or
+/// the written references of `analyze.general_data`), one
 /// point per (method, LR, α, axes), bars over the seeds' range, the frontier of that plane (lower
 /// and left is better: the domain learned, the model's own behaviour kept) and the base at the
 /// origin, on signed-log axes. None when no point has both (the sweep has no `[analyze]`).
@@ -203,13 +204,23 @@ pub fn code_length_svg(summary: &Summary) -> Option<String> {
         px(origin.0 - left),
         px(bottom - origin.1)
     ));
+    let (y_title, kept) = match summary.provenance.general_data {
+        None => (
+            "ΔL general, nats/token on the base's own answers (up: forgot)",
+            "learned the domain, kept its own answers",
+        ),
+        Some(_) => (
+            "ΔL general, nats/token on written references (up: forgot)",
+            "learned the domain, kept the general references",
+        ),
+    };
     let frame = Frame {
         left,
         top,
         right,
         bottom,
         x_title: "ΔL domain, nats/token on held-out references (left: learned)",
-        y_title: "ΔL general, nats/token on the base's own answers (up: forgot)",
+        y_title,
     };
     let x_ticks: Vec<(f64, String)> = x.ticks(34.0).into_iter().map(|(v, l)| (x.map(v), l)).collect();
     let y_ticks: Vec<(f64, String)> = y.ticks(20.0).into_iter().map(|(v, l)| (y.map(v), l)).collect();
@@ -217,12 +228,7 @@ pub fn code_length_svg(summary: &Summary) -> Option<String> {
     let axis_style = "stroke=\"#888\" stroke-width=\"1.2\" stroke-dasharray=\"5 4\"";
     canvas.line((origin.0, top), (origin.0, bottom), axis_style);
     canvas.line((left, origin.1), (right, origin.1), axis_style);
-    canvas.text(
-        (left + 8.0, bottom - 10.0),
-        "learned the domain, kept its own answers",
-        "start",
-        "fill=\"#2d6a27\" font-size=\"12\"",
-    );
+    canvas.text((left + 8.0, bottom - 10.0), kept, "start", "fill=\"#2d6a27\" font-size=\"12\"");
     let at = |(d, g): (f64, f64)| (x.map(d), y.map(g));
     let on_frontier = draw_lower_left_frontier(&mut canvas, &points, at);
     for (m, &on) in points.iter().zip(&on_frontier) {

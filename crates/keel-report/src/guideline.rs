@@ -79,9 +79,9 @@ fn better(a: &Point, b: &Point) -> bool {
 }
 
 /// Apply the rule to `points` (in summary order; ties keep the earlier point), by accuracy and by
-/// code length.
-pub fn guideline(points: &[Point]) -> Guideline {
-    Guideline { code_length: code_length_guideline(points), ..by_accuracy(points) }
+/// code length (`on_own_answers`: the general ΔL measures the base model's own answers).
+pub fn guideline(points: &[Point], on_own_answers: bool) -> Guideline {
+    Guideline { code_length: code_length_guideline(points, on_own_answers), ..by_accuracy(points) }
 }
 
 fn by_accuracy(points: &[Point]) -> Guideline {
@@ -270,7 +270,7 @@ pub(crate) mod tests {
             point("talr", 1e-5, 0.29, -0.05, 0.01),
             point("l2", 1e-5, 0.25, -0.02, 0.01),
         ];
-        let g = guideline(&points);
+        let g = guideline(&points, true);
         assert_eq!(g.best_domain.as_deref(), Some("sft lr=1e-5"));
         assert!((g.threshold.unwrap() - 0.285).abs() < 1e-12);
         assert_eq!(g.eligible, ["sft lr=1e-5", "talr lr=1e-5"]);
@@ -287,7 +287,7 @@ pub(crate) mod tests {
     #[test]
     fn a_small_lr_that_gets_there_is_recommended() {
         let points = [point("sft", 1e-6, 0.29, -0.01, 0.01), point("sft", 1e-5, 0.30, -0.20, 0.01)];
-        let g = guideline(&points);
+        let g = guideline(&points, true);
         assert_eq!(g.recommended.as_deref(), Some("sft lr=1e-6"));
         assert!(g.small_lr_sft.unwrap().is_recommended);
         assert!(g.text[1].starts_with("A small LR alone gets there"));
@@ -296,7 +296,7 @@ pub(crate) mod tests {
     #[test]
     fn overlapping_intervals_are_warned_about() {
         let points = [point("talr", 1e-5, 0.30, -0.02, 0.05), point("sft", 1e-5, 0.30, -0.04, 0.05)];
-        let g = guideline(&points);
+        let g = guideline(&points, true);
         assert_eq!(g.recommended.as_deref(), Some("talr lr=1e-5"));
         assert!(g.warnings.iter().any(|w| w.contains("not resolved from zero")), "{:?}", g.warnings);
         assert!(g.warnings.iter().any(|w| w.contains("cannot tell them apart")), "{:?}", g.warnings);
@@ -304,9 +304,9 @@ pub(crate) mod tests {
 
     #[test]
     fn nothing_gaining_recommends_nothing() {
-        let g = guideline(&[point("sft", 1e-5, -0.01, -0.2, 0.01)]);
+        let g = guideline(&[point("sft", 1e-5, -0.01, -0.2, 0.01)], true);
         assert!(g.recommended.is_none() && g.threshold.is_none());
         assert!(g.text[0].contains("keep the base"));
-        assert!(guideline(&[]).text[0].contains("No cell finished"));
+        assert!(guideline(&[], true).text[0].contains("No cell finished"));
     }
 }

@@ -45,6 +45,9 @@ pub(crate) struct SweepFile {
     pub keel_version: String,
     pub eval: EvalSettings,
     pub cells: Vec<CellSpec>,
+    /// What the cells' meaning depends on; the report reads `analyze.general_data`.
+    #[serde(default)]
+    pub settings: Value,
 }
 
 /// status.json; a cell without one is pending.

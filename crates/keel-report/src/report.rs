@@ -338,11 +338,20 @@ fn blocks(summary: &Summary, figures: &Figures, machine: &str) -> Vec<Block> {
             file: "code_length.svg".into(),
             alt: "Code-length change: domain against general ΔL".into(),
             svg: svg.clone(),
-            caption: "The same points by ΔL (keel analyze): x, the change in nats per token of the held-out domain \
-                      references; y, that of the base's own answers to general prompts. Lower left is better (shaded: \
-                      learned the domain and kept its own answers); bars span the seeds; the dashed line is this \
-                      plane's frontier. Where accuracies sit near chance, this plane shows what they cannot."
-                .into(),
+            caption: format!(
+                "The same points by ΔL (keel analyze): x, the change in nats per token of the held-out domain \
+                 references; y, that of {}. Lower left is better (shaded: learned the domain and kept {}); bars span \
+                 the seeds; the dashed line is this plane's frontier. Where accuracies sit near chance, this plane \
+                 shows what they cannot.",
+                summary
+                    .provenance
+                    .general_data
+                    .as_ref()
+                    .map_or("the base's own answers to general prompts".into(), |f| {
+                        format!("the general responses written by people in {f}")
+                    }),
+                if summary.provenance.general_data.is_some() { "them" } else { "its own answers" }
+            ),
         });
     }
     blocks.push(Block::Heading(2, "Per learning rate".into()));

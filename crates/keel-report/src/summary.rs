@@ -51,6 +51,10 @@ pub struct Provenance {
     pub eval: EvalSettings,
     /// Training seeds of the cells, each once, ascending.
     pub train_seeds: Vec<u64>,
+    /// The file of general responses written by people that the general ΔL measures (sweep.json's
+    /// `analyze.general_data`); absent when it measures the base model's own answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub general_data: Option<String>,
     /// Cells in the sweep.
     pub cells_total: usize,
     /// Cells done and read.
@@ -289,12 +293,14 @@ pub fn summarize(sweep_dir: &Path) -> Result<Summary> {
     // Starting from 0.0 rather than Sum's -0.0, so an empty sweep reports 0, not -0.
     let total_seconds =
         base_summary.seconds.values().chain(cells.iter().flat_map(|c| c.seconds.values())).fold(0.0, |a, s| a + s);
+    let general_data = sweep.settings["analyze"]["general_data"].as_str().map(String::from);
     Ok(Summary {
         provenance: Provenance {
             keel_version: sweep.keel_version,
             sweep_hash: sweep.sweep_hash,
             eval: sweep.eval,
             train_seeds,
+            general_data: general_data.clone(),
             cells_total: cells.len(),
             cells_done: done.len(),
             total_seconds,
@@ -308,7 +314,7 @@ pub fn summarize(sweep_dir: &Path) -> Result<Summary> {
                      with replacement, and scores the base and every drawn seed on the same drawn items (paired)"
                     .into(),
         },
-        guideline: guideline(&points),
+        guideline: guideline(&points, general_data.is_none()),
         base: base_summary,
         points,
         base_on_frontier: on_frontier.base,

@@ -56,6 +56,8 @@
 //! domain_limit = 50
 //! general_limit = 16
 //! max_new_tokens = 128
+//! # general_data = "general.jsonl"   # general responses written by people instead (any
+//! #                                  # training format; general_limit: its first N, 0 all)
 //! ```
 //!
 //! Keys are strict: an unknown key, an empty axis, or an override of a key the run config does

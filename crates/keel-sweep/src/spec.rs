@@ -54,9 +54,14 @@ pub struct AnalyzeSection {
     #[serde(default)]
     pub target: Option<Target>,
     /// General responses: the base model's greedy answers to this many IFEval prompts (0: no
-    /// general ΔL).
+    /// general ΔL); with `general_data`, the first this many of its responses (0: all of them).
     #[serde(default)]
     pub general_limit: usize,
+    /// General responses written by people: a data file in any training format, whose assistant
+    /// turns are measured instead of the base model's own answers (which favour a model that
+    /// sharpens on its own habits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub general_data: Option<PathBuf>,
     /// Token budget of each general response.
     #[serde(default = "default_analyze_tokens")]
     pub max_new_tokens: usize,
@@ -70,6 +75,7 @@ impl Default for AnalyzeSection {
             format: None,
             target: None,
             general_limit: 0,
+            general_data: None,
             max_new_tokens: default_analyze_tokens(),
         }
     }

@@ -28,10 +28,16 @@ pub struct AnalyzeArgs {
     /// Examples measured (0: all).
     #[arg(long, default_value_t = 200)]
     limit: usize,
-    /// General prompts (IFEval's) answered greedily by the base model, cached, and measured
-    /// under both models (0: skip the general measure; needs --base).
+    /// General responses measured under both models (needs --base): the base model's greedy
+    /// answers to this many IFEval prompts, cached (0: skip the general measure); with
+    /// --general-data, the first this many of that file's responses (0: all of them).
     #[arg(long, default_value_t = 0)]
     general: usize,
+    /// Held-out general responses written by people (any training data format, told by its
+    /// fields; the assistant turns are measured) instead of the base model's own answers: the
+    /// base's answers favour a model that sharpens on its own habits, references do not.
+    #[arg(long)]
+    general_data: Option<PathBuf>,
     /// Where the benchmark data lives (IFEval's prompts for --general; $KEEL_DATA, else ./data).
     #[arg(long, default_value_os_t = keel_data::default_data_dir())]
     data_dir: PathBuf,
@@ -64,6 +70,10 @@ pub fn run_analyze(a: AnalyzeArgs) -> Result<()> {
         Ok(base)
     };
     let base = a.base.as_ref().map(load_base).transpose()?;
+    ensure!(
+        base.is_some() || (a.general == 0 && a.general_data.is_none()),
+        "--general and --general-data measure ΔL against the base model: pass --base too"
+    );
     if let Some(b) = &base {
         ensure!(
             b.tokenizer.vocab_size() == model.tokenizer.vocab_size(),
@@ -91,12 +101,24 @@ pub fn run_analyze(a: AnalyzeArgs) -> Result<()> {
             tl.mean(),
             bl.mean()
         );
-        if a.general > 0 {
-            let cache = a.out.join("general_responses.json");
-            let general = tokenize(&model, &general_examples(b, a.general, &a.data_dir, &cache, 128)?)?;
+        let general_source = match &a.general_data {
+            Some(path) => {
+                let format = Format::detect(path)?;
+                Some((domain_examples(path, format, Target::Cot, a.general)?, json!(path)))
+            }
+            None if a.general > 0 => {
+                let cache = a.out.join("general_responses.json");
+                let examples = general_examples(b, a.general, &a.data_dir, &cache, 128)?;
+                Some((examples, json!("the base model's answers to IFEval prompts")))
+            }
+            None => None,
+        };
+        if let Some((examples, responses)) = general_source {
+            let general = tokenize(&model, &examples)?;
             let (gm, gb) = (token_losses(&model.model, &general, rows)?, token_losses(&b.model, &general, rows)?);
             let dg = gm.mean() - gb.mean();
-            out["general"] = json!({"examples": general.len(), "model_mean_nll": gm.mean(), "base_mean_nll": gb.mean(), "delta_l": dg});
+            out["general"] = json!({"responses": responses, "examples": general.len(), "model_mean_nll": gm.mean(),
+                "base_mean_nll": gb.mean(), "delta_l": dg});
             println!(
                 "general: ΔL = {dg:+.4} nats/token (model {:.4}, base {:.4}; positive is degradation)",
                 gm.mean(),

@@ -199,6 +199,50 @@ fn analyze_reports_code_length_and_zero_delta_for_the_base_itself() {
     assert!(out.join("general_responses.json").exists(), "the base's general responses are cached");
 }
 
+/// --general-data measures a file's responses: the same file as --data gives the domain's mean NLL.
+#[test]
+fn analyze_measures_general_references_from_a_file_and_needs_a_base_for_them() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("analysis-general-data");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let refs = dir.join("refs.jsonl");
+    let lines = [
+        r#"{"prompt": "Name a primary colour.", "completion": "Red is a primary colour."}"#,
+        r#"{"prompt": "What do bees make?", "completion": "Bees make honey and wax."}"#,
+        r#"{"prompt": "Say hello in French.", "completion": "Bonjour."}"#,
+    ];
+    std::fs::write(&refs, lines.join("\n") + "\n").unwrap();
+    let analyze = |extra: &[&str]| {
+        keel()
+            .args(["analyze", "--data"])
+            .arg(&refs)
+            .args(["--format", "prompt_completion", "--general-data"])
+            .arg(&refs)
+            .args(extra)
+            .arg("--out")
+            .arg(dir.join("out"))
+            .output()
+            .unwrap()
+    };
+    let run = analyze(&["--base", "models/SmolLM2-135M-Instruct.Q4_1.gguf", "--general", "2"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/analysis.json")).unwrap()).unwrap();
+    let general = &r["general"];
+    assert_eq!(general["responses"], refs.display().to_string());
+    assert_eq!((general["examples"].as_u64(), general["delta_l"].as_f64()), (Some(2), Some(0.0)));
+    let run = analyze(&["--base", "models/SmolLM2-135M-Instruct.Q4_1.gguf"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/analysis.json")).unwrap()).unwrap();
+    assert_eq!(r["general"]["examples"], 3, "--general 0 with a file: all of it");
+    assert_eq!(r["general"]["model_mean_nll"], r["domain"]["model"]["mean_nll"], "the same responses");
+
+    let run = analyze(&[]);
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("pass --base"), "{}", String::from_utf8_lossy(&run.stderr));
+}
+
 #[test]
 fn keel_runs_the_blas_kernels_of_this_cpu_where_openblas_falls_back_to_generic_ones() {
     let run = keel()

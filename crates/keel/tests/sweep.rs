@@ -316,6 +316,53 @@ fn four_cells_on_the_default_model_in_under_five_minutes() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `[analyze] general_data`: the general ΔL measures a file of written responses (the base's own
+/// answers are never generated), the same code length `keel analyze` gives them, and the report
+/// names the file.
+#[test]
+fn general_data_measures_written_references_and_the_report_names_the_file() {
+    let _one = one_sweep_at_a_time();
+    let dir = scratch("general-data");
+    let file = tiny_sweep(&dir, "");
+    let refs = keel_testkit::tiny_data(&dir.join("refs"), 3);
+    let sweep =
+        std::fs::read_to_string(&file).unwrap().replace("train.lr = [1e-3, 3e-3]", "train.lr = [1e-3]").replace(
+            "general_limit = 2\n",
+            &format!("general_limit = 0\ngeneral_data = {:?}\n", refs.display().to_string()),
+        );
+    std::fs::write(&file, sweep).unwrap();
+    let out = dir.join("out");
+    let o = run(&["sweep", "run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--threads", "2"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!out.join("base/general_responses.json").exists(), "the base generated general answers");
+    let base = read(&out.join("base/analyze.json"));
+    let cell = out.join("cells").join(cells(&out)[0]["id"].as_str().unwrap());
+    assert!(read(&cell.join("analyze.json"))["general"]["delta_l"].is_f64());
+
+    let model = read(&out.join("sweep.json"))["settings"]["base"]["model"]["path"].as_str().unwrap().to_string();
+    let direct = dir.join("direct");
+    let o = keel()
+        .args(["analyze", "--model", &model, "--data"])
+        .arg(&refs)
+        .args(["--format", "prompt_completion", "--limit", "0", "--out"])
+        .arg(&direct)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let direct = read(&direct.join("analysis.json"));
+    let (sweep_nll, direct_nll) =
+        (base["general"]["code_length"].as_f64().unwrap(), direct["domain"]["model"]["mean_nll"].as_f64().unwrap());
+    assert!((sweep_nll - direct_nll).abs() < 1e-5 * direct_nll, "{sweep_nll} vs {direct_nll}");
+
+    let r = run(&["report", out.to_str().unwrap()]);
+    assert!(r.status.success(), "{}", text(&r));
+    let summary = read(&out.join("summary.json"));
+    assert_eq!(summary["provenance"]["general_data"], refs.display().to_string());
+    let markdown = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(markdown.contains(&format!("written by people in {}", refs.display())), "{markdown}");
+    assert!(!markdown.contains("sharpened on its own"), "{markdown}");
+}
+
 #[test]
 fn a_locked_sweep_directory_is_refused_and_keep_weights_false_leaves_no_weights() {
     let _one = one_sweep_at_a_time();
