@@ -8,7 +8,8 @@
 //! `<!-- end -->`; keel's side of the paper's MedCalc table between
 //! `<!-- keel-report beside-paper study/medcalc-cot -->` and `<!-- end -->`; finding 2's table of
 //! every method at one LR between `<!-- keel-report at-lr study/gsm8k-cot 1e-3 -->` and
-//! `<!-- end -->`.
+//! `<!-- end -->`; the general ΔL on written references (study/human-refs.sh) between
+//! `<!-- keel-analyze human-refs study/human-refs -->` and `<!-- end -->`.
 //! `KEEL_UPDATE_STUDY=1 cargo test -p keel --test study -- --test-threads=1` rewrites the marked
 //! tables (and only them) from the directories; without it, any difference fails.
 
@@ -167,21 +168,109 @@ fn tokens_markdown(dir: &Path) -> String {
     format!("\n{}\n", rows.join("\n"))
 }
 
-#[test]
-fn study_md_token_table_is_regenerated_from_the_analyses() {
+/// Checks (or, with KEEL_UPDATE_STUDY, rewrites) the one table of STUDY.md after `marker`.
+fn check_single_table(marker: &str, want: &str, source: &str) {
     let path = repo_root().join("STUDY.md");
     let text = read(&path);
-    let Some(i) = text.find(TOKENS) else { panic!("STUDY.md has no {TOKENS} table") };
-    let start = i + TOKENS.len();
-    let end = start + text[start..].find(END).expect("the token table has <!-- end -->");
-    let want = tokens_markdown(&repo_root().join("study/tokens"));
+    let Some(i) = text.find(marker) else { panic!("STUDY.md has no {marker} table") };
+    let start = i + marker.len();
+    let end = start + text[start..].find(END).expect("the table has <!-- end -->");
     if std::env::var_os("KEEL_UPDATE_STUDY").is_some() {
         let mut updated = text.clone();
-        updated.replace_range(start..end, &want);
+        updated.replace_range(start..end, want);
         std::fs::write(&path, updated).unwrap();
     } else {
-        assert_eq!(text[start..end], want, "STUDY.md's token table differs from study/tokens/*.json");
+        assert_eq!(text[start..end], *want, "STUDY.md's table after {marker} differs from {source}");
     }
+}
+
+#[test]
+fn study_md_token_table_is_regenerated_from_the_analyses() {
+    check_single_table(TOKENS, &tokens_markdown(&repo_root().join("study/tokens")), "study/tokens/*.json");
+}
+
+const HUMAN_REFS: &str = "<!-- keel-analyze human-refs study/human-refs -->";
+
+/// Mean and, over several seeds, the range, as the report writes ΔL.
+fn over_seeds(values: &[f64]) -> String {
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    let (lo, hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+    if values.len() > 1 {
+        format!("{mean:+.3} ({lo:+.3} to {hi:+.3})")
+    } else {
+        format!("{mean:+.3}")
+    }
+}
+
+/// The general ΔL on written references beside the sweep's ΔLs, one row per point of
+/// study/gsm8k-cot's summary (its label and order; the seeds measured pooled), from
+/// study/human-refs/*.json.
+fn human_refs_markdown(dir: &Path) -> String {
+    let summary: serde_json::Value =
+        serde_json::from_str(&read(&repo_root().join("study/gsm8k-cot/summary.json"))).unwrap();
+    let mut records: Vec<serde_json::Value> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| serde_json::from_str(&read(&p)).unwrap())
+        .collect();
+    records.sort_by_key(|r| r["cell"].as_str().unwrap().to_string());
+    // (label, seeds measured, their records)
+    let mut points: Vec<(String, Vec<String>, Vec<serde_json::Value>)> = Vec::new();
+    for point in summary["points"].as_array().unwrap() {
+        let cells = point["cells"].as_array().unwrap();
+        let (mut seeds, mut measured) = (Vec::new(), Vec::new());
+        for (cell, seed) in cells.iter().zip(point["seeds"].as_array().unwrap()) {
+            if let Some(r) = records.iter().find(|r| r["cell"] == *cell) {
+                seeds.push(seed.to_string());
+                measured.push(r.clone());
+            }
+        }
+        if !measured.is_empty() {
+            points.push((point["label"].as_str().unwrap().to_string(), seeds, measured));
+        }
+    }
+    let pooled: usize = points.iter().map(|(_, _, r)| r.len()).sum();
+    assert_eq!(pooled, records.len(), "every measured cell is a cell of study/gsm8k-cot");
+    let mut rows = vec![
+        "| point | seeds | ΔL domain | ΔL general, base's own answers | ΔL general, written code |".to_string(),
+        "|---|---|---|---|---|".to_string(),
+    ];
+    for (point, seeds, records) in &points {
+        let column =
+            |pick: &dyn Fn(&serde_json::Value) -> f64| over_seeds(&records.iter().map(pick).collect::<Vec<_>>());
+        rows.push(format!(
+            "| {point} | {} | {} | {} | {} |",
+            seeds.join(", "),
+            column(&|r| r["in_the_sweep"]["domain"]["delta_l"].as_f64().unwrap()),
+            column(&|r| r["in_the_sweep"]["general"]["delta_l"].as_f64().unwrap()),
+            column(&|r| r["human_general"]["delta_l"].as_f64().unwrap()),
+        ));
+    }
+    format!("\n{}\n", rows.join("\n"))
+}
+
+#[test]
+fn study_md_written_reference_table_is_regenerated_and_each_model_was_trained_again_exactly() {
+    let dir = repo_root().join("study/human-refs");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue; // a point being written
+        }
+        let r: serde_json::Value = serde_json::from_str(&read(&path)).unwrap();
+        // The model trained again from the cell's config measures the cell's domain ΔL again: to
+        // 1e-5 nats, or 0.1% where the cell trained on another host's matrix kernels at a large LR.
+        let (again, sweep) =
+            (r["domain_again"]["delta_l"].as_f64().unwrap(), r["in_the_sweep"]["domain"]["delta_l"].as_f64().unwrap());
+        assert!(
+            (again - sweep).abs() < 1e-5_f64.max(1e-3 * sweep.abs()),
+            "{}: domain ΔL {again} against the sweep's {sweep}",
+            path.display()
+        );
+        assert_eq!(r["human_general"]["examples"], 164, "{}: every HumanEval solution", path.display());
+    }
+    check_single_table(HUMAN_REFS, &human_refs_markdown(&dir), "study/human-refs/*.json");
 }
 
 #[test]
