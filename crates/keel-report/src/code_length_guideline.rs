@@ -175,11 +175,17 @@ fn small_lr_beside(
         g.text.push(format!("A small LR alone gets there: plain sft at its smallest LR ({lr}) is the recommendation."));
         return;
     }
-    let share = 100.0 * candidate.domain / best.domain;
+    let gain = if candidate.domain < 0.0 {
+        format!(
+            "gets {:.0}% of the best domain ΔL gain, {},",
+            100.0 * candidate.domain / best.domain,
+            candidate.domain_text()
+        )
+    } else {
+        format!("does not lower the domain ΔL ({}),", candidate.domain_text())
+    };
     g.text.push(format!(
-        "Plain sft at its smallest LR ({lr}) gets {share:.0}% of the best domain ΔL gain, {}, at a general ΔL of {} \
-         against the recommendation's {}.",
-        candidate.domain_text(),
+        "Plain sft at its smallest LR ({lr}) {gain} at a general ΔL of {} against the recommendation's {}.",
         candidate.general_text(),
         recommended.general_text()
     ));
@@ -256,6 +262,10 @@ mod tests {
         assert_eq!(g.recommended.as_deref(), Some("sft lr=1e-5"));
         assert!(g.text[1].starts_with("A small LR alone gets there"), "{:?}", g.text);
         assert!(g.warnings.is_empty(), "{:?}", g.warnings);
+
+        let points = [measured("sft", 1e-5, 0.02, 0.01, 3, 0.001), measured("talr", 1e-4, -0.3, 0.05, 3, 0.001)];
+        let g = code_length_guideline(&points, true).unwrap();
+        assert!(g.text[1].contains("(1e-5) does not lower the domain ΔL (+0.020 (+0.019 to +0.021))"), "{:?}", g.text);
     }
 
     #[test]

@@ -37,9 +37,10 @@
 //! plain `sft` at its smallest LR reaches the same threshold (whether a small LR alone gets
 //! there). It warns where the recommendation rests on a difference below what the sample sizes
 //! resolve: an interval that includes zero, or intervals of two compared points that overlap.
-//! Where the sweep ran keel analyze, the same rule is applied to ΔL (the domain references' change
-//! in nats per token, and that of the base's own general answers), with a difference resolved only
-//! where both points ran several seeds whose ranges are apart.
+//! Where the sweep measured ΔL on domain and general data, the same rule is applied to ΔL (the
+//! domain references' change in nats per token, and that of the general responses: the base's own
+//! answers, or `analyze.general_data`'s), with a difference resolved only where both points ran
+//! several seeds whose ranges are apart.
 //!
 //! # Determinism
 //! summary.json is a pure function of the sweep directory's files: no clock, no paths, sorted

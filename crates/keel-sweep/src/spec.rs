@@ -213,6 +213,10 @@ impl Sweep {
         let axes = flatten_axes(&raw.axes, &tree, &name)?;
         let methods = read_methods(&raw.methods, &tree, &axes, &name)?;
         check_eval(&raw.eval, &name)?;
+        // Read now, not after the base's evaluation, where a typo would cost its whole run.
+        if let Some(path) = &raw.analyze.general_data {
+            Format::detect(path).with_context(|| format!("{name}: analyze.general_data"))?;
+        }
         let mut cells = Vec::new();
         for m in &methods {
             let (method, overrides) = (&m.name, &m.overrides);

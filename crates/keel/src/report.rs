@@ -13,7 +13,7 @@ domain against general data, where the sweep ran keel analyze) and lr_curves.svg
 The report shows domain against general score change per (method, LR, α, other axes), mean over seeds with paired \
 bootstrap 95% intervals over items × seeds; the Pareto frontier; score change against log LR per method; ΔL per \
 cell; a table per task; failed and missing cells; provenance; and a guideline: among points within 95% of the best \
-domain gain, the one losing the least general ability, and whether plain sft at its smallest LR gets there; where the sweep ran keel analyze, the same rule by ΔL, resolved only by seed ranges that are apart.";
+domain gain, the one losing the least general ability, and whether plain sft at its smallest LR gets there; where the sweep measured ΔL on domain and general data, the same rule by ΔL, resolved only by seed ranges that are apart.";
 
 #[derive(Args)]
 pub struct ReportArgs {

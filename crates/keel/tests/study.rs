@@ -214,7 +214,6 @@ fn human_refs_markdown(dir: &Path) -> String {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .map(|p| serde_json::from_str(&read(&p)).unwrap())
         .collect();
-    records.sort_by_key(|r| r["cell"].as_str().unwrap().to_string());
     // (label, seeds measured, their records)
     let mut points: Vec<(String, Vec<String>, Vec<serde_json::Value>)> = Vec::new();
     for point in summary["points"].as_array().unwrap() {

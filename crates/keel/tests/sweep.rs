@@ -330,9 +330,15 @@ fn general_data_measures_written_references_and_the_report_names_the_file() {
             "general_limit = 2\n",
             &format!("general_limit = 0\ngeneral_data = {:?}\n", refs.display().to_string()),
         );
-    std::fs::write(&file, sweep).unwrap();
     let out = dir.join("out");
-    let o = run(&["sweep", "run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--threads", "2"]);
+    let args = ["sweep", "run", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--threads", "2"];
+    // A missing file is refused before anything runs, naming the key.
+    std::fs::write(&file, sweep.replace("refs/data.jsonl", "refs/missing.jsonl")).unwrap();
+    let o = run(&args);
+    assert!(!o.status.success() && text(&o).contains("analyze.general_data"), "{}", text(&o));
+    assert!(!out.join("base/status.json").exists(), "the base ran before the bad key was found");
+    std::fs::write(&file, sweep).unwrap();
+    let o = run(&args);
     assert!(o.status.success(), "{}", text(&o));
     assert!(!out.join("base/general_responses.json").exists(), "the base generated general answers");
     let base = read(&out.join("base/analyze.json"));
