@@ -208,7 +208,7 @@ fn over_seeds(values: &[f64]) -> String {
 fn human_refs_markdown(dir: &Path) -> String {
     let summary: serde_json::Value =
         serde_json::from_str(&read(&repo_root().join("study/gsm8k-cot/summary.json"))).unwrap();
-    let mut records: Vec<serde_json::Value> = std::fs::read_dir(dir)
+    let records: Vec<serde_json::Value> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
