@@ -34,6 +34,13 @@ pub fn code_length(model: &Transformer, examples: &[TokenizedExample]) -> Result
     Ok(CodeLength { code_length: tl.mean(), n_tokens: tl.losses.len() })
 }
 
+/// General responses written by people: the assistant turns of a data file in any training format
+/// (told by its fields), the first `limit` (0: all), for `--general-data` and a sweep's
+/// `analyze.general_data`.
+pub fn written_general_examples(path: &Path, limit: usize) -> Result<Vec<Example>> {
+    domain_examples(path, Format::detect(path)?, Target::Cot, limit)
+}
+
 /// The domain responses of a data file, the first `limit` (0: all); for medcalc its held-out
 /// part, so that ΔL is measured on answers the model was not trained on.
 pub fn domain_examples(path: &Path, format: Format, target: Target, limit: usize) -> Result<Vec<Example>> {

@@ -67,7 +67,9 @@ pub use figures::{code_length_svg, lr_curves_svg, pareto_svg};
 pub use guideline::{Guideline, SmallLr, DOMAIN_SHARE, RULE};
 pub use layout::EvalSettings;
 pub use pareto::{frontier, Frontier};
-pub use report::{machine_description, points_at_lr_markdown, points_markdown, summary_json, write_report};
+pub use report::{
+    delta_l_over_seeds, machine_description, points_at_lr_markdown, points_markdown, summary_json, write_report,
+};
 pub use stats::{BOOTSTRAP_SEED, RESAMPLES};
 pub use summary::summarize;
 pub use summary::{

@@ -15,7 +15,7 @@ fn optional(x: Option<f64>) -> String {
 }
 
 /// A point's mean ΔL, followed by the seeds' smallest and largest when it has several.
-pub(crate) fn delta_l_over_seeds(mean: Option<f64>, range: Option<[f64; 2]>, seeds: usize) -> String {
+pub fn delta_l_over_seeds(mean: Option<f64>, range: Option<[f64; 2]>, seeds: usize) -> String {
     match (mean, range) {
         (Some(m), Some([lo, hi])) if seeds > 1 => format!("{m:+.3} ({lo:+.3} to {hi:+.3})"),
         _ => optional(mean),
@@ -33,25 +33,23 @@ fn yes_no(b: bool) -> Inline {
 /// The guideline section: rule, what it picks, and its resolution warnings.
 fn guideline_blocks(summary: &Summary) -> Vec<Block> {
     let g = &summary.guideline;
-    let mut blocks = vec![
-        Block::Heading(2, "Guideline".into()),
-        Block::Paragraph(vec![Span::Bold("Rule.".into()), Span::Text(format!(" {}", g.rule))]),
-        Block::List(g.text.iter().map(|t| text(t.clone())).collect()),
-    ];
-    if !g.warnings.is_empty() {
-        blocks.push(Block::Paragraph(vec![Span::Bold("Below what the sample sizes resolve:".into())]));
-        blocks.push(Block::List(g.warnings.iter().map(|w| text(w.clone())).collect()));
-    }
+    let mut blocks = vec![Block::Heading(2, "Guideline".into())];
+    rule_blocks(&mut blocks, &g.rule, &g.text, &g.warnings, "Below what the sample sizes resolve:");
     if let Some(c) = &g.code_length {
         blocks.push(Block::Heading(3, "By code length".into()));
-        blocks.push(Block::Paragraph(vec![Span::Bold("Rule.".into()), Span::Text(format!(" {}", c.rule))]));
-        blocks.push(Block::List(c.text.iter().map(|t| text(t.clone())).collect()));
-        if !c.warnings.is_empty() {
-            blocks.push(Block::Paragraph(vec![Span::Bold("To check before relying on it:".into())]));
-            blocks.push(Block::List(c.warnings.iter().map(|w| text(w.clone())).collect()));
-        }
+        rule_blocks(&mut blocks, &c.rule, &c.text, &c.warnings, "To check before relying on it:");
     }
     blocks
+}
+
+/// A rule, what it picks, and (under `warnings_title`) its warnings, if any.
+fn rule_blocks(blocks: &mut Vec<Block>, rule: &str, picks: &[String], warnings: &[String], warnings_title: &str) {
+    blocks.push(Block::Paragraph(vec![Span::Bold("Rule.".into()), Span::Text(format!(" {rule}"))]));
+    blocks.push(Block::List(picks.iter().map(|t| text(t.clone())).collect()));
+    if !warnings.is_empty() {
+        blocks.push(Block::Paragraph(vec![Span::Bold(warnings_title.into())]));
+        blocks.push(Block::List(warnings.iter().map(|w| text(w.clone())).collect()));
+    }
 }
 
 /// One row per point: the Pareto plot's numbers.
@@ -333,6 +331,10 @@ fn blocks(summary: &Summary, figures: &Figures, machine: &str) -> Vec<Block> {
     });
     blocks.push(points_table(summary));
     if let Some(svg) = &figures.code_length {
+        let (general, kept) = match &summary.provenance.general_data {
+            Some(file) => (format!("the general responses written by people in {file}"), "them"),
+            None => ("the base's own answers to general prompts".to_string(), "its own answers"),
+        };
         blocks.push(Block::Heading(2, "Domain against general in code length".into()));
         blocks.push(Block::Figure {
             file: "code_length.svg".into(),
@@ -343,14 +345,7 @@ fn blocks(summary: &Summary, figures: &Figures, machine: &str) -> Vec<Block> {
                  references; y, that of {}. Lower left is better (shaded: learned the domain and kept {}); bars span \
                  the seeds; the dashed line is this plane's frontier. Where accuracies sit near chance, this plane \
                  shows what they cannot.",
-                summary
-                    .provenance
-                    .general_data
-                    .as_ref()
-                    .map_or("the base's own answers to general prompts".into(), |f| {
-                        format!("the general responses written by people in {f}")
-                    }),
-                if summary.provenance.general_data.is_some() { "them" } else { "its own answers" }
+                general, kept
             ),
         });
     }

@@ -5,8 +5,9 @@
 use crate::layout::{now_utc, read_status, write_json, State, Status, SweepDir};
 use crate::spec::{AnalyzeSection, CellInfo, EvalSection};
 use anyhow::{ensure, Context, Result};
-use keel_data::dataset::{Format, Target};
-use keel_eval::codelength::{code_length, domain_examples, general_examples, read_general_cache, tokenize, CodeLength};
+use keel_eval::codelength::{
+    code_length, domain_examples, general_examples, read_general_cache, tokenize, written_general_examples, CodeLength,
+};
 use keel_eval::harness::{self, EvalOptions};
 use keel_infer::pretrained::Pretrained;
 use keel_train::config::{ModelSection, RunConfig};
@@ -341,8 +342,7 @@ fn measure(ctx: &Shared, model: &Pretrained, base: Option<&Pretrained>) -> Resul
         .with_context(|| format!("the domain responses of [analyze] ({})", data.display()))?;
     let domain = code_length(&model.model, &tokenize(model, &examples)?)?;
     let general = if let Some(path) = &a.general_data {
-        let examples = Format::detect(path)
-            .and_then(|format| domain_examples(path, format, Target::Cot, a.general_limit))
+        let examples = written_general_examples(path, a.general_limit)
             .with_context(|| format!("the general responses of [analyze] general_data ({})", path.display()))?;
         Some(code_length(&model.model, &tokenize(model, &examples)?)?)
     } else if a.general_limit > 0 {

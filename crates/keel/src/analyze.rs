@@ -4,7 +4,9 @@
 use anyhow::{ensure, Context, Result};
 use clap::Args;
 use keel_data::dataset::{Format, Target};
-use keel_eval::codelength::{domain_examples, general_examples, probability_report, token_losses, tokenize, ROWS};
+use keel_eval::codelength::{
+    domain_examples, general_examples, probability_report, token_losses, tokenize, written_general_examples, ROWS,
+};
 use keel_infer::pretrained::Pretrained;
 use serde_json::json;
 use std::path::PathBuf;
@@ -102,10 +104,7 @@ pub fn run_analyze(a: AnalyzeArgs) -> Result<()> {
             bl.mean()
         );
         let general_source = match &a.general_data {
-            Some(path) => {
-                let format = Format::detect(path)?;
-                Some((domain_examples(path, format, Target::Cot, a.general)?, json!(path)))
-            }
+            Some(path) => Some((written_general_examples(path, a.general)?, json!(path))),
             None if a.general > 0 => {
                 let cache = a.out.join("general_responses.json");
                 let examples = general_examples(b, a.general, &a.data_dir, &cache, 128)?;

@@ -37,21 +37,20 @@ pub fn run_report(a: ReportArgs) -> Result<()> {
             cell.error.as_ref().map_or(String::new(), |e| format!(": {e}"))
         );
     }
-    println!("guideline:");
-    for line in &summary.guideline.text {
-        println!("  {line}");
-    }
-    for warning in &summary.guideline.warnings {
-        println!("  warning: {warning}");
-    }
-    if let Some(c) = &summary.guideline.code_length {
-        println!("guideline by code length:");
-        for line in &c.text {
-            println!("  {line}");
-        }
-        for warning in &c.warnings {
-            println!("  warning: {warning}");
-        }
+    let g = &summary.guideline;
+    print_rule("guideline", &g.text, &g.warnings);
+    if let Some(c) = &g.code_length {
+        print_rule("guideline by code length", &c.text, &c.warnings);
     }
     Ok(())
+}
+
+fn print_rule(title: &str, picks: &[String], warnings: &[String]) {
+    println!("{title}:");
+    for line in picks {
+        println!("  {line}");
+    }
+    for warning in warnings {
+        println!("  warning: {warning}");
+    }
 }

@@ -191,15 +191,11 @@ fn study_md_token_table_is_regenerated_from_the_analyses() {
 
 const HUMAN_REFS: &str = "<!-- keel-analyze human-refs study/human-refs -->";
 
-/// Mean and, over several seeds, the range, as the report writes ΔL.
+/// Mean and, over several seeds, the range, in the report's ΔL format.
 fn over_seeds(values: &[f64]) -> String {
     let mean = values.iter().sum::<f64>() / values.len() as f64;
     let (lo, hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
-    if values.len() > 1 {
-        format!("{mean:+.3} ({lo:+.3} to {hi:+.3})")
-    } else {
-        format!("{mean:+.3}")
-    }
+    keel_report::delta_l_over_seeds(Some(mean), Some([lo, hi]), values.len())
 }
 
 /// The general ΔL on written references beside the sweep's ΔLs, one row per point of
